@@ -1,0 +1,57 @@
+//! `/health` (the process is alive) and `/ready` (it can serve: database reachable and every
+//! migration set current).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, web};
+use db_core::Db;
+use db_core::migrate::Migrator;
+use serde_json::json;
+
+use crate::problem::Problem;
+
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+#[get("/ready")]
+pub async fn ready(db: web::Data<Db>, migrator: web::Data<Migrator>) -> HttpResponse {
+    let not_ready = |detail: String| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "The service is not ready",
+        )
+        .with_detail(detail)
+        .response()
+    };
+    let mut connection = match db.primary().acquire().await {
+        Ok(connection) => connection,
+        Err(error) => {
+            tracing::warn!(%error, "readiness: database unreachable");
+            return not_ready("the database is unreachable".into());
+        }
+    };
+    match migrator.status(&mut connection).await {
+        Ok(statuses) => {
+            let behind: Vec<&str> = statuses
+                .iter()
+                .filter(|status| !status.is_current())
+                .map(|status| status.set.as_str())
+                .collect();
+            if behind.is_empty() {
+                HttpResponse::Ok()
+                    .json(json!({ "status": "ready", "database": "ok", "migrations": "current" }))
+            } else {
+                not_ready(format!(
+                    "migrations are pending or drifted in: {}",
+                    behind.join(", ")
+                ))
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "readiness: cannot read migration status");
+            not_ready("the migration status cannot be read".into())
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The `api-server` binary: the REST API over every data crate, with health, readiness and
+//! (as the crates fill in) their routes.
+//!
+//! [`Application::build`] resolves the database (the configured server, or the embedded
+//! cluster under `./.data/pg` when none is configured), applies migrations when that is the
+//! policy, and binds the HTTP server; [`Application::run_until_stopped`] serves until SIGINT or
+//! SIGTERM, finishes in-flight requests, closes the pools and stops the embedded cluster if
+//! it started it. `main.rs` only loads configuration and sets up logging.
+//!
+//! Architecture invariant: handlers hold the crates' handles (behind traits as the crates
+//! grow) and translate HTTP to calls and errors to problem documents; no domain rule lives
+//! here.
+
+mod health;
+mod problem;
+pub mod settings;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use db_core::migrate::{MigrationSet, Migrator, UpOptions};
+use db_core::{DatabaseTarget, Db, LocalCluster};
+
+use settings::Settings;
+
+/// Every migration set the api-server serves, in declaration order.
+pub fn all_sets() -> Vec<MigrationSet> {
+    vec![
+        db_core::migrate::core_set(),
+        ai_store::migration_set(),
+        ledger::migration_set(),
+        analytics::migration_set(),
+    ]
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    db: Db,
+    /// Held so the embedded cluster lives as long as the server (dropping it stops the
+    /// cluster if this process started it).
+    cluster: Option<LocalCluster>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let target = DatabaseTarget::resolve(&settings.database).await?;
+        let embedded = target.cluster.is_some();
+        let migrator = Migrator::new(all_sets())?;
+        if settings.migrations.apply_on_start.unwrap_or(embedded) {
+            let mut connection = target.connect().await?;
+            let report = migrator.up(&mut connection, UpOptions::default()).await?;
+            tracing::info!(applied = report.applied_count(), "migrations are current");
+        }
+        let db = Db::connect_with(&settings.database, target.options.clone()).await?;
+
+        let address = (settings.server.host.as_str(), settings.server.port);
+        let listener = TcpListener::bind(address).with_context(|| {
+            format!(
+                "cannot listen on {}:{}",
+                settings.server.host, settings.server.port
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+        let db_data = web::Data::new(db.clone());
+        let migrator_data = web::Data::new(migrator);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(db_data.clone())
+                .app_data(migrator_data.clone())
+                .service(health::health)
+                .service(health::ready)
+        })
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .run();
+
+        tracing::info!(
+            address = %format!("http://{}:{port}", settings.server.host),
+            database = %target.describe(),
+            embedded,
+            "api-server listening"
+        );
+        let DatabaseTarget { cluster, .. } = target;
+        Ok(Self {
+            port,
+            server,
+            db,
+            cluster,
+        })
+    }
+
+    /// The bound port (useful when the configuration asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM (actix stops accepting and lets in-flight requests
+    /// finish), then closes the pools and stops the embedded cluster if it was started here.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        self.db.close().await;
+        drop(self.cluster);
+        served
+    }
+}

@@ -1,0 +1,62 @@
+//! Command-line interface of `migrator`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Applies, reports and verifies the database migrations of every FODI schema owner.
+///
+/// The database is taken from --database-url, else DATABASE_URL, else `database.url` of the
+/// configuration (fodi.toml, FODI__DATABASE__URL); with none of them, the embedded cluster
+/// under ./.data/pg is started (and stopped again afterwards if this run started it).
+#[derive(Debug, Parser)]
+#[command(
+    name = "migrator",
+    version,
+    after_help = "Exit status:\n  0  success (verify: every set is current)\n  1  error (unreachable database, drift refused by up, a failed migration, bad arguments)\n  2  verify only: migrations are pending or have drifted"
+)]
+pub struct Cli {
+    /// PostgreSQL URL, e.g. postgres://user:password@host:5432/fodi
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Configuration file (default: ./fodi.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, set by set in dependency order.
+    Up {
+        #[command(flatten)]
+        sets: SetSelection,
+        /// Apply up to and including this version (needs exactly one --set).
+        #[arg(long, value_name = "VERSION")]
+        target: Option<i32>,
+        /// Print what would be applied; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List applied, pending and drifted migrations per set.
+    Status {
+        #[command(flatten)]
+        sets: SetSelection,
+    },
+    /// Exit 0 if every set is current, 2 if anything is pending or drifted (a CI gate).
+    Verify {
+        #[command(flatten)]
+        sets: SetSelection,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SetSelection {
+    /// Limit to this set (repeatable): core, ai, blockchain, analytics. Default: all.
+    #[arg(long = "set", value_name = "NAME")]
+    pub names: Vec<String>,
+}

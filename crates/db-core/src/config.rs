@@ -1,0 +1,185 @@
+//! Typed database settings, deserialised by the binaries from their layered configuration.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+
+use crate::error::DbError;
+
+/// How to reach PostgreSQL, and how many connections to keep.
+///
+/// With no `url`, binaries start the embedded [`LocalCluster`](crate::LocalCluster) under
+/// `local_dir` instead (see [`crate::open`]).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbConfig {
+    /// `postgres://user:password@host:port/database`; a socket directory can be given as
+    /// `?host=/path`. `None` means "use the embedded cluster".
+    pub url: Option<String>,
+    /// A read replica for queries that tolerate replication lag. `None`: reads go to the primary.
+    pub replica_url: Option<String>,
+    /// Connections kept open even when idle.
+    pub min_connections: u32,
+    /// Upper bound of the pool; every connection is a PostgreSQL backend process.
+    pub max_connections: u32,
+    /// How long a caller waits for a free connection before [`DbError::PoolTimedOut`].
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Server-side cap on a single statement (`statement_timeout`); `None` leaves the server's.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Option<Duration>,
+    /// Shown in `pg_stat_activity`, so operators can tell our sessions apart.
+    pub application_name: String,
+    /// Where the embedded cluster lives when `url` is not set.
+    pub local_dir: PathBuf,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            replica_url: None,
+            min_connections: 0,
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Some(Duration::from_secs(30)),
+            application_name: "fodi".to_owned(),
+            local_dir: PathBuf::from(".data/pg"),
+        }
+    }
+}
+
+impl DbConfig {
+    /// A configuration for an explicit server URL, other settings at their defaults.
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Connection options parsed from `url` (session settings are applied by [`Db`](crate::Db)).
+    pub fn primary_options(&self) -> Result<Option<PgConnectOptions>, DbError> {
+        self.url
+            .as_deref()
+            .map(|url| self.options_for(url))
+            .transpose()
+    }
+
+    /// Connection options parsed from `replica_url`, if one is configured.
+    pub fn replica_options(&self) -> Result<Option<PgConnectOptions>, DbError> {
+        self.replica_url
+            .as_deref()
+            .map(|url| self.options_for(url))
+            .transpose()
+    }
+
+    /// Applies this config's session settings (application name, statement timeout).
+    pub fn apply_session_settings(&self, options: PgConnectOptions) -> PgConnectOptions {
+        let options = options.application_name(&self.application_name);
+        match self.statement_timeout {
+            Some(timeout) => options.options([(
+                "statement_timeout",
+                format!("{}ms", timeout.as_millis()).as_str(),
+            )]),
+            None => options,
+        }
+    }
+
+    fn options_for(&self, url: &str) -> Result<PgConnectOptions, DbError> {
+        url.parse::<PgConnectOptions>()
+            .map_err(|source| DbError::InvalidConfig {
+                message: format!("database url {} is not valid: {source}", redact_url(url)),
+            })
+    }
+}
+
+/// Secrets never reach logs: URLs are shown with their password replaced.
+impl fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("replica_url", &self.replica_url.as_deref().map(redact_url))
+            .field("min_connections", &self.min_connections)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("application_name", &self.application_name)
+            .field("local_dir", &self.local_dir)
+            .finish()
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host/...` URL with `***`.
+///
+/// Anything that does not look like such a URL is returned unchanged: it holds no
+/// password we could recognise, and mangling it would hide the mistake from its author.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_only_the_password() {
+        assert_eq!(
+            redact_url("postgres://fodi:s3cr%40t@db.internal:5432/fodi?sslmode=require"),
+            "postgres://fodi:***@db.internal:5432/fodi?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://fodi@db/fodi"),
+            "postgres://fodi@db/fodi"
+        );
+        assert_eq!(
+            redact_url("postgres:///fodi?host=/tmp"),
+            "postgres:///fodi?host=/tmp"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn debug_never_prints_the_password() {
+        let config = DbConfig {
+            replica_url: Some("postgres://r:hunter2@replica/fodi".into()),
+            ..DbConfig::with_url("postgres://u:hunter2@primary/fodi")
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("primary"), "{printed}");
+    }
+
+    #[test]
+    fn durations_are_human_readable_in_config_files() {
+        let config: DbConfig = serde_json::from_str(
+            r#"{"url": "postgres://localhost/fodi", "acquire_timeout": "250ms", "statement_timeout": "2m"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.acquire_timeout, Duration::from_millis(250));
+        assert_eq!(config.statement_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(config.max_connections, DbConfig::default().max_connections);
+    }
+
+    #[test]
+    fn an_invalid_url_is_a_typed_error_without_the_password() {
+        let config = DbConfig::with_url("postgres://u:hunter2@host:notaport/db");
+        let error = config.primary_options().unwrap_err();
+        assert!(matches!(error, DbError::InvalidConfig { .. }), "{error:?}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+}

@@ -1,0 +1,113 @@
+//! The connection pools: one to the primary, optionally one to a read replica.
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::config::DbConfig;
+use crate::error::DbError;
+
+/// The pools a data crate works with. Cheap to clone: clones share the pools.
+#[derive(Debug, Clone)]
+pub struct Db {
+    primary: PgPool,
+    replica: Option<PgPool>,
+}
+
+impl Db {
+    /// Opens the pools of `config`, which must name a server (`url`). One connection to each
+    /// server is opened at once, so a wrong address or password fails here with a classified
+    /// [`DbError`] rather than on the first query.
+    pub async fn connect(config: &DbConfig) -> Result<Self, DbError> {
+        let primary = config
+            .primary_options()?
+            .ok_or_else(|| DbError::InvalidConfig {
+                message: "no database url configured".into(),
+            })?;
+        Self::connect_with(config, primary).await
+    }
+
+    /// Opens the pools with explicit primary options (for example those of the embedded
+    /// cluster); the replica, pool sizes and timeouts still come from `config`.
+    pub async fn connect_with(
+        config: &DbConfig,
+        primary: PgConnectOptions,
+    ) -> Result<Self, DbError> {
+        if config.max_connections == 0 || config.min_connections > config.max_connections {
+            return Err(DbError::InvalidConfig {
+                message: format!(
+                    "pool bounds must satisfy 0 <= min_connections <= max_connections and \
+                     max_connections > 0 (got min {} and max {})",
+                    config.min_connections, config.max_connections
+                ),
+            });
+        }
+        let primary = open_pool(config, config.apply_session_settings(primary)).await?;
+        let replica = match config.replica_options()? {
+            Some(options) => Some(open_pool(config, config.apply_session_settings(options)).await?),
+            None => None,
+        };
+        Ok(Self { primary, replica })
+    }
+
+    /// Wraps an existing pool (tests, or a service that manages its own pool).
+    pub fn from_pool(primary: PgPool) -> Self {
+        Self {
+            primary,
+            replica: None,
+        }
+    }
+
+    /// The pool for writes and for reads that must see the latest committed state.
+    pub fn primary(&self) -> &PgPool {
+        &self.primary
+    }
+
+    /// The pool for reads that tolerate replication lag: the replica when configured,
+    /// else the primary.
+    pub fn read(&self) -> &PgPool {
+        self.replica.as_ref().unwrap_or(&self.primary)
+    }
+
+    /// Whether a read replica is configured.
+    pub fn has_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// Answers whether the primary accepts a query right now.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.primary).await?;
+        Ok(())
+    }
+
+    /// Waits for checked-out connections to return, then closes every connection.
+    pub async fn close(&self) {
+        self.primary.close().await;
+        if let Some(replica) = &self.replica {
+            replica.close().await;
+        }
+    }
+}
+
+async fn open_pool(config: &DbConfig, options: PgConnectOptions) -> Result<PgPool, DbError> {
+    let target = describe_target(&options);
+    let user = options.get_username().to_owned();
+    let database = options.get_database().unwrap_or(&user).to_owned();
+    PgPoolOptions::new()
+        .min_connections(config.min_connections)
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|error| DbError::from_connect(error, &target, &user, &database))
+}
+
+/// `host:port/database` or `socket-dir:port/database`: where a connection goes, without
+/// credentials, for error messages and logs.
+pub fn describe_target(options: &PgConnectOptions) -> String {
+    let host = match options.get_socket() {
+        Some(socket_dir) => socket_dir.display().to_string(),
+        None => options.get_host().to_owned(),
+    };
+    let database = options.get_database().unwrap_or(options.get_username());
+    format!("{host}:{}/{database}", options.get_port())
+}

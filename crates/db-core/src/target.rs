@@ -1,0 +1,97 @@
+//! Choosing the database a binary works on: the configured server, or the embedded cluster.
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+use crate::cluster::{LocalCluster, LocalClusterConfig};
+use crate::config::DbConfig;
+use crate::db::describe_target;
+use crate::error::DbError;
+
+/// Name of the application database inside the embedded cluster.
+pub const EMBEDDED_DATABASE: &str = "fodi";
+
+/// The database a binary was configured for. When it is the embedded cluster, `cluster`
+/// holds it: dropping the target stops the server if this process started it.
+#[derive(Debug)]
+pub struct DatabaseTarget {
+    pub options: PgConnectOptions,
+    pub cluster: Option<LocalCluster>,
+}
+
+impl DatabaseTarget {
+    /// The server of `config.url`, or, with no url, the embedded cluster under
+    /// `config.local_dir`, started (or attached to) and holding a database named
+    /// [`EMBEDDED_DATABASE`], created on first use.
+    pub async fn resolve(config: &DbConfig) -> Result<Self, DbError> {
+        if let Some(options) = config.primary_options()? {
+            return Ok(Self {
+                options,
+                cluster: None,
+            });
+        }
+        let cluster = LocalCluster::start(LocalClusterConfig::new(&config.local_dir)).await?;
+        create_database_if_missing(&cluster.connect_options("postgres"), EMBEDDED_DATABASE).await?;
+        Ok(Self {
+            options: cluster.connect_options(EMBEDDED_DATABASE),
+            cluster: Some(cluster),
+        })
+    }
+
+    /// Where connections go, without credentials: for logs and messages.
+    pub fn describe(&self) -> String {
+        describe_target(&self.options)
+    }
+
+    /// One connection, outside any pool (for migrations, which hold a session lock).
+    pub async fn connect(&self) -> Result<PgConnection, DbError> {
+        connect(&self.options).await
+    }
+}
+
+/// Opens one connection, classifying failures to connect (unreachable, bad credentials,
+/// missing database) separately from failures of an established connection.
+pub async fn connect(options: &PgConnectOptions) -> Result<PgConnection, DbError> {
+    options.connect().await.map_err(|error| {
+        DbError::from_connect(
+            error,
+            &describe_target(options),
+            options.get_username(),
+            options.get_database().unwrap_or(options.get_username()),
+        )
+    })
+}
+
+/// Creates `database` unless it exists. Tolerates another process creating it at the same
+/// moment (SQLSTATE 42P04).
+pub async fn create_database_if_missing(
+    admin: &PgConnectOptions,
+    database: &str,
+) -> Result<(), DbError> {
+    let mut connection = connect(admin).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(&mut connection)
+            .await?;
+    if !exists {
+        let create = format!("CREATE DATABASE {}", quote_identifier(database));
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+            .execute(&mut connection)
+            .await
+        {
+            Ok(_) => {}
+            Err(error)
+                if error.as_database_error().and_then(|e| e.code()).as_deref() == Some("42P04") => {
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    connection.close().await?;
+    Ok(())
+}
+
+/// Quotes an identifier for SQL, doubling embedded quotes.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
