@@ -48,7 +48,7 @@ CREATE TABLE blockchain.wallets (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT wallets_user_iff_user_kind CHECK ((kind = 'user') = (user_id IS NOT NULL)),
     -- A user wallet can never go below zero: the last line of defence behind the ledger's checks.
-    CONSTRAINT wallets_user_bounded CHECK (kind <> 'user' OR min_balance >= 0),
+    CONSTRAINT wallets_user_bounded CHECK (kind <> 'user' OR coalesce(min_balance >= 0, false)),
     CONSTRAINT wallets_within_limit CHECK (min_balance IS NULL OR balance - pending_debits >= min_balance)
 );
 CREATE UNIQUE INDEX wallets_user_asset_key ON blockchain.wallets (user_id, asset) WHERE kind = 'user';

@@ -98,6 +98,11 @@ impl Application {
         self.port
     }
 
+    /// A handle that stops the server as SIGTERM would (tests, embedding).
+    pub fn stop_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until SIGINT/SIGTERM (actix stops accepting and lets in-flight requests
     /// finish), then closes the pools and stops the embedded cluster if it was started here.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

@@ -1,7 +1,7 @@
 //! The connection pools: one to the primary, optionally one to a read replica.
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 
 use crate::config::DbConfig;
 use crate::error::DbError;
@@ -89,16 +89,17 @@ impl Db {
 }
 
 async fn open_pool(config: &DbConfig, options: PgConnectOptions) -> Result<PgPool, DbError> {
-    let target = describe_target(&options);
-    let user = options.get_username().to_owned();
-    let database = options.get_database().unwrap_or(&user).to_owned();
-    PgPoolOptions::new()
+    // A pool retries failed connection attempts until its acquire timeout and then reports
+    // only "timed out". One direct connection first turns a wrong address, password or
+    // database name into a precise error at once.
+    let probe = crate::target::connect(&options).await?;
+    probe.close().await?;
+    Ok(PgPoolOptions::new()
         .min_connections(config.min_connections)
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
         .connect_with(options)
-        .await
-        .map_err(|error| DbError::from_connect(error, &target, &user, &database))
+        .await?)
 }
 
 /// `host:port/database` or `socket-dir:port/database`: where a connection goes, without

@@ -14,26 +14,30 @@ pub struct PgBinaries {
 const REQUIRED: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
 
 impl PgBinaries {
-    /// Searches, in order: `explicit` (configuration), `$PG_BIN`, `pg_config --bindir`,
-    /// `/usr/lib/postgresql/<newest>/bin` (Debian, Ubuntu), and every directory of `$PATH`.
+    /// Uses `explicit` (configuration) when given, and only it: a configured directory that
+    /// lacks the programs is a mistake to report, not to paper over. Otherwise searches, in
+    /// order, `$PG_BIN`, `pg_config --bindir`, `/usr/lib/postgresql/<newest>/bin` (Debian,
+    /// Ubuntu) and every directory of `$PATH`.
     ///
     /// Reading `PG_BIN` and `PATH` here is the one place db-core looks at the environment:
     /// like `PATH` lookup itself, finding installed programs is a property of the machine,
     /// not application configuration.
     pub fn find(explicit: Option<&Path>) -> Result<Self, ClusterError> {
         let mut searched = Vec::new();
-        let candidates = explicit
-            .map(Path::to_path_buf)
-            .into_iter()
-            .chain(std::env::var_os("PG_BIN").map(PathBuf::from))
-            .chain(pg_config_bindir())
-            .chain(debian_versioned_dirs())
-            .chain(
-                std::env::var_os("PATH")
-                    .iter()
-                    .flat_map(std::env::split_paths)
-                    .collect::<Vec<_>>(),
-            );
+        let candidates: Vec<PathBuf> = match explicit {
+            Some(dir) => vec![dir.to_path_buf()],
+            None => std::env::var_os("PG_BIN")
+                .map(PathBuf::from)
+                .into_iter()
+                .chain(pg_config_bindir())
+                .chain(debian_versioned_dirs())
+                .chain(
+                    std::env::var_os("PATH")
+                        .iter()
+                        .flat_map(std::env::split_paths),
+                )
+                .collect(),
+        };
         for dir in candidates {
             if REQUIRED
                 .iter()

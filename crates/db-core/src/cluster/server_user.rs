@@ -66,7 +66,9 @@ impl ServerUser {
         }
         self.check_reachable(dir)?;
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => return Err(io("create")(error)),
+            Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(io("create")(error));
+            }
             _ => {}
         }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

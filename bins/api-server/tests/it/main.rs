@@ -1,0 +1,110 @@
+//! The api-server over real HTTP on port 0, against a real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use api_server::Application;
+use api_server::settings::Settings;
+use db_core::DbConfig;
+use db_core::testing::TestDb;
+use serde_json::Value;
+
+/// Builds and runs the server in the background; returns its base URL and stop handle.
+async fn spawn(
+    settings: Settings,
+) -> (
+    String,
+    actix_web::dev::ServerHandle,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let settings = Settings {
+        server: api_server::settings::ServerSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
+        ..settings
+    };
+    let application = Application::build(settings)
+        .await
+        .expect("the server builds");
+    let base = format!("http://127.0.0.1:{}", application.port());
+    let handle = application.stop_handle();
+    let running = tokio::spawn(application.run_until_stopped());
+    (base, handle, running)
+}
+
+fn with_database(db: &TestDb) -> Settings {
+    Settings {
+        database: DbConfig::with_url(db.url()),
+        ..Settings::default()
+    }
+}
+
+#[tokio::test]
+async fn health_and_ready_answer_on_a_migrated_database() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+
+    let ready = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap()["migrations"],
+        "current"
+    );
+
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn ready_is_a_503_problem_while_migrations_are_pending() {
+    let db = TestDb::empty().await;
+    // A configured server is not migrated at start-up unless asked: that is the migrator's job.
+    let (base, handle, running) = spawn(with_database(&db)).await;
+
+    let ready = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.headers()["content-type"], "application/problem+json");
+    let problem: Value = ready.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/not-ready");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("core"),
+        "{problem}"
+    );
+
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200, "alive, though not ready");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn without_a_database_url_it_starts_migrates_and_stops_the_embedded_cluster() {
+    let workdir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        database: DbConfig {
+            local_dir: workdir.path().join(".data/pg"),
+            ..DbConfig::default()
+        },
+        ..Settings::default()
+    };
+    let (base, handle, running) = spawn(settings).await;
+
+    let ready = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "the embedded database was migrated at start-up"
+    );
+
+    let data_dir = workdir.path().join(".data/pg/data");
+    assert!(data_dir.join("postmaster.pid").exists());
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+    assert!(
+        !data_dir.join("postmaster.pid").exists(),
+        "the cluster it started is stopped on shutdown"
+    );
+}

@@ -1,0 +1,213 @@
+//! What the migrations install: roles confined to their schema, functions, triggers, views.
+
+use db_core::DbError;
+use db_core::sqlx::{self, PgPool};
+use db_core::testing::TestDb;
+
+async fn all_schemas() -> TestDb {
+    TestDb::new(migrator::all_sets()).await
+}
+
+async fn execute_as(pool: &PgPool, role: &str, sql: &str) -> Result<(), DbError> {
+    let mut transaction = pool.begin().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {role}")))
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut *transaction)
+        .await?;
+    transaction.rollback().await?;
+    Ok(())
+}
+
+async fn user(pool: &PgPool) -> uuid::Uuid {
+    sqlx::query_scalar("INSERT INTO users (email) VALUES ($1) RETURNING id")
+        .bind(format!("{}@example.com", uuid::Uuid::new_v4()))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_member_of_fodi_ai_writes_ai_but_not_blockchain() {
+    let db = all_schemas().await;
+    let pool = db.pool();
+    // A login-less member of the group, as a service's own role would be.
+    let member = format!("ai_service_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {member} NOLOGIN IN ROLE fodi_ai"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+    let owner = user(pool).await;
+
+    let own_schema = format!(
+        "INSERT INTO ai.cache_entries (user_id, cache_key, value) VALUES ('{owner}', 'k', '{{}}')"
+    );
+    execute_as(pool, &member, &own_schema)
+        .await
+        .expect("fodi_ai writes its own schema");
+
+    let ledger =
+        format!("INSERT INTO blockchain.wallets (user_id, min_balance) VALUES ('{owner}', 0)");
+    let refused = execute_as(pool, &member, &ledger).await.unwrap_err();
+    assert!(
+        matches!(refused, DbError::PermissionDenied { .. }),
+        "{refused:?}"
+    );
+    let history = execute_as(pool, &member, "DELETE FROM ai.refinery_schema_history")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(history, DbError::PermissionDenied { .. }),
+        "only the migrator writes history: {history:?}"
+    );
+    let readonly = execute_as(pool, "fodi_readonly", "DELETE FROM analytics.events")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(readonly, DbError::PermissionDenied { .. }),
+        "{readonly:?}"
+    );
+    execute_as(
+        pool,
+        "fodi_readonly",
+        "SELECT count(*) FROM blockchain.fodi_transactions",
+    )
+    .await
+    .unwrap();
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {member}")))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn cleanup_expired_cache_removes_only_expired_entries_in_bounded_batches() {
+    let db = all_schemas().await;
+    let pool = db.pool();
+    let owner = user(pool).await;
+    sqlx::query(
+        "INSERT INTO ai.cache_entries (user_id, cache_key, value, expires_at)
+         SELECT $1, 'expired-' || n, '{}'::jsonb, now() - interval '1 second' FROM generate_series(1, 25) n
+         UNION ALL SELECT $1, 'fresh-' || n, '{}', now() + interval '1 hour' FROM generate_series(1, 5) n
+         UNION ALL SELECT $1, 'forever', '{}', NULL",
+    )
+    .bind(owner)
+    .execute(pool)
+    .await
+    .unwrap();
+    let first: i64 = sqlx::query_scalar("SELECT ai.cleanup_expired_cache(10)")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let rest: i64 = sqlx::query_scalar("SELECT ai.cleanup_expired_cache()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!((first, rest), (10, 15));
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM ai.cache_entries")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 6);
+}
+
+#[tokio::test]
+async fn updated_at_moves_on_update() {
+    let db = all_schemas().await;
+    let pool = db.pool();
+    let id = user(pool).await;
+    sqlx::query("UPDATE users SET updated_at = now() - interval '1 day' WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let fresh: bool = sqlx::query_scalar(
+        "SELECT updated_at > now() - interval '1 minute' FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(fresh, "the trigger overrides whatever the statement wrote");
+}
+
+#[tokio::test]
+async fn ledger_constraints_refuse_what_must_never_be_stored() {
+    let db = all_schemas().await;
+    let pool = db.pool();
+    let owner = user(pool).await;
+    let wallet: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO blockchain.wallets (user_id, min_balance) VALUES ($1, 0) RETURNING id",
+    )
+    .bind(owner)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let overdraft = sqlx::query("UPDATE blockchain.wallets SET balance = -1 WHERE id = $1")
+        .bind(wallet)
+        .execute(pool)
+        .await
+        .map_err(DbError::from)
+        .unwrap_err();
+    assert_eq!(overdraft.constraint(), Some("wallets_within_limit"));
+    let unbounded_user = sqlx::query(
+        "INSERT INTO blockchain.wallets (user_id, asset, min_balance) VALUES ($1, 'GEM', NULL)",
+    )
+    .bind(owner)
+    .execute(pool)
+    .await
+    .map_err(DbError::from)
+    .unwrap_err();
+    assert_eq!(unbounded_user.constraint(), Some("wallets_user_bounded"));
+    let issuer: uuid::Uuid =
+        sqlx::query_scalar("INSERT INTO blockchain.wallets (kind) VALUES ('issuer') RETURNING id")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let zero = sqlx::query(
+        "INSERT INTO blockchain.fodi_transactions (id, debit_wallet_id, credit_wallet_id, amount, asset)
+         VALUES (gen_random_uuid(), $1, $2, 0, 'FODI')",
+    )
+    .bind(issuer)
+    .bind(wallet)
+    .execute(pool)
+    .await
+    .map_err(DbError::from)
+    .unwrap_err();
+    assert_eq!(zero.constraint(), Some("fodi_transactions_amount_positive"));
+}
+
+#[tokio::test]
+async fn daily_stats_refreshes_concurrently_through_its_function() {
+    let db = all_schemas().await;
+    let pool = db.pool();
+    sqlx::query(
+        "INSERT INTO analytics.events (time, kind, user_id)
+         SELECT '2026-11-01T10:00:00Z'::timestamptz + (n || ' minutes')::interval, 'order_placed',
+                (ARRAY[gen_random_uuid(), gen_random_uuid()])[1 + n % 2]
+         FROM generate_series(1, 10) n",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let mut transaction = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE fodi_analytics")
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    sqlx::query("SELECT analytics.refresh_daily_stats()")
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    let (events, kind): (i64, String) =
+        sqlx::query_as("SELECT events, kind FROM analytics.daily_stats WHERE day = '2026-11-01'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!((events, kind.as_str()), (10, "order_placed"));
+}

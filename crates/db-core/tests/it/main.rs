@@ -1,0 +1,8 @@
+//! Integration tests of db-core against a real PostgreSQL (see `db_core::testing`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster;
+mod errors;
+mod migrate;
+mod support;
+mod test_db;
