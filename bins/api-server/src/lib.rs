@@ -49,7 +49,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let target = DatabaseTarget::resolve(&settings.database).await?;
         let embedded = target.cluster.is_some();
-        let migrator = Migrator::new(all_sets())?;
+        let migrator = Migrator::new(all_sets())?.select(&settings.migrations.sets)?;
         if settings.migrations.apply_on_start.unwrap_or(embedded) {
             let mut connection = target.connect().await?;
             let report = migrator.up(&mut connection, UpOptions::default()).await?;

@@ -30,12 +30,16 @@ impl Default for ServerSettings {
     }
 }
 
+/// The `[migrations]` section, shared with the migrator (so unknown keys are tolerated).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct MigrationSettings {
     /// Apply pending migrations at start-up. Unset: only on the embedded cluster, because a
     /// configured server is migrated by `migrator up` in the deployment pipeline.
     pub apply_on_start: Option<bool>,
+    /// The sets this deployment manages; empty means all. A deployment whose core backend
+    /// owns `public` lists `["ai", "blockchain", "analytics"]`.
+    pub sets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

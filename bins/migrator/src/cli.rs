@@ -56,7 +56,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SetSelection {
-    /// Limit to this set (repeatable): core, ai, blockchain, analytics. Default: all.
+    /// Limit to this set (repeatable): core, ai, blockchain, analytics. Default: the sets of
+    /// `migrations.sets` in the configuration, or all of them.
     #[arg(long = "set", value_name = "NAME")]
     pub names: Vec<String>,
 }

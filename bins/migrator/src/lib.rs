@@ -23,6 +23,15 @@ use report::Report;
 #[serde(default)]
 pub struct Settings {
     pub database: DbConfig,
+    pub migrations: MigrationSettings,
+}
+
+/// The `[migrations]` section, shared with the api-server (so unknown keys are tolerated).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct MigrationSettings {
+    /// The sets this deployment manages when no --set is given; empty means all.
+    pub sets: Vec<String>,
 }
 
 /// Exit status when `verify` finds pending or drifted migrations.
@@ -52,14 +61,22 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> {
-    let mut database = app_config::load::<Settings>(cli.config.as_deref())?.database;
+    let Settings {
+        mut database,
+        migrations,
+    } = app_config::load::<Settings>(cli.config.as_deref())?;
     if let Some(url) = &cli.database_url {
         database.url = Some(url.clone());
     }
     let (Command::Up { sets, .. } | Command::Status { sets } | Command::Verify { sets }) =
         &cli.command;
+    let selection = if sets.names.is_empty() {
+        &migrations.sets
+    } else {
+        &sets.names
+    };
     // Validate the selection before touching any database.
-    let migrator = Migrator::new(all_sets())?.select(&sets.names)?;
+    let migrator = Migrator::new(all_sets())?.select(selection)?;
     let target = resolve_database(&database).await?;
     let mut connection = target.connect().await?;
     let database_name = target.describe();

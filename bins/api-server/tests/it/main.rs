@@ -108,3 +108,27 @@ async fn without_a_database_url_it_starts_migrates_and_stops_the_embedded_cluste
         "the cluster it started is stopped on shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_deployment_that_leaves_out_core_is_ready_without_it() {
+    // The core backend owns `public` in such deployments; only the listed sets are checked.
+    let db = TestDb::new(vec![analytics::migration_set()]).await;
+    let mut settings = with_database(&db);
+    settings.migrations.sets = vec!["analytics".into()];
+    let (base, handle, running) = spawn(settings).await;
+    let ready = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[test]
+fn the_example_configuration_documents_the_defaults() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/fodi.example.toml"
+    );
+    let documented: Settings = app_config::load(Some(std::path::Path::new(example))).unwrap();
+    let as_json = |settings: &Settings| serde_json::to_value(settings).unwrap();
+    assert_eq!(as_json(&documented), as_json(&Settings::default()));
+}

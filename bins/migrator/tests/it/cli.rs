@@ -309,3 +309,31 @@ async fn without_a_url_the_embedded_cluster_is_started_migrated_and_stopped() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+#[tokio::test]
+async fn the_configuration_can_leave_out_a_set() {
+    let db = TestDb::empty().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fodi.toml");
+    std::fs::write(
+        &config,
+        "[migrations]\nsets = [\"core\", \"ai\"]\napply_on_start = true\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let output = run(&db.url(), &["--json", "--config", config, "up"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let sets: Vec<String> = json(&output)["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|set| set["set"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sets, ["core", "ai"]);
+    let verify = run(&db.url(), &["--config", config, "verify"]).await;
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "only the configured sets are checked"
+    );
+}
