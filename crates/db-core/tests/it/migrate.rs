@@ -301,22 +301,30 @@ async fn a_target_applies_up_to_that_version_and_never_reverts() {
 }
 
 #[tokio::test]
-async fn status_reads_without_writing() {
+async fn status_reads_without_writing_and_up_releases_its_lock() {
     let db = TestDb::empty().await;
     let mut connection = connect(&db).await;
     let before = snapshot(&mut connection).await;
-    let statuses = Migrator::new(vec![core_set()])
-        .unwrap()
-        .status(&mut connection)
-        .await
-        .unwrap();
+    let migrator = Migrator::new(vec![core_set()]).unwrap();
+    let statuses = migrator.status(&mut connection).await.unwrap();
     assert_eq!(statuses[0].pending.len(), core_set().migrations().len());
     assert_eq!(snapshot(&mut connection).await, before);
-    // The lock of `up` is not left behind by `status` or by a finished `up`.
-    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-        .fetch_one(&mut connection)
+
+    migrator
+        .up(&mut connection, UpOptions::default())
         .await
         .unwrap();
-    assert_eq!(held, 0);
+    // Advisory locks are per database; other tests hold theirs in their own databases.
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(
+        held, 0,
+        "a finished up leaves no lock behind on its connection"
+    );
     connection.close().await.unwrap();
 }
