@@ -56,8 +56,8 @@ CREATE TABLE ai.conversations (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX conversations_user_id_updated_at_idx ON ai.conversations (user_id, updated_at DESC)
-    WHERE deleted_at IS NULL;
+-- Not partial: listing skips soft-deleted rows, but purge and forget_user must find them too.
+CREATE INDEX conversations_user_id_updated_at_idx ON ai.conversations (user_id, updated_at DESC);
 
 CREATE TABLE ai.conversation_messages (
     conversation_id uuid NOT NULL REFERENCES ai.conversations (id) ON DELETE CASCADE,

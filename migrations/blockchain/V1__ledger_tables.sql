@@ -135,6 +135,8 @@ CREATE TABLE blockchain.nft_transfers (
     CONSTRAINT nft_transfers_two_parties CHECK (from_user_id IS DISTINCT FROM to_user_id)
 );
 CREATE INDEX nft_transfers_nft_id_idx ON blockchain.nft_transfers (nft_id, created_at);
+CREATE INDEX nft_transfers_from_user_id_idx ON blockchain.nft_transfers (from_user_id) WHERE from_user_id IS NOT NULL;
+CREATE INDEX nft_transfers_to_user_id_idx ON blockchain.nft_transfers (to_user_id) WHERE to_user_id IS NOT NULL;
 
 -- Tamper evidence: each block commits to a range of transfers (by seq) through a SHA-256
 -- Merkle root, and to its predecessor through previous_hash.

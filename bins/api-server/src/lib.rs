@@ -35,6 +35,17 @@ pub fn all_sets() -> Vec<MigrationSet> {
     ]
 }
 
+/// Waits for SIGINT (Ctrl-C) or SIGTERM; both stop the server gracefully.
+async fn shutdown_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}
+
 /// A built server, bound and ready to run.
 pub struct Application {
     port: u16,
@@ -75,6 +86,8 @@ impl Application {
                 .service(health::ready)
         })
         .listen(listener)?
+        // Signals are ours (see run_until_stopped): actix would treat SIGINT as a forced stop.
+        .disable_signals()
         .shutdown_timeout(30)
         .run();
 
@@ -106,7 +119,18 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (actix stops accepting and lets in-flight requests
     /// finish), then closes the pools and stops the embedded cluster if it was started here.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let on_signal = tokio::spawn(async move {
+            match shutdown_signal().await {
+                Ok(signal) => tracing::info!(signal, "shutting down; finishing in-flight requests"),
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for shutdown signals; stopping")
+                }
+            }
+            handle.stop(true).await;
+        });
         let served = self.server.await;
+        on_signal.abort();
         self.db.close().await;
         drop(self.cluster);
         served

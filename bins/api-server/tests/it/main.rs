@@ -132,3 +132,46 @@ fn the_example_configuration_documents_the_defaults() {
     let as_json = |settings: &Settings| serde_json::to_value(settings).unwrap();
     assert_eq!(as_json(&documented), as_json(&Settings::default()));
 }
+
+#[tokio::test]
+async fn the_binary_stops_gracefully_on_ctrl_c_and_stops_its_cluster() {
+    let workdir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
+        .current_dir(workdir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("FODI__DATABASE__URL")
+        .env("FODI__SERVER__PORT", port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let ready_url = format!("http://127.0.0.1:{port}/ready");
+    let mut ready = false;
+    for _ in 0..240 {
+        if reqwest::get(&ready_url)
+            .await
+            .is_ok_and(|response| response.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(ready, "the api-server became ready on its embedded cluster");
+
+    let pid = nix::unistd::Pid::from_raw(server.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        !workdir.path().join(".data/pg/data/postmaster.pid").exists(),
+        "the cluster was stopped"
+    );
+}

@@ -211,3 +211,29 @@ async fn daily_stats_refreshes_concurrently_through_its_function() {
             .unwrap();
     assert_eq!((events, kind.as_str()), (10, "order_placed"));
 }
+
+#[tokio::test]
+async fn every_foreign_key_has_an_index_on_its_referencing_columns() {
+    // PostgreSQL checks a foreign key on every delete or key update of the referenced row; without
+    // an index led by the referencing columns each check scans the referencing table. Partial
+    // indexes count: ours exclude only rows whose key is NULL, which no check looks for.
+    let db = all_schemas().await;
+    let unindexed: Vec<String> = sqlx::query_scalar(
+        "SELECT c.conrelid::regclass::text || ' ' || c.conname
+         FROM pg_constraint c
+         WHERE c.contype = 'f'
+           AND c.connamespace::regnamespace::text IN ('public', 'ai', 'blockchain', 'analytics')
+           AND NOT EXISTS (
+               SELECT 1 FROM pg_index i
+               WHERE i.indrelid = c.conrelid
+                 AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] = c.conkey)
+         ORDER BY 1",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert!(
+        unindexed.is_empty(),
+        "foreign keys without an index: {unindexed:?}"
+    );
+}
