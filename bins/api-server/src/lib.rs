@@ -124,7 +124,7 @@ impl Application {
             match shutdown_signal().await {
                 Ok(signal) => tracing::info!(signal, "shutting down; finishing in-flight requests"),
                 Err(error) => {
-                    tracing::error!(%error, "cannot listen for shutdown signals; stopping")
+                    tracing::error!(%error, "cannot listen for shutdown signals; stopping");
                 }
             }
             handle.stop(true).await;
