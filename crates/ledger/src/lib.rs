@@ -1,9 +1,42 @@
-//! The FODI token ledger: wallets, transfers, pending transfers, NFTs, rewards and sealed
-//! blocks, in PostgreSQL schema `blockchain`.
+//! The FODI token ledger: wallets, transfers, pending transfers (holds), batches, rewards,
+//! NFTs, statements, sealed blocks and a change feed, in PostgreSQL schema `blockchain`.
 //!
-//! This crate owns schema `blockchain` and ships its migrations ([`migration_set`]); services
-//! embed it as a library. It depends on `db-core` only, never on HTTP or on another domain
-//! crate. Start reading at [`migration_set`] and `migrations/blockchain/`.
+//! The semantics are TigerBeetle's, on plain PostgreSQL: client-chosen transfer ids (a retry
+//! never applies twice), user wallets that never go below their bound, system wallets that may
+//! go negative, double entry (every asset sums to zero), holds that are posted, voided or
+//! expire, linked (all-or-nothing) and independent batches, and locks taken in one global
+//! order so that concurrent batches never deadlock. Transfers are applied by one PL/pgSQL
+//! function per call (`migrations/blockchain/V2__transfer_engine.sql`): one round trip per
+//! transfer or per batch. Money is integer units throughout ([`amount`]).
+//!
+//! Start at the [`Ledger`] trait and its implementation [`PgLedger`]; [`PgLedger::on`] runs the
+//! same operations inside a caller's own transaction.
+//!
+//! Architecture invariant: this crate owns schema `blockchain` and ships its migrations
+//! ([`migration_set`]); it depends on `db-core` only, never on HTTP or another domain crate.
+
+pub mod amount;
+mod api;
+mod error;
+mod ids;
+mod model;
+pub mod pg;
+pub mod seal;
+
+pub use amount::{Amount, Asset};
+pub use api::Ledger;
+pub use error::LedgerError;
+pub use ids::{NftId, NftTransferId, TransferId, UserId, WalletId};
+pub use model::{
+    Applied, BatchMode, Instruction, Position, Statement, StatementEntry, SystemWallet, Transfer,
+    TransferDetails, TransferKind, TransferRequest, Wallet, WalletOwner,
+};
+pub use pg::feed::FeedPage;
+pub use pg::invariants::{InvariantReport, Violation};
+pub use pg::nfts::{MintNft, MoveNft, Nft, NftMovement};
+pub use pg::rewards::{Reward, RewardRequest, reward_transfer_id};
+pub use pg::{LedgerConfig, LedgerConn, PgLedger};
+pub use seal::{Block, BlockProblem, ChainVerification, InvalidBlock};
 
 #[allow(unused_imports, clippy::all)]
 mod embedded {

@@ -137,48 +137,59 @@ async fn updated_at_moves_on_update() {
 
 #[tokio::test]
 async fn ledger_constraints_refuse_what_must_never_be_stored() {
+    // The ledger crate never writes these; the constraints are the last line of defence
+    // against anything else that writes the tables.
     let db = all_schemas().await;
     let pool = db.pool();
     let owner = user(pool).await;
     let wallet: uuid::Uuid = sqlx::query_scalar(
-        "INSERT INTO blockchain.wallets (user_id, min_balance) VALUES ($1, 0) RETURNING id",
+        "WITH w AS (INSERT INTO blockchain.wallets (id, user_id, asset, kind) VALUES (gen_random_uuid(), $1, 'FODI', 'user') RETURNING id)
+         INSERT INTO blockchain.balances (wallet_id, shard, min_balance) SELECT id, 0, 0 FROM w RETURNING wallet_id",
     )
     .bind(owner)
     .fetch_one(pool)
     .await
     .unwrap();
-    let overdraft = sqlx::query("UPDATE blockchain.wallets SET balance = -1 WHERE id = $1")
+    let overdraft = sqlx::query("UPDATE blockchain.balances SET posted = -1 WHERE wallet_id = $1")
         .bind(wallet)
         .execute(pool)
         .await
         .map_err(DbError::from)
         .unwrap_err();
-    assert_eq!(overdraft.constraint(), Some("wallets_within_limit"));
-    let unbounded_user = sqlx::query(
-        "INSERT INTO blockchain.wallets (user_id, asset, min_balance) VALUES ($1, 'GEM', NULL)",
+    assert_eq!(overdraft.constraint(), Some("balances_within_limit"));
+    let sharded_user = sqlx::query(
+        "INSERT INTO blockchain.wallets (id, user_id, asset, kind, shard_count) VALUES (gen_random_uuid(), $1, 'GEM', 'user', 4)",
     )
     .bind(owner)
     .execute(pool)
     .await
     .map_err(DbError::from)
     .unwrap_err();
-    assert_eq!(unbounded_user.constraint(), Some("wallets_user_bounded"));
-    let issuer: uuid::Uuid =
-        sqlx::query_scalar("INSERT INTO blockchain.wallets (kind) VALUES ('issuer') RETURNING id")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+    assert_eq!(
+        sharded_user.constraint(),
+        Some("wallets_user_wallets_unsharded")
+    );
     let zero = sqlx::query(
-        "INSERT INTO blockchain.fodi_transactions (id, debit_wallet_id, credit_wallet_id, amount, asset)
-         VALUES (gen_random_uuid(), $1, $2, 0, 'FODI')",
+        "INSERT INTO blockchain.fodi_transactions (id, kind, debit_wallet_id, credit_wallet_id, amount)
+         VALUES (gen_random_uuid(), 'transfer', gen_random_uuid(), $1, 0)",
     )
-    .bind(issuer)
     .bind(wallet)
     .execute(pool)
     .await
     .map_err(DbError::from)
     .unwrap_err();
-    assert_eq!(zero.constraint(), Some("fodi_transactions_amount_positive"));
+    assert_eq!(zero.constraint(), Some("fodi_transactions_well_formed"));
+    let deleted = sqlx::query("DELETE FROM blockchain.wallets WHERE id = $1")
+        .bind(wallet)
+        .execute(pool)
+        .await
+        .map_err(DbError::from)
+        .unwrap_err();
+    assert!(
+        deleted.to_string().contains("database error")
+            || deleted.sqlstate().as_deref() == Some("23001"),
+        "{deleted:?}"
+    );
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ pub enum MigrateError {
     Drift(Vec<Drift>),
     /// A migration failed. Its own transaction rolled back, so the set stands exactly as after
     /// the last migration that succeeded; later migrations were not attempted.
-    #[error("migration {migration} of set {set} failed and was rolled back")]
+    #[error("migration {migration} of set {set} failed and was rolled back: {cause}")]
     Failed {
         set: String,
         migration: String,
@@ -42,8 +42,9 @@ pub enum MigrateError {
         applied_before: Vec<MigrationInfo>,
         /// SQLSTATE of the database error, when the failure came from the server.
         sqlstate: Option<String>,
-        #[source]
-        source: Box<refinery_core::Error>,
+        /// What the server (or the driver) said, once: refinery's error repeats it at each
+        /// level of its chain, so the chain is not kept.
+        cause: String,
     },
 }
 

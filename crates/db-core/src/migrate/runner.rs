@@ -281,7 +281,7 @@ async fn apply_set(
                 migration: failed,
                 applied_before,
                 sqlstate: sqlstate_of(&source),
-                source: Box::new(source),
+                cause: innermost_message(&source),
             })
         }
     }
@@ -323,6 +323,15 @@ struct HistoryRow {
     name: Option<String>,
     applied_on: Option<String>,
     checksum: Option<String>,
+}
+
+/// The message of the deepest error in the chain: the server's own words.
+fn innermost_message(error: &refinery_core::Error) -> String {
+    let mut current: &(dyn std::error::Error + 'static) = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
 }
 
 fn sqlstate_of(error: &refinery_core::Error) -> Option<String> {

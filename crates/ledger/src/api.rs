@@ -1,0 +1,102 @@
+//! The [`Ledger`] trait: what other crates and services program against.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::amount::Asset;
+use crate::error::LedgerError;
+use crate::ids::{NftId, TransferId, UserId, WalletId};
+use crate::model::{
+    Applied, BatchMode, Position, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
+};
+use crate::pg::feed::FeedPage;
+use crate::pg::invariants::InvariantReport;
+use crate::pg::nfts::{MintNft, MoveNft, Nft, NftMovement};
+use crate::pg::rewards::{Reward, RewardRequest};
+use crate::seal::{Block, ChainVerification};
+
+/// The FODI token ledger. Amounts and balances are in units (see [`crate::amount`]).
+///
+/// Each method runs in a transaction of its own and retries serialisation failures and races
+/// between identical requests. To make ledger writes part of a transaction of your own (an
+/// order and its payment together), use [`crate::PgLedger::on`] with your connection.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    // --- wallets ---------------------------------------------------------------------------
+
+    /// The user's wallet of `asset`, created on first use with a minimum balance of zero.
+    async fn open_user_wallet(&self, user: UserId, asset: &Asset) -> Result<Wallet, LedgerError>;
+    /// The system wallet of `kind` and `asset`, created (unbounded, sharded) on first use.
+    async fn system_wallet(&self, kind: SystemWallet, asset: &Asset)
+    -> Result<Wallet, LedgerError>;
+    async fn wallet(&self, id: WalletId) -> Result<Wallet, LedgerError>;
+    async fn user_wallets(&self, user: UserId) -> Result<Vec<Wallet>, LedgerError>;
+    /// Sets the lowest balance a wallet may reach (`None`: unbounded, system wallets only).
+    async fn set_min_balance(
+        &self,
+        wallet: WalletId,
+        min_balance: Option<i64>,
+    ) -> Result<Wallet, LedgerError>;
+    /// Closes an empty wallet; later transfers to or from it fail.
+    async fn close_wallet(&self, wallet: WalletId) -> Result<Wallet, LedgerError>;
+
+    // --- transfers -------------------------------------------------------------------------
+
+    /// Applies one transfer, or replays it if its id was applied before.
+    async fn transfer(&self, request: TransferRequest) -> Result<Applied, LedgerError>;
+    /// Applies up to 10,000 transfers in one round trip. The outer error fails the whole call;
+    /// otherwise there is one result per request, in order.
+    async fn submit(
+        &self,
+        requests: Vec<TransferRequest>,
+        mode: BatchMode,
+    ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError>;
+    async fn get_transfer(&self, id: TransferId) -> Result<Option<Transfer>, LedgerError>;
+    /// Expires up to `limit` holds whose timeout has passed; returns how many.
+    async fn expire_holds(&self, limit: u32) -> Result<usize, LedgerError>;
+
+    // --- history ---------------------------------------------------------------------------
+
+    /// A page of the wallet's entries older than `before` (newest first when `None`).
+    async fn statement(
+        &self,
+        wallet: WalletId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Statement, LedgerError>;
+    /// The wallet's posted balance as of `at`.
+    async fn balance_at(&self, wallet: WalletId, at: DateTime<Utc>) -> Result<i64, LedgerError>;
+
+    // --- rewards ---------------------------------------------------------------------------
+
+    /// Pays a reward from the rewards pool, at most once per `(user, reason, reference)`.
+    async fn pay_reward(&self, request: RewardRequest) -> Result<Reward, LedgerError>;
+    async fn rewards_of(&self, user: UserId, limit: u32) -> Result<Vec<Reward>, LedgerError>;
+
+    // --- NFTs ------------------------------------------------------------------------------
+
+    async fn mint_nft(&self, request: MintNft) -> Result<Nft, LedgerError>;
+    /// Transfers (`to: Some`) or burns (`to: None`) an NFT held by `from`.
+    async fn move_nft(&self, request: MoveNft) -> Result<Nft, LedgerError>;
+    async fn nft(&self, id: NftId) -> Result<Nft, LedgerError>;
+    async fn nfts_of(&self, owner: UserId) -> Result<Vec<Nft>, LedgerError>;
+    async fn nft_history(&self, id: NftId) -> Result<Vec<NftMovement>, LedgerError>;
+
+    // --- integrity -------------------------------------------------------------------------
+
+    /// Recomputes the invariants from the whole history (see [`crate::pg::invariants`]).
+    async fn check_invariants(&self) -> Result<InvariantReport, LedgerError>;
+    /// Seals the next block of final transfers; `None` when there is nothing to seal.
+    async fn seal_next_block(&self) -> Result<Option<Block>, LedgerError>;
+    async fn blocks(&self, from_height: i64, limit: u32) -> Result<Vec<Block>, LedgerError>;
+    /// Recomputes the chain of blocks and names the first that does not match.
+    async fn verify_chain(&self) -> Result<ChainVerification, LedgerError>;
+
+    // --- change feed -----------------------------------------------------------------------
+
+    /// Committed transfers after `after`, in ledger order (see [`crate::pg::feed`]).
+    async fn changes_after(&self, after: Position, limit: u32) -> Result<FeedPage, LedgerError>;
+    async fn feed_cursor(&self, consumer: &str) -> Result<Position, LedgerError>;
+    async fn save_feed_cursor(&self, consumer: &str, position: Position)
+    -> Result<(), LedgerError>;
+}

@@ -1,0 +1,79 @@
+//! Identifiers: UUIDs wrapped so a wallet id cannot be passed where a transfer id belongs.
+//!
+//! New ids are UUIDv7 (time-ordered), which keeps inserts at the right edge of the primary
+//! key indexes. Clients may choose their own transfer ids: that is what makes a retried
+//! request recognisable.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type)]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new, time-ordered (v7) id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A wallet: one owner (a user or a system role) and one asset.
+    WalletId
+);
+uuid_id!(
+    /// A transfer, chosen by the client: the same id is never applied twice.
+    TransferId
+);
+uuid_id!(
+    /// A non-fungible token.
+    NftId
+);
+uuid_id!(
+    /// One movement of an NFT (mint, transfer or burn), chosen by the client.
+    NftTransferId
+);
+uuid_id!(
+    /// A user of the core backend (`public.users.id`).
+    UserId
+);
+
+/// Namespaces of the ids this crate derives (UUIDv5), so that the same fact always yields the
+/// same id: a reward for `(user, reason, reference)`, the expiry of a pending transfer.
+pub(crate) mod namespaces {
+    use uuid::Uuid;
+
+    pub const REWARD: Uuid = Uuid::from_u128(0x6f0d_1a9e_52c4_4b4f_9a57_3c1e_7f20_0001);
+    pub const EXPIRY: Uuid = Uuid::from_u128(0x6f0d_1a9e_52c4_4b4f_9a57_3c1e_7f20_0002);
+}

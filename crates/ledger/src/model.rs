@@ -1,0 +1,334 @@
+//! The ledger's values: wallets, transfer requests and stored transfers, statements.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::amount::{Amount, Asset};
+use crate::error::LedgerError;
+use crate::ids::{TransferId, UserId, WalletId};
+
+/// The system roles that own wallets of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemWallet {
+    /// Where tokens come from: its balance is minus what circulates.
+    Issuer,
+    /// Pays rewards to users.
+    RewardsPool,
+    /// Collects fees.
+    Fees,
+}
+
+impl SystemWallet {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Issuer => "issuer",
+            Self::RewardsPool => "rewards_pool",
+            Self::Fees => "fees",
+        }
+    }
+}
+
+/// Who a wallet belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "id")]
+pub enum WalletOwner {
+    User(UserId),
+    System(SystemWallet),
+}
+
+/// A wallet and its balances (summed over its shards), in units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Wallet {
+    pub id: WalletId,
+    pub owner: WalletOwner,
+    pub asset: Asset,
+    /// Balance rows the wallet is spread over (see `blockchain.wallets.shard_count`).
+    pub shard_count: i16,
+    /// Posted balance.
+    pub posted: i64,
+    /// Held by open pending transfers that debit this wallet.
+    pub pending_debits: i64,
+    /// Promised by open pending transfers that credit this wallet.
+    pub pending_credits: i64,
+    /// Lowest allowed `posted - pending_debits`; `None` means unbounded (system wallets).
+    pub min_balance: Option<i64>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Wallet {
+    /// Posted balance minus holds.
+    pub fn available(&self) -> i64 {
+        self.posted.saturating_sub(self.pending_debits)
+    }
+
+    /// What a transfer may take now: `available - min_balance`, or `None` when unbounded.
+    pub fn spendable(&self) -> Option<i64> {
+        self.min_balance
+            .map(|min| self.available().saturating_sub(min).max(0))
+    }
+}
+
+/// What a transfer request asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Instruction {
+    /// Move `amount` from `debit` to `credit` now.
+    Transfer {
+        debit: WalletId,
+        credit: WalletId,
+        amount: Amount,
+    },
+    /// Reserve `amount` of `debit`'s funds for `credit` until posted, voided, or `timeout`.
+    Hold {
+        debit: WalletId,
+        credit: WalletId,
+        amount: Amount,
+        #[serde(with = "duration_millis")]
+        timeout: Duration,
+    },
+    /// Post a hold: move `amount` (all of the hold when `None`) and release the rest.
+    Post {
+        pending: TransferId,
+        amount: Option<Amount>,
+    },
+    /// Release a hold without moving anything.
+    Void { pending: TransferId },
+}
+
+/// Free-form facts stored with a transfer: what it is for and what it belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferDetails {
+    /// What the transfer is for ("purchase", "reward", ...): 1 to 64 characters.
+    pub reason: Option<String>,
+    /// The business object it belongs to (an order id, ...): 1 to 256 characters.
+    pub reference: Option<String>,
+    /// Anything else, as a JSON object.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One transfer to submit. The id is the idempotency key: submitting the same request again
+/// returns the stored transfer; the same id with other fields is [`LedgerError::IdConflict`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    pub id: TransferId,
+    pub instruction: Instruction,
+    #[serde(default)]
+    pub details: TransferDetails,
+}
+
+impl TransferRequest {
+    /// An immediate transfer with a new id.
+    pub fn transfer(debit: WalletId, credit: WalletId, amount: Amount) -> Self {
+        Self::new(Instruction::Transfer {
+            debit,
+            credit,
+            amount,
+        })
+    }
+
+    /// A hold (pending transfer) with a new id.
+    pub fn hold(debit: WalletId, credit: WalletId, amount: Amount, timeout: Duration) -> Self {
+        Self::new(Instruction::Hold {
+            debit,
+            credit,
+            amount,
+            timeout,
+        })
+    }
+
+    /// Posting of a hold, wholly (`None`) or partly, with a new id.
+    pub fn post(pending: TransferId, amount: Option<Amount>) -> Self {
+        Self::new(Instruction::Post { pending, amount })
+    }
+
+    /// Voiding of a hold, with a new id.
+    pub fn void(pending: TransferId) -> Self {
+        Self::new(Instruction::Void { pending })
+    }
+
+    fn new(instruction: Instruction) -> Self {
+        Self {
+            id: TransferId::new(),
+            instruction,
+            details: TransferDetails::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_id(mut self, id: TransferId) -> Self {
+        self.id = id;
+        self
+    }
+
+    #[must_use]
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.details.reason = Some(reason.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
+        self.details.reference = Some(reference.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.details.metadata = Some(metadata);
+        self
+    }
+
+    /// Checks what the database would otherwise store unchecked.
+    pub(crate) fn validate(&self) -> Result<(), LedgerError> {
+        let details = &self.details;
+        check_length("reason", details.reason.as_deref(), 64)?;
+        check_length("reference", details.reference.as_deref(), 256)?;
+        if let Instruction::Hold { timeout, .. } = &self.instruction {
+            let millis = timeout.as_millis();
+            if millis == 0 || millis > i64::MAX as u128 {
+                return Err(LedgerError::InvalidField {
+                    field: "timeout",
+                    reason: "must be at least 1 millisecond".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_length(field: &'static str, value: Option<&str>, max: usize) -> Result<(), LedgerError> {
+    match value {
+        Some(text) if text.is_empty() || text.chars().count() > max => {
+            Err(LedgerError::InvalidField {
+                field,
+                reason: format!("must be 1 to {max} characters"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// How the items of a batch relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchMode {
+    /// All items apply, or none does.
+    Linked,
+    /// Each item applies or fails on its own.
+    Independent,
+}
+
+/// The kind of a stored transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferKind {
+    Transfer,
+    Pending,
+    Post,
+    Void,
+    Expire,
+}
+
+impl TransferKind {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "transfer" => Self::Transfer,
+            "pending" => Self::Pending,
+            "post" => Self::Post,
+            "void" => Self::Void,
+            "expire" => Self::Expire,
+            _ => return None,
+        })
+    }
+
+    /// Whether it changes posted balances (rather than holds only).
+    pub fn moves_funds(self) -> bool {
+        matches!(self, Self::Transfer | Self::Post)
+    }
+}
+
+/// A transfer's place in the ledger's total order: its transaction, then its insertion
+/// order. Positions below the oldest running transaction never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Position {
+    pub tx_id: i64,
+    pub seq: i64,
+}
+
+impl Position {
+    /// Before every transfer.
+    pub const START: Self = Self { tx_id: 0, seq: 0 };
+}
+
+/// A stored transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Transfer {
+    pub id: TransferId,
+    pub position: Position,
+    pub kind: TransferKind,
+    pub debit_wallet: WalletId,
+    pub credit_wallet: WalletId,
+    /// Transfer or hold: the amount; post: the amount posted; void or expiry: the hold released.
+    pub amount: Amount,
+    /// Post, void or expiry: the hold it resolves.
+    pub pending_id: Option<TransferId>,
+    /// Hold: when it lapses unless posted or voided.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    pub reference: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A submitted transfer as the ledger holds it, and whether this submit was a replay of an
+/// earlier one with the same id (nothing applied again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub transfer: Transfer,
+    pub replayed: bool,
+}
+
+/// A page of a wallet's history, newest first, with the posted balance after each entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    pub wallet: WalletId,
+    pub entries: Vec<StatementEntry>,
+    /// Pass as `before` to get the next (older) page; `None` on the last page.
+    pub next_before: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatementEntry {
+    pub transfer_id: TransferId,
+    pub seq: i64,
+    pub kind: TransferKind,
+    /// The other wallet of the transfer.
+    pub counterparty: WalletId,
+    /// The transfer's amount, positive when this wallet is credited.
+    pub amount: i64,
+    /// Change of the posted balance (zero for holds, voids and expiries).
+    pub posted_change: i64,
+    /// Posted balance right after this entry.
+    pub balance_after: i64,
+    pub reason: Option<String>,
+    pub reference: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+mod duration_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(deserializer)?))
+    }
+}

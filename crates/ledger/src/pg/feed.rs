@@ -1,0 +1,87 @@
+//! The change feed: committed transfers in ledger order, for consumers in other processes.
+//!
+//! Transfers are read in position order `(tx_id, seq)`, and only below the oldest transaction
+//! still running: no transfer can later commit with a smaller position, so a consumer that
+//! remembers the last position it handled never misses one and never sees one twice. The
+//! feed lags by the age of the oldest open transaction, normally milliseconds.
+
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use super::rows::{TRANSFER_COLUMNS, TransferRow};
+use crate::error::LedgerError;
+use crate::model::{Position, Transfer};
+
+/// Largest page of the feed.
+pub const MAX_FEED_PAGE: u32 = 10_000;
+
+/// A page of the feed, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FeedPage {
+    pub transfers: Vec<Transfer>,
+    /// The position to ask for next: the last transfer's, or `after` when there were none.
+    pub next: Position,
+}
+
+/// Final transfers after `after`, at most `limit`.
+pub(crate) async fn changes_after(
+    connection: &mut PgConnection,
+    after: Position,
+    limit: u32,
+) -> Result<FeedPage, LedgerError> {
+    let rows: Vec<TransferRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {TRANSFER_COLUMNS} FROM blockchain.fodi_transactions t
+          WHERE t.tx_id >= $1 AND (t.tx_id, t.seq) > ($1, $2)
+            AND t.tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint
+          ORDER BY t.tx_id, t.seq
+          LIMIT $3"
+    )))
+    .bind(after.tx_id)
+    .bind(after.seq)
+    .bind(i64::from(limit.clamp(1, MAX_FEED_PAGE)))
+    .fetch_all(connection)
+    .await?;
+    let transfers = rows
+        .into_iter()
+        .map(Transfer::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = transfers.last().map_or(after, |transfer| transfer.position);
+    Ok(FeedPage { transfers, next })
+}
+
+/// The position `consumer` saved last, or [`Position::START`].
+pub(crate) async fn cursor(
+    connection: &mut PgConnection,
+    consumer: &str,
+) -> Result<Position, LedgerError> {
+    let saved: Option<(i64, i64)> =
+        sqlx::query_as("SELECT tx_id, seq FROM blockchain.feed_cursors WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_optional(connection)
+            .await?;
+    Ok(saved.map_or(Position::START, |(tx_id, seq)| Position { tx_id, seq }))
+}
+
+/// Saves `consumer`'s position. Inside the consumer's own transaction, it commits together
+/// with whatever the consumer did with the transfers: exactly-once processing.
+pub(crate) async fn save_cursor(
+    connection: &mut PgConnection,
+    consumer: &str,
+    position: Position,
+) -> Result<(), LedgerError> {
+    if consumer.is_empty() || consumer.chars().count() > 100 {
+        return Err(LedgerError::InvalidField {
+            field: "consumer",
+            reason: "must be 1 to 100 characters".into(),
+        });
+    }
+    sqlx::query(
+        "INSERT INTO blockchain.feed_cursors (consumer, tx_id, seq) VALUES ($1, $2, $3)
+         ON CONFLICT (consumer) DO UPDATE SET tx_id = excluded.tx_id, seq = excluded.seq",
+    )
+    .bind(consumer)
+    .bind(position.tx_id)
+    .bind(position.seq)
+    .execute(connection)
+    .await?;
+    Ok(())
+}

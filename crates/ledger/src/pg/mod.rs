@@ -1,0 +1,385 @@
+//! The PostgreSQL implementation of [`Ledger`].
+
+pub(crate) mod engine;
+pub mod feed;
+mod history;
+pub mod invariants;
+pub mod nfts;
+pub mod rewards;
+pub(crate) mod rows;
+mod wallets;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use db_core::{Db, RetryPolicy, with_retry};
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use crate::amount::Asset;
+use crate::api::Ledger;
+use crate::error::LedgerError;
+use crate::ids::{NftId, TransferId, UserId, WalletId};
+use crate::model::{
+    Applied, BatchMode, Position, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
+};
+use crate::seal::{self, Block, ChainVerification};
+use feed::FeedPage;
+use invariants::InvariantReport;
+use nfts::{MintNft, MoveNft, Nft, NftMovement};
+use rewards::{Reward, RewardRequest};
+use rows::{TRANSFER_COLUMNS, TransferRow};
+
+/// Runs `$body` (an expression using the connection `$connection`) in a transaction of its
+/// own, retrying the whole transaction when that may succeed.
+///
+/// A macro rather than a function taking an async closure: the futures of `#[async_trait]`
+/// methods must be `Send`, which the compiler cannot yet prove through a closure that borrows
+/// its argument for any lifetime.
+macro_rules! in_transaction {
+    ($ledger:expr, |$connection:ident| $body:expr) => {
+        with_retry(&$ledger.config.retry, || async {
+            let mut transaction = $ledger.db.primary().begin().await?;
+            let $connection: &mut PgConnection = &mut transaction;
+            let value = $body.await?;
+            transaction.commit().await?;
+            Ok(value)
+        })
+        .await
+    };
+}
+
+/// Runs `$body` on a pooled connection (one read, or one self-contained statement), retrying
+/// when that may succeed.
+macro_rules! on_connection {
+    ($ledger:expr, |$connection:ident| $body:expr) => {
+        with_retry(&$ledger.config.retry, || async {
+            let mut pooled = $ledger.db.primary().acquire().await?;
+            let $connection: &mut PgConnection = &mut pooled;
+            $body.await
+        })
+        .await
+    };
+}
+
+pub use engine::MAX_BATCH;
+pub use history::MAX_STATEMENT_PAGE;
+
+/// Settings of the ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Balance rows of each new system wallet. More shards let more transfers touch a system
+    /// wallet at once; reading its balance sums them.
+    pub system_wallet_shards: i16,
+    /// Retries of serialisation failures and of races between identical requests.
+    pub retry: RetryPolicy,
+    /// Most transfers one sealed block covers.
+    pub block_size: u32,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            system_wallet_shards: 16,
+            retry: RetryPolicy::default(),
+            block_size: 10_000,
+        }
+    }
+}
+
+/// The ledger on PostgreSQL (schema `blockchain`, migrated by [`crate::migration_set`]).
+#[derive(Debug, Clone)]
+pub struct PgLedger {
+    db: Db,
+    config: LedgerConfig,
+}
+
+impl PgLedger {
+    pub fn new(db: Db, config: LedgerConfig) -> Self {
+        Self { db, config }
+    }
+
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+
+    /// The ledger's writes on a connection of the caller, typically inside its transaction:
+    /// they commit or roll back with the caller's own statements. No retries happen here; a
+    /// retryable error ([`db_core::RetryableError`]) means: roll back and run it all again.
+    pub fn on<'c>(&'c self, connection: &'c mut PgConnection) -> LedgerConn<'c> {
+        LedgerConn {
+            connection,
+            config: &self.config,
+        }
+    }
+}
+
+/// The ledger's operations on one connection (see [`PgLedger::on`]).
+pub struct LedgerConn<'c> {
+    connection: &'c mut PgConnection,
+    config: &'c LedgerConfig,
+}
+
+impl LedgerConn<'_> {
+    pub async fn open_user_wallet(
+        &mut self,
+        user: UserId,
+        asset: &Asset,
+    ) -> Result<Wallet, LedgerError> {
+        wallets::open_user_wallet(self.connection, user, asset).await
+    }
+
+    pub async fn system_wallet(
+        &mut self,
+        kind: SystemWallet,
+        asset: &Asset,
+    ) -> Result<Wallet, LedgerError> {
+        wallets::system_wallet(
+            self.connection,
+            kind,
+            asset,
+            self.config.system_wallet_shards,
+        )
+        .await
+    }
+
+    pub async fn wallet(&mut self, id: WalletId) -> Result<Wallet, LedgerError> {
+        wallets::wallet(self.connection, id).await
+    }
+
+    pub async fn transfer(&mut self, request: &TransferRequest) -> Result<Applied, LedgerError> {
+        single(
+            engine::submit(
+                self.connection,
+                std::slice::from_ref(request),
+                BatchMode::Linked,
+            )
+            .await?,
+        )
+    }
+
+    pub async fn submit(
+        &mut self,
+        requests: &[TransferRequest],
+        mode: BatchMode,
+    ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
+        engine::submit(self.connection, requests, mode).await
+    }
+
+    pub async fn pay_reward(&mut self, request: &RewardRequest) -> Result<Reward, LedgerError> {
+        rewards::pay(self.connection, request, self.config.system_wallet_shards).await
+    }
+
+    pub async fn mint_nft(&mut self, request: &MintNft) -> Result<Nft, LedgerError> {
+        nfts::mint(self.connection, request).await
+    }
+
+    pub async fn move_nft(&mut self, request: &MoveNft) -> Result<Nft, LedgerError> {
+        nfts::move_nft(self.connection, request).await
+    }
+
+    /// Saves a change-feed position together with the caller's own work.
+    pub async fn save_feed_cursor(
+        &mut self,
+        consumer: &str,
+        position: Position,
+    ) -> Result<(), LedgerError> {
+        feed::save_cursor(self.connection, consumer, position).await
+    }
+}
+
+fn single(mut results: Vec<Result<Applied, LedgerError>>) -> Result<Applied, LedgerError> {
+    match (results.pop(), results.is_empty()) {
+        (Some(result), true) => result,
+        _ => Err(LedgerError::UnexpectedResult(
+            "expected exactly one result".into(),
+        )),
+    }
+}
+
+#[async_trait]
+impl Ledger for PgLedger {
+    async fn open_user_wallet(&self, user: UserId, asset: &Asset) -> Result<Wallet, LedgerError> {
+        on_connection!(self, |connection| wallets::open_user_wallet(
+            connection, user, asset
+        ))
+    }
+
+    async fn system_wallet(
+        &self,
+        kind: SystemWallet,
+        asset: &Asset,
+    ) -> Result<Wallet, LedgerError> {
+        let shards = self.config.system_wallet_shards;
+        in_transaction!(self, |connection| wallets::system_wallet(
+            connection, kind, asset, shards
+        ))
+    }
+
+    async fn wallet(&self, id: WalletId) -> Result<Wallet, LedgerError> {
+        on_connection!(self, |connection| wallets::wallet(connection, id))
+    }
+
+    async fn user_wallets(&self, user: UserId) -> Result<Vec<Wallet>, LedgerError> {
+        on_connection!(self, |connection| wallets::user_wallets(connection, user))
+    }
+
+    async fn set_min_balance(
+        &self,
+        wallet: WalletId,
+        min_balance: Option<i64>,
+    ) -> Result<Wallet, LedgerError> {
+        in_transaction!(self, |connection| wallets::set_min_balance(
+            connection,
+            wallet,
+            min_balance
+        ))
+    }
+
+    async fn close_wallet(&self, wallet: WalletId) -> Result<Wallet, LedgerError> {
+        in_transaction!(self, |connection| wallets::close_wallet(connection, wallet))
+    }
+
+    async fn transfer(&self, request: TransferRequest) -> Result<Applied, LedgerError> {
+        // One statement: the engine's function is a transaction of its own.
+        let requests = std::slice::from_ref(&request);
+        single(on_connection!(self, |connection| engine::submit(
+            connection,
+            requests,
+            BatchMode::Linked
+        ))?)
+    }
+
+    async fn submit(
+        &self,
+        requests: Vec<TransferRequest>,
+        mode: BatchMode,
+    ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
+        on_connection!(self, |connection| engine::submit(
+            connection, &requests, mode
+        ))
+    }
+
+    async fn get_transfer(&self, id: TransferId) -> Result<Option<Transfer>, LedgerError> {
+        on_connection!(self, |connection| transfer_by_id(connection, id))
+    }
+
+    async fn expire_holds(&self, limit: u32) -> Result<usize, LedgerError> {
+        on_connection!(self, |connection| expire_due_holds(connection, limit))
+    }
+
+    async fn statement(
+        &self,
+        wallet: WalletId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Statement, LedgerError> {
+        on_connection!(self, |connection| history::statement(
+            connection, wallet, before, limit
+        ))
+    }
+
+    async fn balance_at(&self, wallet: WalletId, at: DateTime<Utc>) -> Result<i64, LedgerError> {
+        on_connection!(self, |connection| history::balance_at(
+            connection, wallet, at
+        ))
+    }
+
+    async fn pay_reward(&self, request: RewardRequest) -> Result<Reward, LedgerError> {
+        let shards = self.config.system_wallet_shards;
+        in_transaction!(self, |connection| rewards::pay(
+            connection, &request, shards
+        ))
+    }
+
+    async fn rewards_of(&self, user: UserId, limit: u32) -> Result<Vec<Reward>, LedgerError> {
+        on_connection!(self, |connection| rewards::rewards_of(
+            connection, user, limit
+        ))
+    }
+
+    async fn mint_nft(&self, request: MintNft) -> Result<Nft, LedgerError> {
+        in_transaction!(self, |connection| nfts::mint(connection, &request))
+    }
+
+    async fn move_nft(&self, request: MoveNft) -> Result<Nft, LedgerError> {
+        in_transaction!(self, |connection| nfts::move_nft(connection, &request))
+    }
+
+    async fn nft(&self, id: NftId) -> Result<Nft, LedgerError> {
+        on_connection!(self, |connection| nfts::nft(connection, id))
+    }
+
+    async fn nfts_of(&self, owner: UserId) -> Result<Vec<Nft>, LedgerError> {
+        on_connection!(self, |connection| nfts::nfts_of(connection, owner))
+    }
+
+    async fn nft_history(&self, id: NftId) -> Result<Vec<NftMovement>, LedgerError> {
+        on_connection!(self, |connection| nfts::history(connection, id))
+    }
+
+    async fn check_invariants(&self) -> Result<InvariantReport, LedgerError> {
+        on_connection!(self, |connection| invariants::check(connection))
+    }
+
+    async fn seal_next_block(&self) -> Result<Option<Block>, LedgerError> {
+        let block_size = self.config.block_size;
+        on_connection!(self, |connection| seal::seal_next(connection, block_size))
+    }
+
+    async fn blocks(&self, from_height: i64, limit: u32) -> Result<Vec<Block>, LedgerError> {
+        on_connection!(self, |connection| seal::blocks(
+            connection,
+            from_height,
+            limit
+        ))
+    }
+
+    async fn verify_chain(&self) -> Result<ChainVerification, LedgerError> {
+        on_connection!(self, |connection| seal::verify(connection))
+    }
+
+    async fn changes_after(&self, after: Position, limit: u32) -> Result<FeedPage, LedgerError> {
+        on_connection!(self, |connection| feed::changes_after(
+            connection, after, limit
+        ))
+    }
+
+    async fn feed_cursor(&self, consumer: &str) -> Result<Position, LedgerError> {
+        on_connection!(self, |connection| feed::cursor(connection, consumer))
+    }
+
+    async fn save_feed_cursor(
+        &self,
+        consumer: &str,
+        position: Position,
+    ) -> Result<(), LedgerError> {
+        on_connection!(self, |connection| feed::save_cursor(
+            connection, consumer, position
+        ))
+    }
+}
+
+async fn transfer_by_id(
+    connection: &mut PgConnection,
+    id: TransferId,
+) -> Result<Option<Transfer>, LedgerError> {
+    let row: Option<TransferRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {TRANSFER_COLUMNS} FROM blockchain.fodi_transactions t WHERE t.id = $1"
+    )))
+    .bind(id.as_uuid())
+    .fetch_optional(connection)
+    .await?;
+    row.map(Transfer::try_from).transpose()
+}
+
+/// Expires up to `limit` holds whose time has come. Each expiry has an id derived from its
+/// hold, so concurrent sweepers cannot expire a hold twice (nor would the engine let them).
+async fn expire_due_holds(connection: &mut PgConnection, limit: u32) -> Result<usize, LedgerError> {
+    let due: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT pending_id FROM blockchain.pending_holds WHERE expires_at <= now() ORDER BY expires_at LIMIT $1",
+    )
+    .bind(i64::from(limit.clamp(1, 10_000)))
+    .fetch_all(&mut *connection)
+    .await?;
+    let due: Vec<TransferId> = due.into_iter().map(TransferId).collect();
+    engine::expire_holds(connection, &due).await
+}

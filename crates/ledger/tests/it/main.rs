@@ -1,0 +1,16 @@
+//! Integration tests of the ledger against a real PostgreSQL, many with concurrent clients.
+//! Every test that writes ends by checking the ledger's invariants.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod batches;
+mod concurrency;
+mod feed;
+mod history;
+mod model_check;
+mod nfts;
+mod pending;
+mod rewards;
+mod seal;
+mod support;
+mod transfers;
+mod wallets;

@@ -1,0 +1,81 @@
+//! A ledger on a fresh database, with helpers to make users and funded wallets.
+
+use db_core::migrate::core_set;
+use db_core::sqlx;
+use db_core::testing::TestDb;
+use ledger::{
+    Amount, Asset, Ledger, LedgerConfig, PgLedger, SystemWallet, TransferRequest, UserId, Wallet,
+};
+
+pub struct Fixture {
+    pub db: TestDb,
+    pub ledger: PgLedger,
+    pub issuer: Wallet,
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        Self::with_config(LedgerConfig::default()).await
+    }
+
+    pub async fn with_config(config: LedgerConfig) -> Self {
+        let db = TestDb::new(vec![core_set(), ledger::migration_set()]).await;
+        let ledger = PgLedger::new(db.db(), config);
+        let issuer = ledger
+            .system_wallet(SystemWallet::Issuer, &Asset::fodi())
+            .await
+            .unwrap();
+        Self { db, ledger, issuer }
+    }
+
+    /// A new user of the core backend.
+    pub async fn user(&self) -> UserId {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query("INSERT INTO users (id, email) VALUES ($1, $2)")
+            .bind(id)
+            .bind(format!("{id}@example.com"))
+            .execute(self.db.pool())
+            .await
+            .unwrap();
+        UserId(id)
+    }
+
+    /// A new user's FODI wallet holding `units`, minted from the issuer.
+    pub async fn funded(&self, units: i64) -> Wallet {
+        let user = self.user().await;
+        let wallet = self
+            .ledger
+            .open_user_wallet(user, &Asset::fodi())
+            .await
+            .unwrap();
+        if units > 0 {
+            self.ledger
+                .transfer(TransferRequest::transfer(
+                    self.issuer.id,
+                    wallet.id,
+                    Amount::new(units).unwrap(),
+                ))
+                .await
+                .unwrap();
+        }
+        self.ledger.wallet(wallet.id).await.unwrap()
+    }
+
+    pub async fn balance(&self, wallet: &Wallet) -> i64 {
+        self.ledger.wallet(wallet.id).await.unwrap().posted
+    }
+
+    /// Fails the test with the violations if any invariant does not hold.
+    pub async fn assert_invariants(&self) {
+        let report = self.ledger.check_invariants().await.unwrap();
+        assert!(
+            report.is_ok(),
+            "ledger invariants violated: {:#?}",
+            report.violations
+        );
+    }
+}
+
+pub fn units(units: i64) -> Amount {
+    Amount::new(units).unwrap()
+}
