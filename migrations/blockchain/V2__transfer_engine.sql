@@ -101,6 +101,8 @@ DECLARE
 
     resolved_here uuid[] := '{}';   -- pending transfers resolved by earlier items
     new_seqs      bigint[];         -- seq of the inserted transfers, ascending
+    fast_fits     boolean;          -- every item of the common batch fit
+    settled       boolean := false; -- the common batch was settled at once
     out_seq       bigint[];         -- per item: seq of the transfer it inserted
     failed_at     integer;
     applied       integer := 0;
@@ -140,6 +142,7 @@ BEGIN
     pend_amt := array_fill(NULL::bigint, ARRAY[n]);
     pend_exp := array_fill(NULL::timestamptz, ARRAY[n]);
     pend_item := array_fill(NULL::integer, ARRAY[n]);
+    resolved := array_fill(false, ARRAY[n]);
     IF 3 = ANY (code) OR 4 = ANY (code) OR 5 = ANY (code) THEN
         WITH r AS (
             SELECT u.id, u.kind, u.debit, u.credit, u.amount, u.timeout_ms, u.pending, u.i,
@@ -149,14 +152,19 @@ BEGIN
         ), first_pendings AS (
             SELECT r.* FROM r WHERE r.kind = 'pending' AND r.i = r.first
         )
-        SELECT array_agg(s.debit), array_agg(s.credit), array_agg(s.held), array_agg(s.expires), array_agg(s.item)
-          INTO dbt, crd, pend_amt, pend_exp, pend_item
+        SELECT array_agg(s.debit), array_agg(s.credit), array_agg(s.held), array_agg(s.expires), array_agg(s.item),
+               array_agg(s.resolved)
+          INTO dbt, crd, pend_amt, pend_exp, pend_item, resolved
           FROM (SELECT r.i,
                        CASE WHEN r.kind IN ('post', 'void', 'expire') THEN coalesce(t.debit_wallet_id, b.debit) ELSE r.debit END AS debit,
                        CASE WHEN r.kind IN ('post', 'void', 'expire') THEN coalesce(t.credit_wallet_id, b.credit) ELSE r.credit END AS credit,
                        coalesce(t.amount, b.amount) AS held,
                        coalesce(t.expires_at, now() + b.timeout_ms * interval '1 millisecond') AS expires,
-                       b.i AS item
+                       b.i AS item,
+                       -- Resolved before this batch? A race with a concurrent resolution is
+                       -- caught by the unique index on pending_id when inserting.
+                       EXISTS (SELECT 1 FROM blockchain.fodi_transactions res
+                                WHERE r.kind IN ('post', 'void', 'expire') AND res.pending_id = r.pending) AS resolved
                   FROM r
                   LEFT JOIN blockchain.fodi_transactions t
                          ON r.kind IN ('post', 'void', 'expire') AND t.id = r.pending AND t.kind = 'pending'
@@ -166,7 +174,7 @@ BEGIN
     END IF;
 
     -- 2. Everything that needs no balance, in one pass over the items: wallets, ids that exist
-    --    already (replays and conflicts), holds resolved already, repeated ids, static checks,
+    --    already (replays and conflicts), repeated ids, static checks,
     --    and the balance rows to lock ("keys", numbered in (wallet, shard) order). A batch
     --    racing this one with the same id is caught by the primary key when inserting; the
     --    caller then submits again and gets the replay.
@@ -180,7 +188,6 @@ BEGIN
                wd.asset IS DISTINCT FROM wc.asset AS asset_mismatch,
                CASE WHEN r.code = 1 THEN (hot_shard % wd.shard_count)::smallint ELSE 0::smallint END AS debit_shard,
                CASE WHEN r.code = 1 THEN (hot_shard % wc.shard_count)::smallint ELSE 0::smallint END AS credit_shard,
-               res.id IS NOT NULL AS resolved,
                CASE
                    WHEN t.id IS NULL THEN NULL
                    WHEN t.kind = r.kind
@@ -210,7 +217,6 @@ BEGIN
           LEFT JOIN blockchain.wallets wd ON wd.id = r.debit
           LEFT JOIN blockchain.wallets wc ON wc.id = r.credit
           LEFT JOIN blockchain.fodi_transactions t ON t.id = r.id
-          LEFT JOIN blockchain.fodi_transactions res ON r.code >= 3 AND res.pending_id = r.pending
     ), checked AS (
         SELECT items.*,
                coalesce(items.existing, items.invalid,
@@ -227,12 +233,12 @@ BEGIN
           FROM checked c
          CROSS JOIN LATERAL (VALUES (1, c.debit, c.debit_shard), (2, c.credit, c.credit_shard)) AS sd(side, wallet, shard)
     )
-    SELECT per_item.failures, per_item.fault_wallets, per_item.duplicates, per_item.resolutions,
+    SELECT per_item.failures, per_item.fault_wallets, per_item.duplicates,
            (SELECT array_agg(x.k) FROM (SELECT s.k FROM sides s ORDER BY s.i, s.side) x),
            per_key.wallets, per_key.shards
       FROM (SELECT array_agg(x.failure) AS failures, array_agg(x.fw) AS fault_wallets,
-                   array_agg(x.dup) AS duplicates, array_agg(x.resolved) AS resolutions
-              FROM (SELECT c.failure, c.resolved,
+                   array_agg(x.dup) AS duplicates
+              FROM (SELECT c.failure,
                            CASE WHEN c.failure IN ('wallet_not_found', 'wallet_closed')
                                 THEN CASE WHEN c.debit_at_fault THEN c.debit ELSE c.credit END
                            END AS fw,
@@ -240,165 +246,227 @@ BEGIN
                       FROM checked c ORDER BY c.i) x) per_item,
            (SELECT array_agg(x.wallet) AS wallets, array_agg(x.shard) AS shards
               FROM (SELECT DISTINCT s.k, s.wallet, s.shard FROM sides s WHERE s.k IS NOT NULL ORDER BY s.k) x) per_key
-      INTO st, f_wallet, dup_of, resolved, side_keys, k_wallet, k_shard;
+      INTO st, f_wallet, dup_of, side_keys, k_wallet, k_shard;
 
-    -- 3. Lock the balance rows in (wallet, shard) order, and read them as they are now.
-    IF k_wallet IS NOT NULL THEN
-        SELECT count(*)::integer, array_agg(l.posted), array_agg(l.pending_debits),
-               array_agg(l.pending_credits), array_agg(l.min_balance), array_agg(l.closed)
-          INTO locked, k_posted, k_pdeb, k_pcred, k_min, k_closed
-          FROM (SELECT b.posted, b.pending_debits, b.pending_credits, b.min_balance, b.closed
-                  FROM unnest(k_wallet, k_shard) AS k(wallet, shard)
-                  JOIN blockchain.balances b ON b.wallet_id = k.wallet AND b.shard = k.shard
-                 ORDER BY b.wallet_id, b.shard
-                   FOR UPDATE OF b) l;
-        IF locked <> cardinality(k_wallet) THEN
-            RAISE EXCEPTION 'submit_transfers: % balance rows expected, % found', cardinality(k_wallet), locked
-                USING ERRCODE = 'internal_error';
-        END IF;
+    -- 3. The common batch, immediate transfers that all passed the checks above with no id
+    --    twice, is settled in three statements. The balances are updated in (wallet, shard)
+    --    order, which takes their locks in that order; running sums per balance row, in item
+    --    order, then show whether every item fit where it stood. If one did not (or the update
+    --    failed a check), the block is undone and the item-by-item path below decides.
+    IF NOT (2 = ANY (code) OR 3 = ANY (code) OR 4 = ANY (code) OR 5 = ANY (code))
+       AND k_wallet IS NOT NULL
+       AND cardinality(array_remove(st, NULL)) = 0
+       AND cardinality(array_remove(dup_of, NULL)) = 0 THEN
+        BEGIN
+            WITH moves AS (
+                -- Side o of the batch: item (o + 1) / 2, its debit when o is odd, its credit when even.
+                SELECT d.k, d.delta, sum(d.delta) OVER (PARTITION BY d.k ORDER BY d.o) AS running
+                  FROM (SELECT s.k, s.o,
+                               CASE WHEN s.o % 2 = 1 THEN -p_amounts[(s.o + 1) / 2]
+                                    ELSE p_amounts[(s.o + 1) / 2] END::numeric AS delta
+                          FROM unnest(side_keys) WITH ORDINALITY AS s(k, o)) d
+            ), per_key AS (
+                SELECT m.k, k_wallet[m.k] AS wallet, k_shard[m.k] AS shard,
+                       sum(m.delta) AS net, min(m.running) AS lowest, max(m.running) AS highest
+                  FROM moves m
+                 GROUP BY m.k
+            ), updated AS (
+                UPDATE blockchain.balances b
+                   SET posted = b.posted + pk.net::bigint
+                  FROM (SELECT per_key.* FROM per_key ORDER BY per_key.wallet, per_key.shard) pk
+                 WHERE b.wallet_id = pk.wallet AND b.shard = pk.shard
+                RETURNING b.posted - pk.net AS before, b.pending_debits, b.min_balance, b.closed, pk.lowest, pk.highest
+            )
+            SELECT count(*)::integer,
+                   bool_and(NOT u.closed
+                            AND u.before + u.lowest >= min_amount AND u.before + u.highest <= max_amount
+                            AND (u.min_balance IS NULL OR u.before - u.pending_debits - u.min_balance + u.lowest >= 0))
+              INTO locked, fast_fits
+              FROM updated u;
+            IF locked <> cardinality(k_wallet) OR NOT fast_fits THEN
+                RAISE EXCEPTION 'not settled at once' USING ERRCODE = 'raise_exception';
+            END IF;
+            WITH inserted AS (
+                INSERT INTO blockchain.fodi_transactions
+                       (id, kind, debit_wallet_id, credit_wallet_id, amount, reason, reference, metadata)
+                SELECT r.id, 'transfer', r.debit, r.credit, r.amount, r.reason, r.reference, r.metadata
+                  FROM unnest(p_ids, dbt, crd, p_amounts, p_reasons, p_references, p_metadata)
+                           WITH ORDINALITY AS r(id, debit, credit, amount, reason, reference, metadata, i)
+                 ORDER BY r.i
+                RETURNING seq
+            )
+            SELECT array_agg(inserted.seq ORDER BY inserted.seq) INTO new_seqs FROM inserted;
+            amt := p_amounts;
+            st := array_fill('ok'::text, ARRAY[n]);
+            out_seq := new_seqs;
+            applied := n;
+            settled := true;
+        EXCEPTION WHEN raise_exception OR numeric_value_out_of_range OR check_violation THEN
+            -- Everything in the block is undone; the locks it took are kept.
+            settled := false;
+        END;
     END IF;
 
-    -- 5. Apply the items in order to the balances held in memory.
-    FOR i IN 1..n LOOP
-        -- A later item with the id of an earlier one is judged as if the earlier had been
-        -- submitted first: if that one was applied, this is a replay or a conflict; if not,
-        -- the id is still free and this item is evaluated like any other.
-        j := winner[coalesce(dup_of[i], i)];
-        IF st[i] IS NULL AND j IS NOT NULL THEN
-            st[i] := CASE WHEN p_kinds[i] = p_kinds[j]
-                               AND dbt[i] IS NOT DISTINCT FROM dbt[j] AND crd[i] IS NOT DISTINCT FROM crd[j]
-                               AND p_amounts[i] IS NOT DISTINCT FROM p_amounts[j]
-                               AND p_pending_ids[i] IS NOT DISTINCT FROM p_pending_ids[j]
-                               AND p_timeouts_ms[i] IS NOT DISTINCT FROM p_timeouts_ms[j]
-                               AND p_reasons[i] IS NOT DISTINCT FROM p_reasons[j]
-                               AND p_references[i] IS NOT DISTINCT FROM p_references[j]
-                               AND p_metadata[i] IS NOT DISTINCT FROM p_metadata[j]
-                          THEN 'replayed' ELSE 'id_conflict' END;
+    IF NOT settled THEN
+        -- 4. Lock the balance rows in (wallet, shard) order, and read them as they are now.
+        IF k_wallet IS NOT NULL THEN
+            SELECT count(*)::integer, array_agg(l.posted), array_agg(l.pending_debits),
+                   array_agg(l.pending_credits), array_agg(l.min_balance), array_agg(l.closed)
+              INTO locked, k_posted, k_pdeb, k_pcred, k_min, k_closed
+              FROM (SELECT b.posted, b.pending_debits, b.pending_credits, b.min_balance, b.closed
+                      FROM unnest(k_wallet, k_shard) AS k(wallet, shard)
+                      JOIN blockchain.balances b ON b.wallet_id = k.wallet AND b.shard = k.shard
+                     ORDER BY b.wallet_id, b.shard
+                       FOR UPDATE OF b) l;
+            IF locked <> cardinality(k_wallet) THEN
+                RAISE EXCEPTION 'submit_transfers: % balance rows expected, % found', cardinality(k_wallet), locked
+                    USING ERRCODE = 'internal_error';
+            END IF;
         END IF;
 
-        IF st[i] IS NULL THEN
-            d := side_keys[2 * i - 1];
-            c := side_keys[2 * i];
-            IF code[i] <= 2 THEN
-                -- transfer (1) or pending (2): spend from the debit wallet's available funds.
-                a := p_amounts[i];
-                IF k_closed[d] OR k_closed[c] THEN
-                    -- Closed while this batch waited for the lock.
-                    st[i] := 'wallet_closed';
-                    f_wallet[i] := CASE WHEN k_closed[d] THEN dbt[i] ELSE crd[i] END;
-                ELSIF k_min[d] IS NOT NULL AND k_posted[d]::numeric - k_pdeb[d] - k_min[d] < a THEN
-                    st[i] := 'insufficient_funds';
-                    f_wallet[i] := dbt[i];
-                    f_needed[i] := a;
-                    f_avail[i] := least(greatest(k_posted[d]::numeric - k_pdeb[d] - k_min[d], 0), max_amount)::bigint;
-                ELSIF code[i] = 1 AND (k_posted[c] > max_amount - a OR k_posted[d] < min_amount + a) THEN
-                    st[i] := 'overflow';
-                    f_wallet[i] := CASE WHEN k_posted[c] > max_amount - a THEN crd[i] ELSE dbt[i] END;
-                ELSIF code[i] = 2 AND (k_pdeb[d] > max_amount - a OR k_pcred[c] > max_amount - a) THEN
-                    st[i] := 'overflow';
-                    f_wallet[i] := CASE WHEN k_pdeb[d] > max_amount - a THEN dbt[i] ELSE crd[i] END;
-                ELSIF code[i] = 1 THEN
-                    k_posted[d] := k_posted[d] - a;
-                    k_posted[c] := k_posted[c] + a;
-                    amt[i] := a;
-                ELSE
-                    k_pdeb[d] := k_pdeb[d] + a;
-                    k_pcred[c] := k_pcred[c] + a;
-                    amt[i] := a;
-                    exp_at[i] := now() + p_timeouts_ms[i] * interval '1 millisecond';
-                END IF;
-            ELSE
-                -- post (3), void (4) or expire (5) of a hold.
-                held := pend_amt[i];
-                a := CASE WHEN code[i] = 3 THEN coalesce(p_amounts[i], held) ELSE held END;
-                IF pend_item[i] IS NOT NULL AND st[pend_item[i]] IS DISTINCT FROM 'ok' THEN
-                    st[i] := 'pending_not_found';
-                ELSIF resolved[i] OR p_pending_ids[i] = ANY (resolved_here) THEN
-                    st[i] := 'pending_already_resolved';
-                ELSIF code[i] = 5 AND pend_exp[i] > now() THEN
-                    st[i] := 'pending_not_expired';
-                ELSIF code[i] <> 5 AND pend_exp[i] <= now() THEN
-                    st[i] := 'pending_expired';
-                ELSIF a > held THEN
-                    st[i] := 'amount_exceeds_pending';
-                    f_needed[i] := a;
-                    f_avail[i] := held;
-                ELSIF code[i] = 3 AND (k_posted[c] > max_amount - a OR k_posted[d] < min_amount + a) THEN
-                    st[i] := 'overflow';
-                    f_wallet[i] := CASE WHEN k_posted[c] > max_amount - a THEN crd[i] ELSE dbt[i] END;
-                ELSE
-                    k_pdeb[d] := k_pdeb[d] - held;
-                    k_pcred[c] := k_pcred[c] - held;
-                    IF code[i] = 3 THEN
+        -- 5. Apply the items in order to the balances held in memory.
+        FOR i IN 1..n LOOP
+            -- A later item with the id of an earlier one is judged as if the earlier had been
+            -- submitted first: if that one was applied, this is a replay or a conflict; if not,
+            -- the id is still free and this item is evaluated like any other.
+            j := winner[coalesce(dup_of[i], i)];
+            IF st[i] IS NULL AND j IS NOT NULL THEN
+                st[i] := CASE WHEN p_kinds[i] = p_kinds[j]
+                                   AND dbt[i] IS NOT DISTINCT FROM dbt[j] AND crd[i] IS NOT DISTINCT FROM crd[j]
+                                   AND p_amounts[i] IS NOT DISTINCT FROM p_amounts[j]
+                                   AND p_pending_ids[i] IS NOT DISTINCT FROM p_pending_ids[j]
+                                   AND p_timeouts_ms[i] IS NOT DISTINCT FROM p_timeouts_ms[j]
+                                   AND p_reasons[i] IS NOT DISTINCT FROM p_reasons[j]
+                                   AND p_references[i] IS NOT DISTINCT FROM p_references[j]
+                                   AND p_metadata[i] IS NOT DISTINCT FROM p_metadata[j]
+                              THEN 'replayed' ELSE 'id_conflict' END;
+            END IF;
+
+            IF st[i] IS NULL THEN
+                d := side_keys[2 * i - 1];
+                c := side_keys[2 * i];
+                IF code[i] <= 2 THEN
+                    -- transfer (1) or pending (2): spend from the debit wallet's available funds.
+                    a := p_amounts[i];
+                    IF k_closed[d] OR k_closed[c] THEN
+                        -- Closed while this batch waited for the lock.
+                        st[i] := 'wallet_closed';
+                        f_wallet[i] := CASE WHEN k_closed[d] THEN dbt[i] ELSE crd[i] END;
+                    ELSIF k_min[d] IS NOT NULL AND k_posted[d]::numeric - k_pdeb[d] - k_min[d] < a THEN
+                        st[i] := 'insufficient_funds';
+                        f_wallet[i] := dbt[i];
+                        f_needed[i] := a;
+                        f_avail[i] := least(greatest(k_posted[d]::numeric - k_pdeb[d] - k_min[d], 0), max_amount)::bigint;
+                    ELSIF code[i] = 1 AND (k_posted[c] > max_amount - a OR k_posted[d] < min_amount + a) THEN
+                        st[i] := 'overflow';
+                        f_wallet[i] := CASE WHEN k_posted[c] > max_amount - a THEN crd[i] ELSE dbt[i] END;
+                    ELSIF code[i] = 2 AND (k_pdeb[d] > max_amount - a OR k_pcred[c] > max_amount - a) THEN
+                        st[i] := 'overflow';
+                        f_wallet[i] := CASE WHEN k_pdeb[d] > max_amount - a THEN dbt[i] ELSE crd[i] END;
+                    ELSIF code[i] = 1 THEN
                         k_posted[d] := k_posted[d] - a;
                         k_posted[c] := k_posted[c] + a;
+                        amt[i] := a;
+                    ELSE
+                        k_pdeb[d] := k_pdeb[d] + a;
+                        k_pcred[c] := k_pcred[c] + a;
+                        amt[i] := a;
+                        exp_at[i] := now() + p_timeouts_ms[i] * interval '1 millisecond';
                     END IF;
-                    amt[i] := a;
-                    resolved_here := resolved_here || p_pending_ids[i];
+                ELSE
+                    -- post (3), void (4) or expire (5) of a hold.
+                    held := pend_amt[i];
+                    a := CASE WHEN code[i] = 3 THEN coalesce(p_amounts[i], held) ELSE held END;
+                    IF pend_item[i] IS NOT NULL AND st[pend_item[i]] IS DISTINCT FROM 'ok' THEN
+                        st[i] := 'pending_not_found';
+                    ELSIF resolved[i] OR p_pending_ids[i] = ANY (resolved_here) THEN
+                        st[i] := 'pending_already_resolved';
+                    ELSIF code[i] = 5 AND pend_exp[i] > now() THEN
+                        st[i] := 'pending_not_expired';
+                    ELSIF code[i] <> 5 AND pend_exp[i] <= now() THEN
+                        st[i] := 'pending_expired';
+                    ELSIF a > held THEN
+                        st[i] := 'amount_exceeds_pending';
+                        f_needed[i] := a;
+                        f_avail[i] := held;
+                    ELSIF code[i] = 3 AND (k_posted[c] > max_amount - a OR k_posted[d] < min_amount + a) THEN
+                        st[i] := 'overflow';
+                        f_wallet[i] := CASE WHEN k_posted[c] > max_amount - a THEN crd[i] ELSE dbt[i] END;
+                    ELSE
+                        k_pdeb[d] := k_pdeb[d] - held;
+                        k_pcred[c] := k_pcred[c] - held;
+                        IF code[i] = 3 THEN
+                            k_posted[d] := k_posted[d] - a;
+                            k_posted[c] := k_posted[c] + a;
+                        END IF;
+                        amt[i] := a;
+                        resolved_here := resolved_here || p_pending_ids[i];
+                    END IF;
+                END IF;
+                IF st[i] IS NULL THEN
+                    st[i] := 'ok';
+                    applied := applied + 1;
+                    winner[coalesce(dup_of[i], i)] := i;
                 END IF;
             END IF;
-            IF st[i] IS NULL THEN
-                st[i] := 'ok';
-                applied := applied + 1;
-                winner[coalesce(dup_of[i], i)] := i;
-            END IF;
-        END IF;
 
-        IF p_linked AND st[i] NOT IN ('ok', 'replayed') THEN
-            failed_at := i;
-            EXIT;
-        END IF;
-    END LOOP;
-
-    IF failed_at IS NOT NULL THEN
-        FOR i IN 1..n LOOP
-            IF i <> failed_at AND st[i] IS DISTINCT FROM 'replayed' THEN
-                st[i] := 'linked_event_failed';
+            IF p_linked AND st[i] NOT IN ('ok', 'replayed') THEN
+                failed_at := i;
+                EXIT;
             END IF;
         END LOOP;
-        applied := 0;
-    END IF;
 
-    -- 6. Write, in one statement: the transfers in item order (so seq follows it), the holds
-    --    opened and released, the balances.
-    IF applied > 0 THEN
-        WITH inserted AS (
-            INSERT INTO blockchain.fodi_transactions
-                   (id, kind, debit_wallet_id, credit_wallet_id, amount, pending_id, expires_at, reason, reference, metadata)
-            SELECT r.id, r.kind, r.debit, r.credit, r.amount, r.pending, r.expires, r.reason, r.reference, r.metadata
-              FROM unnest(p_ids, p_kinds, dbt, crd, amt, p_pending_ids, exp_at, p_reasons, p_references, p_metadata, st)
-                       WITH ORDINALITY AS r(id, kind, debit, credit, amount, pending, expires, reason, reference, metadata, status, i)
-             WHERE r.status = 'ok'
-             ORDER BY r.i
-            RETURNING seq
-        ), opened AS (
-            INSERT INTO blockchain.pending_holds (pending_id, expires_at)
-            SELECT r.id, r.expires
-              FROM unnest(p_ids, code, exp_at, st) AS r(id, code, expires, status)
-             WHERE r.status = 'ok' AND r.code = 2 AND NOT (r.id = ANY (resolved_here))
-            RETURNING 1
-        ), released AS (
-            DELETE FROM blockchain.pending_holds h WHERE h.pending_id = ANY (resolved_here)
-            RETURNING 1
-        ), balanced AS (
-            UPDATE blockchain.balances b
-               SET posted = k.posted, pending_debits = k.pdeb, pending_credits = k.pcred
-              FROM unnest(k_wallet, k_shard, k_posted, k_pdeb, k_pcred) AS k(wallet, shard, posted, pdeb, pcred)
-             WHERE b.wallet_id = k.wallet AND b.shard = k.shard
-               AND (b.posted, b.pending_debits, b.pending_credits) IS DISTINCT FROM (k.posted, k.pdeb, k.pcred)
-            RETURNING 1
-        )
-        SELECT array_agg(inserted.seq ORDER BY inserted.seq) INTO new_seqs FROM inserted;
 
-        -- The inserted rows took their seq in item order: the k-th applied item has the k-th.
-        out_seq := array_fill(NULL::bigint, ARRAY[n]);
-        j := 0;
-        FOR i IN 1..n LOOP
-            IF st[i] = 'ok' THEN
-                j := j + 1;
-                out_seq[i] := new_seqs[j];
-            END IF;
-        END LOOP;
+        IF failed_at IS NOT NULL THEN
+            FOR i IN 1..n LOOP
+                IF i <> failed_at AND st[i] IS DISTINCT FROM 'replayed' THEN
+                    st[i] := 'linked_event_failed';
+                END IF;
+            END LOOP;
+            applied := 0;
+        END IF;
+
+        -- 6. Write, in one statement: the transfers in item order (so seq follows it), the holds
+        --    opened and released, the balances.
+        IF applied > 0 THEN
+            WITH inserted AS (
+                INSERT INTO blockchain.fodi_transactions
+                       (id, kind, debit_wallet_id, credit_wallet_id, amount, pending_id, expires_at, reason, reference, metadata)
+                SELECT r.id, r.kind, r.debit, r.credit, r.amount, r.pending, r.expires, r.reason, r.reference, r.metadata
+                  FROM unnest(p_ids, p_kinds, dbt, crd, amt, p_pending_ids, exp_at, p_reasons, p_references, p_metadata, st)
+                           WITH ORDINALITY AS r(id, kind, debit, credit, amount, pending, expires, reason, reference, metadata, status, i)
+                 WHERE r.status = 'ok'
+                 ORDER BY r.i
+                RETURNING seq
+            ), opened AS (
+                INSERT INTO blockchain.pending_holds (pending_id, expires_at)
+                SELECT r.id, r.expires
+                  FROM unnest(p_ids, code, exp_at, st) AS r(id, code, expires, status)
+                 WHERE r.status = 'ok' AND r.code = 2 AND NOT (r.id = ANY (resolved_here))
+                RETURNING 1
+            ), released AS (
+                DELETE FROM blockchain.pending_holds h WHERE h.pending_id = ANY (resolved_here)
+                RETURNING 1
+            ), balanced AS (
+                UPDATE blockchain.balances b
+                   SET posted = k.posted, pending_debits = k.pdeb, pending_credits = k.pcred
+                  FROM unnest(k_wallet, k_shard, k_posted, k_pdeb, k_pcred) AS k(wallet, shard, posted, pdeb, pcred)
+                 WHERE b.wallet_id = k.wallet AND b.shard = k.shard
+                   AND (b.posted, b.pending_debits, b.pending_credits) IS DISTINCT FROM (k.posted, k.pdeb, k.pcred)
+                RETURNING 1
+            )
+            SELECT array_agg(inserted.seq ORDER BY inserted.seq) INTO new_seqs FROM inserted;
+
+            -- The inserted rows took their seq in item order: the k-th applied item has the k-th.
+            out_seq := array_fill(NULL::bigint, ARRAY[n]);
+            j := 0;
+            FOR i IN 1..n LOOP
+                IF st[i] = 'ok' THEN
+                    j := j + 1;
+                    out_seq[i] := new_seqs[j];
+                END IF;
+            END LOOP;
+        END IF;
     END IF;
 
     -- 7. One row per item. Applied items are described from what was just written; replayed
@@ -449,9 +517,9 @@ BEGIN
 END
 $fn$;
 
--- The common case on its own: one immediate transfer, in two statements instead of the
--- batch engine's six. Same semantics and status codes as submit_transfers() with one
--- 'transfer' item (tests hold the two to the same results).
+-- The common case on its own: one immediate transfer, in two statements (lock and read; write)
+-- instead of the batch engine's six. Same semantics and status codes as submit_transfers()
+-- with one 'transfer' item; tests hold the two to the same results.
 CREATE FUNCTION blockchain.submit_transfer(
     p_id        uuid,
     p_debit     uuid,
@@ -462,7 +530,6 @@ CREATE FUNCTION blockchain.submit_transfer(
     p_metadata  jsonb
 ) RETURNS SETOF blockchain.transfer_result
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -471,9 +538,8 @@ DECLARE
     hot_shard constant integer := floor(random() * 64)::integer;
     result blockchain.transfer_result;
     existing blockchain.fodi_transactions;
-    locked_row record;
-    debit_found boolean := false;
-    credit_found boolean := false;
+    debit_found boolean;
+    credit_found boolean;
     debit_closed boolean;
     credit_closed boolean;
     debit_asset text;
@@ -492,56 +558,26 @@ BEGIN
         result.status := 'invalid_amount';
     ELSIF p_debit = p_credit THEN
         result.status := 'same_wallet';
-    END IF;
+    ELSE
+        -- 1. Both balance rows, locked in (wallet, shard) order, with what the checks need.
+        --    (One aggregate over the two rows: cheaper than a cursor loop over them.)
+        SELECT coalesce(bool_or(l.wallet_id = p_debit), false), coalesce(bool_or(l.wallet_id = p_credit), false),
+               bool_or(l.closed) FILTER (WHERE l.wallet_id = p_debit),
+               bool_or(l.closed) FILTER (WHERE l.wallet_id = p_credit),
+               min(l.asset) FILTER (WHERE l.wallet_id = p_debit), min(l.asset) FILTER (WHERE l.wallet_id = p_credit),
+               min(l.shard) FILTER (WHERE l.wallet_id = p_debit), min(l.shard) FILTER (WHERE l.wallet_id = p_credit),
+               min(l.posted) FILTER (WHERE l.wallet_id = p_debit), min(l.pending_debits) FILTER (WHERE l.wallet_id = p_debit),
+               min(l.min_balance) FILTER (WHERE l.wallet_id = p_debit), min(l.posted) FILTER (WHERE l.wallet_id = p_credit)
+          INTO debit_found, credit_found, debit_closed, credit_closed, debit_asset, credit_asset,
+               debit_shard, credit_shard, debit_posted, debit_held, debit_min, credit_posted
+          FROM (SELECT b.wallet_id, b.shard, b.posted, b.pending_debits, b.min_balance, b.closed, w.asset
+                  FROM blockchain.wallets w
+                  JOIN blockchain.balances b ON b.wallet_id = w.id AND b.shard = hot_shard % w.shard_count
+                 WHERE w.id IN (p_debit, p_credit)
+                 ORDER BY b.wallet_id, b.shard
+                   FOR UPDATE OF b) l;
 
-    -- 1. The wallets and their balance rows, locked in (wallet, shard) order; then the id,
-    --    read after the locks so that a concurrent submit of it on these wallets is visible.
-    FOR locked_row IN
-        SELECT b.wallet_id, b.shard, b.posted, b.pending_debits, b.min_balance, b.closed, w.asset
-          FROM blockchain.wallets w
-          JOIN blockchain.balances b ON b.wallet_id = w.id AND b.shard = hot_shard % w.shard_count
-         WHERE w.id IN (p_debit, p_credit) AND result.status IS NULL
-         ORDER BY b.wallet_id, b.shard
-           FOR UPDATE OF b
-    LOOP
-        IF locked_row.wallet_id = p_debit THEN
-            debit_found := true;
-            debit_closed := locked_row.closed;
-            debit_asset := locked_row.asset;
-            debit_shard := locked_row.shard;
-            debit_posted := locked_row.posted;
-            debit_held := locked_row.pending_debits;
-            debit_min := locked_row.min_balance;
-        ELSE
-            credit_found := true;
-            credit_closed := locked_row.closed;
-            credit_asset := locked_row.asset;
-            credit_shard := locked_row.shard;
-            credit_posted := locked_row.posted;
-        END IF;
-    END LOOP;
-
-    SELECT t.* INTO existing FROM blockchain.fodi_transactions t WHERE t.id = p_id;
-    IF existing.id IS NOT NULL THEN
-        IF existing.kind = 'transfer' AND existing.debit_wallet_id = p_debit
-           AND existing.credit_wallet_id = p_credit AND existing.amount = p_amount
-           AND existing.reason IS NOT DISTINCT FROM p_reason AND existing.reference IS NOT DISTINCT FROM p_reference
-           AND existing.metadata IS NOT DISTINCT FROM p_metadata THEN
-            result.status := 'replayed';
-            result.id := existing.id; result.tx_id := existing.tx_id; result.seq := existing.seq;
-            result.kind := existing.kind; result.debit_wallet_id := existing.debit_wallet_id;
-            result.credit_wallet_id := existing.credit_wallet_id; result.amount := existing.amount;
-            result.reason := existing.reason; result.reference := existing.reference;
-            result.metadata := existing.metadata; result.created_at := existing.created_at;
-        ELSE
-            result.status := 'id_conflict';
-        END IF;
-        RETURN NEXT result;
-        RETURN;
-    END IF;
-
-    -- 2. The checks of the batch engine, in its order.
-    IF result.status IS NULL THEN
+        -- 2. The checks of the batch engine, in its order.
         IF NOT debit_found OR NOT credit_found THEN
             result.status := 'wallet_not_found';
             result.fact_wallet := CASE WHEN debit_found THEN p_credit ELSE p_debit END;
@@ -560,34 +596,69 @@ BEGIN
             result.fact_wallet := CASE WHEN credit_posted > max_amount - p_amount THEN p_credit ELSE p_debit END;
         END IF;
     END IF;
-    IF result.status IS NOT NULL THEN
-        RETURN NEXT result;
-        RETURN;
+
+    IF result.status IS NULL THEN
+        -- 3. Write the transfer and both balances in one statement. An id that exists already
+        --    inserts nothing, and then the balances are not touched either.
+        WITH inserted AS (
+            INSERT INTO blockchain.fodi_transactions (id, kind, debit_wallet_id, credit_wallet_id, amount, reason, reference, metadata)
+            VALUES (p_id, 'transfer', p_debit, p_credit, p_amount, p_reason, p_reference, p_metadata)
+            ON CONFLICT (id) DO NOTHING
+            RETURNING tx_id, seq, created_at
+        ), balanced AS (
+            UPDATE blockchain.balances b
+               SET posted = b.posted + CASE WHEN b.wallet_id = p_debit THEN -p_amount ELSE p_amount END
+              FROM inserted
+             WHERE (b.wallet_id = p_debit AND b.shard = debit_shard) OR (b.wallet_id = p_credit AND b.shard = credit_shard)
+            RETURNING 1
+        )
+        SELECT inserted.tx_id, inserted.seq, inserted.created_at INTO result.tx_id, result.seq, result.created_at
+          FROM inserted;
+        IF FOUND THEN
+            result.status := 'ok';
+            result.id := p_id;
+            result.kind := 'transfer';
+            result.debit_wallet_id := p_debit;
+            result.credit_wallet_id := p_credit;
+            result.amount := p_amount;
+            result.reason := p_reason;
+            result.reference := p_reference;
+            result.metadata := p_metadata;
+            RETURN NEXT result;
+            RETURN;
+        END IF;
     END IF;
 
-    -- 3. Write the transfer and both balances in one statement.
-    WITH inserted AS (
-        INSERT INTO blockchain.fodi_transactions (id, kind, debit_wallet_id, credit_wallet_id, amount, reason, reference, metadata)
-        VALUES (p_id, 'transfer', p_debit, p_credit, p_amount, p_reason, p_reference, p_metadata)
-        RETURNING tx_id, seq, created_at
-    ), balanced AS (
-        UPDATE blockchain.balances b
-           SET posted = b.posted + CASE WHEN b.wallet_id = p_debit THEN -p_amount ELSE p_amount END
-         WHERE (b.wallet_id = p_debit AND b.shard = debit_shard) OR (b.wallet_id = p_credit AND b.shard = credit_shard)
-        RETURNING 1
-    )
-    SELECT inserted.tx_id, inserted.seq, inserted.created_at INTO result.tx_id, result.seq, result.created_at
-      FROM inserted;
-
-    result.status := 'ok';
-    result.id := p_id;
-    result.kind := 'transfer';
-    result.debit_wallet_id := p_debit;
-    result.credit_wallet_id := p_credit;
-    result.amount := p_amount;
-    result.reason := p_reason;
-    result.reference := p_reference;
-    result.metadata := p_metadata;
+    -- 4. A check failed, or the id exists: a stored transfer with this id decides the answer
+    --    (the same fields: a replay; other fields: a conflict), whatever the checks said.
+    SELECT t.* INTO existing FROM blockchain.fodi_transactions t WHERE t.id = p_id;
+    IF existing.id IS NOT NULL THEN
+        result := NULL;
+        result.item := 1;
+        IF existing.kind = 'transfer' AND existing.debit_wallet_id = p_debit
+           AND existing.credit_wallet_id = p_credit AND existing.amount = p_amount
+           AND existing.reason IS NOT DISTINCT FROM p_reason AND existing.reference IS NOT DISTINCT FROM p_reference
+           AND existing.metadata IS NOT DISTINCT FROM p_metadata THEN
+            result.status := 'replayed';
+            result.id := existing.id;
+            result.tx_id := existing.tx_id;
+            result.seq := existing.seq;
+            result.kind := existing.kind;
+            result.debit_wallet_id := existing.debit_wallet_id;
+            result.credit_wallet_id := existing.credit_wallet_id;
+            result.amount := existing.amount;
+            result.reason := existing.reason;
+            result.reference := existing.reference;
+            result.metadata := existing.metadata;
+            result.created_at := existing.created_at;
+        ELSE
+            result.status := 'id_conflict';
+        END IF;
+    ELSIF result.status IS NULL THEN
+        -- Not inserted, yet not there: only a concurrent insert that rolled back between the two
+        -- statements can do this. Report it as a retryable serialisation failure.
+        RAISE EXCEPTION 'transfer % vanished while being submitted', p_id USING ERRCODE = 'serialization_failure';
+    END IF;
     RETURN NEXT result;
 END
 $fn$;

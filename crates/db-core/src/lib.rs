@@ -1,6 +1,7 @@
 //! The lowest layer of the FODI workspace: everything the data crates share about PostgreSQL.
 //!
-//! - [`DbConfig`] and [`Db`]: typed settings and the primary (plus optional read-replica) pools.
+//! - [`DbConfig`] and [`Db`]: typed settings and the primary (plus optional read-replica) pools;
+//!   [`DirectPool`] for hot single statements that should not pay sqlx's ping on release.
 //! - [`DbError`]: database failures classified into what a caller acts on, and
 //!   [`with_retry`] for the retryable ones (serialisation failures, deadlocks).
 //! - [`migrate`]: refinery driven over sqlx, one migration set and history table per schema
@@ -17,6 +18,7 @@
 pub mod cluster;
 mod config;
 mod db;
+mod direct;
 mod error;
 pub mod migrate;
 mod retry;
@@ -27,6 +29,7 @@ pub mod testing;
 pub use cluster::{ClusterError, Durability, LocalCluster, LocalClusterConfig};
 pub use config::{DbConfig, redact_url};
 pub use db::{Db, describe_target};
+pub use direct::{DirectConnection, DirectPool};
 pub use error::DbError;
 pub use retry::{RetryPolicy, RetryableError, with_retry};
 pub use target::{

@@ -147,6 +147,7 @@ impl TestDb {
         }
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
+            .test_before_acquire(false)
             .connect_lazy_with(server.admin.clone().database(&name));
         Self {
             name,

@@ -45,8 +45,7 @@ pub(crate) async fn statement(
     if !exists {
         return Err(LedgerError::WalletNotFound(wallet));
     }
-    // Both sides of the wallet's entries come from their own index (debit or credit), which
-    // also carries amount and kind, so summing what is newer than the page reads no table rows.
+    // Each side of the wallet's entries comes from its own index (debit or credit).
     let rows: Vec<EntryRow> = sqlx::query_as(
         "WITH page AS (
              (SELECT t.id, t.seq, t.kind, t.credit_wallet_id AS counterparty, -t.amount AS amount,

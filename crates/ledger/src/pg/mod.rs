@@ -11,7 +11,7 @@ mod wallets;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use db_core::{Db, RetryPolicy, with_retry};
+use db_core::{Db, DirectPool, RetryPolicy, with_retry};
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::amount::Asset;
@@ -73,6 +73,8 @@ pub struct LedgerConfig {
     pub retry: RetryPolicy,
     /// Most transfers one sealed block covers.
     pub block_size: u32,
+    /// Connections that submit transfers (see [`db_core::DirectPool`]: no ping on release).
+    pub engine_connections: usize,
 }
 
 impl Default for LedgerConfig {
@@ -81,6 +83,7 @@ impl Default for LedgerConfig {
             system_wallet_shards: 16,
             retry: RetryPolicy::default(),
             block_size: 10_000,
+            engine_connections: 16,
         }
     }
 }
@@ -89,12 +92,49 @@ impl Default for LedgerConfig {
 #[derive(Debug, Clone)]
 pub struct PgLedger {
     db: Db,
+    /// Connections for submitting transfers: one statement each, the hottest path.
+    engine: DirectPool,
     config: LedgerConfig,
 }
 
 impl PgLedger {
     pub fn new(db: Db, config: LedgerConfig) -> Self {
-        Self { db, config }
+        let options = db.primary().connect_options().as_ref().clone();
+        let engine = DirectPool::new(
+            options,
+            config.engine_connections,
+            db.primary().options().get_acquire_timeout(),
+        );
+        Self { db, engine, config }
+    }
+
+    /// Closes the ledger's own connections (the [`Db`] pools are the owner's to close).
+    pub fn close(&self) {
+        self.engine.close();
+    }
+
+    /// Submits on an engine connection: one statement, a transaction of its own.
+    async fn submit_on_engine(
+        &self,
+        requests: &[TransferRequest],
+        mode: BatchMode,
+    ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
+        with_retry(&self.config.retry, || async {
+            let mut connection = self.engine.acquire().await?;
+            let results = engine::submit(&mut connection, requests, mode).await;
+            // A statement the server answered, even with an error, leaves the connection
+            // ready; anything else (a broken socket) closes it.
+            let answered = match &results {
+                Ok(_) => true,
+                Err(LedgerError::Db(error)) => error.sqlstate().is_some(),
+                Err(_) => true,
+            };
+            if answered {
+                connection.release();
+            }
+            results
+        })
+        .await
     }
 
     pub fn config(&self) -> &LedgerConfig {
@@ -239,13 +279,10 @@ impl Ledger for PgLedger {
     }
 
     async fn transfer(&self, request: TransferRequest) -> Result<Applied, LedgerError> {
-        // One statement: the engine's function is a transaction of its own.
-        let requests = std::slice::from_ref(&request);
-        single(on_connection!(self, |connection| engine::submit(
-            connection,
-            requests,
-            BatchMode::Linked
-        ))?)
+        single(
+            self.submit_on_engine(std::slice::from_ref(&request), BatchMode::Linked)
+                .await?,
+        )
     }
 
     async fn submit(
@@ -253,9 +290,7 @@ impl Ledger for PgLedger {
         requests: Vec<TransferRequest>,
         mode: BatchMode,
     ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
-        on_connection!(self, |connection| engine::submit(
-            connection, &requests, mode
-        ))
+        self.submit_on_engine(&requests, mode).await
     }
 
     async fn get_transfer(&self, id: TransferId) -> Result<Option<Transfer>, LedgerError> {

@@ -1,0 +1,60 @@
+//! A fresh PostgreSQL cluster for one benchmark run, with the workspace's schemas migrated.
+
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::Context;
+use db_core::migrate::{MigrationSet, Migrator, UpOptions};
+use db_core::{
+    Db, DbConfig, Durability, LocalCluster, LocalClusterConfig, create_database_if_missing,
+};
+
+use crate::report::progress;
+
+/// The benchmark's cluster and the application database on it.
+pub struct BenchCluster {
+    pub cluster: LocalCluster,
+    pub db: Db,
+    /// Keeps the directory until the run ends.
+    _dir: tempfile::TempDir,
+}
+
+/// Name of the database the scenarios use (pgbench gets one of its own).
+pub const DATABASE: &str = "fodi_bench";
+
+impl BenchCluster {
+    /// Starts a durable cluster (PostgreSQL's default settings, as production would run it)
+    /// in a temporary directory and migrates `sets` into its application database.
+    pub async fn start(sets: Vec<MigrationSet>, pool_size: u32) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("fodi-bench-")
+            .tempdir_in(std::env::temp_dir())?;
+        // The server may run as another account (when we are root): let it pass through.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let config = LocalClusterConfig {
+            durability: Durability::Durable,
+            settings: vec![("max_connections".into(), "200".into())],
+            ..LocalClusterConfig::new(dir.path().join("pg"))
+        };
+        let cluster = LocalCluster::start(config)
+            .await
+            .context("cannot start the benchmark cluster")?;
+        progress(&format!("cluster at {}", cluster.data_dir().display()));
+        create_database_if_missing(&cluster.connect_options("postgres"), DATABASE).await?;
+        let options = cluster.connect_options(DATABASE);
+        let mut connection = db_core::connect(&options).await?;
+        Migrator::new(sets)?
+            .up(&mut connection, UpOptions::default())
+            .await?;
+        let settings = DbConfig {
+            max_connections: pool_size,
+            statement_timeout: None,
+            ..DbConfig::default()
+        };
+        let db = Db::connect_with(&settings, options).await?;
+        Ok(Self {
+            cluster,
+            db,
+            _dir: dir,
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! Benchmarks of the FODI areas, each against a reference measured in the same run on the same
+//! machine (these machines are shared and noisy: ratios, not absolute numbers, are the result).
+//!
+//! `cargo run --release -p bench -- ledger` prints one JSON line per scenario on stdout (the
+//! shape of docs/benchmarks.md) and its progress on stderr. Areas are added as they are built.
+
+mod cluster;
+mod ledger;
+mod load;
+mod pgbench;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "Benchmarks against references measured in the same run"
+)]
+struct Cli {
+    /// Seconds each measured run lasts (the reference runs as long).
+    #[arg(long, default_value_t = 5, global = true)]
+    seconds: u64,
+    /// Each scenario alternates with its reference this many times; medians are compared.
+    #[arg(long, default_value_t = 3, global = true)]
+    rounds: usize,
+    /// Run only the scenarios whose names start with these (repeatable).
+    #[arg(long = "only", value_name = "SCENARIO", global = true)]
+    only: Vec<String>,
+    #[command(subcommand)]
+    area: Area,
+}
+
+#[derive(Debug, Subcommand)]
+enum Area {
+    /// The token ledger against pgbench's TPC-B-like script.
+    Ledger {
+        /// Concurrent clients of the single-transfer scenarios (and of pgbench).
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Wallets the transfers move between.
+        #[arg(long, default_value_t = 10_000)]
+        wallets: usize,
+        /// Concurrent clients submitting batches.
+        #[arg(long, default_value_t = 4)]
+        batch_clients: usize,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let measurements = match cli.area {
+        Area::Ledger {
+            clients,
+            wallets,
+            batch_clients,
+        } => {
+            let options = ledger::Options {
+                seconds: cli.seconds,
+                rounds: cli.rounds,
+                clients,
+                wallets,
+                batch_clients,
+                only: cli.only,
+            };
+            ledger::run(&options).await?
+        }
+    };
+    let missed = measurements
+        .iter()
+        .filter(|measurement| !measurement.meets_target())
+        .count();
+    report::progress(&format!(
+        "{} scenarios, {missed} below target",
+        measurements.len()
+    ));
+    Ok(())
+}
