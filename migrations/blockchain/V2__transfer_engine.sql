@@ -173,12 +173,10 @@ BEGIN
                  ORDER BY r.i) s;
     END IF;
 
-    -- 2. Everything that needs no balance, in one pass over the items: wallets, ids that exist
-    --    already (replays and conflicts), repeated ids, static checks,
-    --    and the balance rows to lock ("keys", numbered in (wallet, shard) order). A batch
-    --    racing this one with the same id is caught by the primary key when inserting; the
-    --    caller then submits again and gets the replay.
-    --    Posted movements of a sharded wallet go to one shard per batch; holds use shard 0.
+    -- 2. Everything that needs no balance, in one pass over the items: wallets, repeated ids,
+    --    the checks that need no balance, and the balance rows the batch touches ("keys",
+    --    numbered in (wallet, shard) order). Posted movements of a sharded wallet go to one
+    --    shard per batch; holds use shard 0.
     WITH items AS (
         SELECT r.i, r.code, r.debit, r.credit,
                min(r.i) OVER (PARTITION BY r.id) AS first,
@@ -188,19 +186,6 @@ BEGIN
                wd.asset IS DISTINCT FROM wc.asset AS asset_mismatch,
                CASE WHEN r.code = 1 THEN (hot_shard % wd.shard_count)::smallint ELSE 0::smallint END AS debit_shard,
                CASE WHEN r.code = 1 THEN (hot_shard % wc.shard_count)::smallint ELSE 0::smallint END AS credit_shard,
-               CASE
-                   WHEN t.id IS NULL THEN NULL
-                   WHEN t.kind = r.kind
-                        AND t.debit_wallet_id = r.debit AND t.credit_wallet_id = r.credit
-                        AND t.amount = CASE WHEN r.code >= 4 THEN r.held ELSE coalesce(r.amount, r.held) END
-                        AND t.pending_id IS NOT DISTINCT FROM r.pending
-                        AND t.reason IS NOT DISTINCT FROM r.reason
-                        AND t.reference IS NOT DISTINCT FROM r.reference
-                        AND t.metadata IS NOT DISTINCT FROM r.metadata
-                        AND (r.code <> 2 OR t.expires_at - t.created_at = r.timeout_ms * interval '1 millisecond')
-                   THEN 'replayed'
-                   ELSE 'id_conflict'
-               END AS existing,
                CASE
                    WHEN r.code IS NULL THEN 'invalid_request'
                    WHEN r.code >= 3 AND r.debit IS NULL THEN 'pending_not_found'
@@ -216,10 +201,9 @@ BEGIN
                                         reason, reference, metadata, i)
           LEFT JOIN blockchain.wallets wd ON wd.id = r.debit
           LEFT JOIN blockchain.wallets wc ON wc.id = r.credit
-          LEFT JOIN blockchain.fodi_transactions t ON t.id = r.id
     ), checked AS (
         SELECT items.*,
-               coalesce(items.existing, items.invalid,
+               coalesce(items.invalid,
                         CASE WHEN items.missing THEN 'wallet_not_found'
                              WHEN items.closed THEN 'wallet_closed'
                              WHEN items.asset_mismatch THEN 'asset_mismatch' END) AS failure
@@ -248,16 +232,29 @@ BEGIN
               FROM (SELECT DISTINCT s.k, s.wallet, s.shard FROM sides s WHERE s.k IS NOT NULL ORDER BY s.k) x) per_key
       INTO st, f_wallet, dup_of, side_keys, k_wallet, k_shard;
 
-    -- 3. The common batch, immediate transfers that all passed the checks above with no id
-    --    twice, is settled in three statements. The balances are updated in (wallet, shard)
-    --    order, which takes their locks in that order; running sums per balance row, in item
-    --    order, then show whether every item fit where it stood. If one did not (or the update
-    --    failed a check), the block is undone and the item-by-item path below decides.
+    -- 3. The common batch, new immediate transfers that all passed the checks above with no
+    --    id twice, is settled in two statements. The transfers are inserted; the balances are
+    --    updated in (wallet, shard) order, which takes their locks in that order; running sums
+    --    per balance row, in item order, show whether every item fit where it stood. If one did
+    --    not, or an id existed, or a check failed, the block is undone and the item-by-item
+    --    path below decides.
     IF NOT (2 = ANY (code) OR 3 = ANY (code) OR 4 = ANY (code) OR 5 = ANY (code))
        AND k_wallet IS NOT NULL
        AND cardinality(array_remove(st, NULL)) = 0
        AND cardinality(array_remove(dup_of, NULL)) = 0 THEN
         BEGIN
+            -- The transfers first: inserting needs no balance lock, so the locks below are
+            -- held for less time.
+            WITH inserted AS (
+                INSERT INTO blockchain.fodi_transactions
+                       (id, kind, debit_wallet_id, credit_wallet_id, amount, reason, reference, metadata)
+                SELECT r.id, 'transfer', r.debit, r.credit, r.amount, r.reason, r.reference, r.metadata
+                  FROM unnest(p_ids, dbt, crd, p_amounts, p_reasons, p_references, p_metadata)
+                           WITH ORDINALITY AS r(id, debit, credit, amount, reason, reference, metadata, i)
+                 ORDER BY r.i
+                RETURNING seq
+            )
+            SELECT array_agg(inserted.seq ORDER BY inserted.seq) INTO new_seqs FROM inserted;
             WITH moves AS (
                 -- Side o of the batch: item (o + 1) / 2, its debit when o is odd, its credit when even.
                 SELECT d.k, d.delta, sum(d.delta) OVER (PARTITION BY d.k ORDER BY d.o) AS running
@@ -286,29 +283,47 @@ BEGIN
             IF locked <> cardinality(k_wallet) OR NOT fast_fits THEN
                 RAISE EXCEPTION 'not settled at once' USING ERRCODE = 'raise_exception';
             END IF;
-            WITH inserted AS (
-                INSERT INTO blockchain.fodi_transactions
-                       (id, kind, debit_wallet_id, credit_wallet_id, amount, reason, reference, metadata)
-                SELECT r.id, 'transfer', r.debit, r.credit, r.amount, r.reason, r.reference, r.metadata
-                  FROM unnest(p_ids, dbt, crd, p_amounts, p_reasons, p_references, p_metadata)
-                           WITH ORDINALITY AS r(id, debit, credit, amount, reason, reference, metadata, i)
-                 ORDER BY r.i
-                RETURNING seq
-            )
-            SELECT array_agg(inserted.seq ORDER BY inserted.seq) INTO new_seqs FROM inserted;
             amt := p_amounts;
             st := array_fill('ok'::text, ARRAY[n]);
             out_seq := new_seqs;
             applied := n;
             settled := true;
-        EXCEPTION WHEN raise_exception OR numeric_value_out_of_range OR check_violation THEN
-            -- Everything in the block is undone; the locks it took are kept.
+        EXCEPTION WHEN raise_exception OR numeric_value_out_of_range OR check_violation OR unique_violation THEN
+            -- Everything in the block is undone (the locks it took are kept). A unique
+            -- violation means an id exists already: the path below finds the replay.
             settled := false;
         END;
     END IF;
 
     IF NOT settled THEN
-        -- 4. Lock the balance rows in (wallet, shard) order, and read them as they are now.
+        -- 4. Ids that exist already: the same transfer again (a replay) or a conflict, whatever
+        --    the checks said. A batch racing this one with the same id is caught by the primary
+        --    key when inserting; the caller then submits again and gets the replay.
+        SELECT array_agg(x.status)
+          INTO st
+          FROM (SELECT CASE
+                           WHEN t.id IS NULL THEN r.failure
+                           WHEN t.kind = r.kind
+                                AND t.debit_wallet_id = r.debit AND t.credit_wallet_id = r.credit
+                                AND t.amount = CASE WHEN r.kind IN ('void', 'expire') THEN r.held
+                                                    ELSE coalesce(r.amount, r.held) END
+                                AND t.pending_id IS NOT DISTINCT FROM r.pending
+                                AND t.reason IS NOT DISTINCT FROM r.reason
+                                AND t.reference IS NOT DISTINCT FROM r.reference
+                                AND t.metadata IS NOT DISTINCT FROM r.metadata
+                                AND (r.kind <> 'pending'
+                                     OR t.expires_at - t.created_at = r.timeout_ms * interval '1 millisecond')
+                           THEN 'replayed'
+                           ELSE 'id_conflict'
+                       END AS status
+                  FROM unnest(p_ids, p_kinds, dbt, crd, p_amounts, pend_amt, p_pending_ids, p_timeouts_ms,
+                              p_reasons, p_references, p_metadata, st)
+                           WITH ORDINALITY AS r(id, kind, debit, credit, amount, held, pending, timeout_ms,
+                                                reason, reference, metadata, failure, i)
+                  LEFT JOIN blockchain.fodi_transactions t ON t.id = r.id
+                 ORDER BY r.i) x;
+
+        -- 5. Lock the balance rows in (wallet, shard) order, and read them as they are now.
         IF k_wallet IS NOT NULL THEN
             SELECT count(*)::integer, array_agg(l.posted), array_agg(l.pending_debits),
                    array_agg(l.pending_credits), array_agg(l.min_balance), array_agg(l.closed)
@@ -324,7 +339,7 @@ BEGIN
             END IF;
         END IF;
 
-        -- 5. Apply the items in order to the balances held in memory.
+        -- 6. Apply the items in order to the balances held in memory.
         FOR i IN 1..n LOOP
             -- A later item with the id of an earlier one is judged as if the earlier had been
             -- submitted first: if that one was applied, this is a replay or a conflict; if not,
@@ -426,7 +441,7 @@ BEGIN
             applied := 0;
         END IF;
 
-        -- 6. Write, in one statement: the transfers in item order (so seq follows it), the holds
+        -- 7. Write, in one statement: the transfers in item order (so seq follows it), the holds
         --    opened and released, the balances.
         IF applied > 0 THEN
             WITH inserted AS (
@@ -469,49 +484,43 @@ BEGIN
         END IF;
     END IF;
 
-    -- 7. One row per item. Applied items are described from what was just written; replayed
-    --    ones are read back.
+    -- 8. One row per item. An applied item's row carries what the engine decided (position,
+    --    wallets, amount, expiry, time) and leaves out what the caller sent (id, pending id,
+    --    reason, reference, metadata); a replayed item's row is the stored transfer, whole.
     IF 'replayed' = ANY (st) THEN
         RETURN QUERY
         SELECT r.i::integer, r.status, r.fw, r.fn, r.fa,
-               coalesce(t.id, CASE WHEN r.status = 'ok' THEN r.id END),
+               t.id,
                CASE WHEN r.status = 'ok' THEN (pg_current_xact_id()::text)::bigint ELSE t.tx_id END,
-               coalesce(t.seq, r.seq), coalesce(t.kind, CASE WHEN r.status = 'ok' THEN r.kind END),
+               coalesce(t.seq, r.seq),
+               coalesce(t.kind, CASE WHEN r.status = 'ok' THEN r.kind END),
                coalesce(t.debit_wallet_id, CASE WHEN r.status = 'ok' THEN r.debit END),
                coalesce(t.credit_wallet_id, CASE WHEN r.status = 'ok' THEN r.credit END),
                coalesce(t.amount, CASE WHEN r.status = 'ok' THEN r.amount END),
-               CASE WHEN r.status = 'ok' THEN r.pending ELSE t.pending_id END,
+               t.pending_id,
                CASE WHEN r.status = 'ok' THEN r.expires ELSE t.expires_at END,
-               CASE WHEN r.status = 'ok' THEN r.reason ELSE t.reason END,
-               CASE WHEN r.status = 'ok' THEN r.reference ELSE t.reference END,
-               CASE WHEN r.status = 'ok' THEN r.metadata ELSE t.metadata END,
+               t.reason, t.reference, t.metadata,
                CASE WHEN r.status = 'ok' THEN now() ELSE t.created_at END
-          FROM unnest(p_ids, st, f_wallet, f_needed, f_avail, out_seq, p_kinds, dbt, crd, amt, p_pending_ids,
-                      exp_at, p_reasons, p_references, p_metadata)
-                   WITH ORDINALITY AS r(id, status, fw, fn, fa, seq, kind, debit, credit, amount, pending,
-                                        expires, reason, reference, metadata, i)
+          FROM unnest(p_ids, st, f_wallet, f_needed, f_avail, out_seq, p_kinds, dbt, crd, amt, exp_at)
+                   WITH ORDINALITY AS r(id, status, fw, fn, fa, seq, kind, debit, credit, amount, expires, i)
           LEFT JOIN blockchain.fodi_transactions t ON r.status = 'replayed' AND t.id = r.id
          ORDER BY r.i;
     ELSE
         RETURN QUERY
         SELECT r.i::integer, r.status, r.fw, r.fn, r.fa,
-               CASE WHEN r.status = 'ok' THEN r.id END,
+               NULL::uuid,
                CASE WHEN r.status = 'ok' THEN (pg_current_xact_id()::text)::bigint END,
                r.seq,
                CASE WHEN r.status = 'ok' THEN r.kind END,
                CASE WHEN r.status = 'ok' THEN r.debit END,
                CASE WHEN r.status = 'ok' THEN r.credit END,
                CASE WHEN r.status = 'ok' THEN r.amount END,
-               CASE WHEN r.status = 'ok' THEN r.pending END,
+               NULL::uuid,
                CASE WHEN r.status = 'ok' THEN r.expires END,
-               CASE WHEN r.status = 'ok' THEN r.reason END,
-               CASE WHEN r.status = 'ok' THEN r.reference END,
-               CASE WHEN r.status = 'ok' THEN r.metadata END,
+               NULL::text, NULL::text, NULL::jsonb,
                CASE WHEN r.status = 'ok' THEN now() END
-          FROM unnest(p_ids, st, f_wallet, f_needed, f_avail, out_seq, p_kinds, dbt, crd, amt, p_pending_ids,
-                      exp_at, p_reasons, p_references, p_metadata)
-                   WITH ORDINALITY AS r(id, status, fw, fn, fa, seq, kind, debit, credit, amount, pending,
-                                        expires, reason, reference, metadata, i)
+          FROM unnest(st, f_wallet, f_needed, f_avail, out_seq, p_kinds, dbt, crd, amt, exp_at)
+                   WITH ORDINALITY AS r(status, fw, fn, fa, seq, kind, debit, credit, amount, expires, i)
          ORDER BY r.i;
     END IF;
 END

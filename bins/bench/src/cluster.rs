@@ -30,9 +30,19 @@ impl BenchCluster {
             .tempdir_in(std::env::temp_dir())?;
         // The server may run as another account (when we are root): let it pass through.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        // Durable, with the memory and WAL settings a server of this size would be given;
+        // pgbench runs on the same cluster, so both sides get the same server.
         let config = LocalClusterConfig {
             durability: Durability::Durable,
-            settings: vec![("max_connections".into(), "200".into())],
+            settings: [
+                ("max_connections", "200"),
+                ("shared_buffers", "1GB"),
+                ("max_wal_size", "8GB"),
+                ("checkpoint_timeout", "15min"),
+            ]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
             ..LocalClusterConfig::new(dir.path().join("pg"))
         };
         let cluster = LocalCluster::start(config)

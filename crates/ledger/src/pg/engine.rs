@@ -312,11 +312,16 @@ fn outcome(row: ResultRow, request: &TransferRequest) -> Result<Applied, LedgerE
         }
     };
     let error = match row.status.as_str() {
-        "ok" | "replayed" => {
-            let replayed = row.status == "replayed";
+        "ok" => {
+            return Ok(Applied {
+                transfer: applied_transfer(row, request)?,
+                replayed: false,
+            });
+        }
+        "replayed" => {
             return Ok(Applied {
                 transfer: transfer_from(row)?,
-                replayed,
+                replayed: true,
             });
         }
         "id_conflict" => LedgerError::IdConflict { id: request.id },
@@ -354,6 +359,27 @@ fn outcome(row: ResultRow, request: &TransferRequest) -> Result<Applied, LedgerE
     Err(error)
 }
 
+/// An applied item: the engine returns what it decided (position, wallets, amount, expiry,
+/// time); the rest is what the request said, stored as it was sent.
+fn applied_transfer(
+    mut row: ResultRow,
+    request: &TransferRequest,
+) -> Result<Transfer, LedgerError> {
+    let details = &request.details;
+    row.id = Some(request.id.as_uuid());
+    row.pending_id = match &request.instruction {
+        Instruction::Post { pending, .. } | Instruction::Void { pending } => {
+            Some(pending.as_uuid())
+        }
+        Instruction::Transfer { .. } | Instruction::Hold { .. } => None,
+    };
+    row.reason.clone_from(&details.reason);
+    row.reference.clone_from(&details.reference);
+    row.metadata = details.metadata.clone().map(serde_json::Value::Object);
+    transfer_from(row)
+}
+
+/// A transfer as the database stored it.
 fn transfer_from(row: ResultRow) -> Result<Transfer, LedgerError> {
     let missing =
         |column: &str| LedgerError::UnexpectedResult(format!("applied transfer without {column}"));
