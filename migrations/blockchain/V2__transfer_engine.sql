@@ -97,6 +97,9 @@ DECLARE
     k_pcred  bigint[];
     k_min    bigint[];
     k_closed boolean[];
+    k_net     numeric[];      -- the common batch's net change per key, and the lowest and
+    k_lowest  numeric[];      -- highest running sums it passes through
+    k_highest numeric[];
     locked   integer;
 
     resolved_here uuid[] := '{}';   -- pending transfers resolved by earlier items
@@ -178,7 +181,7 @@ BEGIN
     --    numbered in (wallet, shard) order). Posted movements of a sharded wallet go to one
     --    shard per batch; holds use shard 0.
     WITH items AS (
-        SELECT r.i, r.code, r.debit, r.credit,
+        SELECT r.i, r.code, r.debit, r.credit, r.amount,
                min(r.i) OVER (PARTITION BY r.id) AS first,
                wd.id IS NULL OR wc.id IS NULL AS missing,
                wd.closed_at IS NOT NULL OR wc.closed_at IS NOT NULL AS closed,
@@ -211,6 +214,7 @@ BEGIN
     ), sides AS (
         -- Two rows per item, debit then credit; balance rows numbered for the valid ones.
         SELECT c.i, sd.side, sd.wallet, sd.shard,
+               CASE WHEN sd.side = 1 THEN -c.amount ELSE c.amount END::numeric AS delta,
                CASE WHEN c.failure IS NULL
                     THEN dense_rank() OVER (PARTITION BY c.failure IS NULL ORDER BY sd.wallet, sd.shard)::integer
                END AS k
@@ -219,7 +223,7 @@ BEGIN
     )
     SELECT per_item.failures, per_item.fault_wallets, per_item.duplicates,
            (SELECT array_agg(x.k) FROM (SELECT s.k FROM sides s ORDER BY s.i, s.side) x),
-           per_key.wallets, per_key.shards
+           per_key.wallets, per_key.shards, movement.nets, movement.lowests, movement.highests
       FROM (SELECT array_agg(x.failure) AS failures, array_agg(x.fw) AS fault_wallets,
                    array_agg(x.dup) AS duplicates
               FROM (SELECT c.failure,
@@ -229,8 +233,18 @@ BEGIN
                            CASE WHEN c.first < c.i THEN c.first END AS dup
                       FROM checked c ORDER BY c.i) x) per_item,
            (SELECT array_agg(x.wallet) AS wallets, array_agg(x.shard) AS shards
-              FROM (SELECT DISTINCT s.k, s.wallet, s.shard FROM sides s WHERE s.k IS NOT NULL ORDER BY s.k) x) per_key
-      INTO st, f_wallet, dup_of, side_keys, k_wallet, k_shard;
+              FROM (SELECT DISTINCT s.k, s.wallet, s.shard FROM sides s WHERE s.k IS NOT NULL ORDER BY s.k) x) per_key,
+           -- What the common batch (step 3) will do to each balance row: its net change, and
+           -- the lowest and highest running sums it passes through, in item order. Computed
+           -- here, before any lock is taken.
+           (SELECT array_agg(x.net ORDER BY x.k) AS nets, array_agg(x.lowest ORDER BY x.k) AS lowests,
+                   array_agg(x.highest ORDER BY x.k) AS highests
+              FROM (SELECT m.k, sum(m.delta) AS net, min(m.running) AS lowest, max(m.running) AS highest
+                      FROM (SELECT s.k, s.delta,
+                                   sum(s.delta) OVER (PARTITION BY s.k ORDER BY s.i, s.side) AS running
+                              FROM sides s WHERE s.k IS NOT NULL) m
+                     GROUP BY m.k) x) movement
+      INTO st, f_wallet, dup_of, side_keys, k_wallet, k_shard, k_net, k_lowest, k_highest;
 
     -- 3. The common batch, new immediate transfers that all passed the checks above with no
     --    id twice, is settled in two statements. The transfers are inserted; the balances are
@@ -255,24 +269,14 @@ BEGIN
                 RETURNING seq
             )
             SELECT array_agg(inserted.seq ORDER BY inserted.seq) INTO new_seqs FROM inserted;
-            WITH moves AS (
-                -- Side o of the batch: item (o + 1) / 2, its debit when o is odd, its credit when even.
-                SELECT d.k, d.delta, sum(d.delta) OVER (PARTITION BY d.k ORDER BY d.o) AS running
-                  FROM (SELECT s.k, s.o,
-                               CASE WHEN s.o % 2 = 1 THEN -p_amounts[(s.o + 1) / 2]
-                                    ELSE p_amounts[(s.o + 1) / 2] END::numeric AS delta
-                          FROM unnest(side_keys) WITH ORDINALITY AS s(k, o)) d
-            ), per_key AS (
-                SELECT m.k, k_wallet[m.k] AS wallet, k_shard[m.k] AS shard,
-                       sum(m.delta) AS net, min(m.running) AS lowest, max(m.running) AS highest
-                  FROM moves m
-                 GROUP BY m.k
-            ), updated AS (
+            WITH updated AS (
                 UPDATE blockchain.balances b
-                   SET posted = b.posted + pk.net::bigint
-                  FROM (SELECT per_key.* FROM per_key ORDER BY per_key.wallet, per_key.shard) pk
-                 WHERE b.wallet_id = pk.wallet AND b.shard = pk.shard
-                RETURNING b.posted - pk.net AS before, b.pending_debits, b.min_balance, b.closed, pk.lowest, pk.highest
+                   SET posted = b.posted + k.net::bigint
+                  FROM (SELECT u.* FROM unnest(k_wallet, k_shard, k_net, k_lowest, k_highest)
+                                            AS u(wallet, shard, net, lowest, highest)
+                         ORDER BY u.wallet, u.shard) k
+                 WHERE b.wallet_id = k.wallet AND b.shard = k.shard
+                RETURNING b.posted - k.net AS before, b.pending_debits, b.min_balance, b.closed, k.lowest, k.highest
             )
             SELECT count(*)::integer,
                    bool_and(NOT u.closed

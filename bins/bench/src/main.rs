@@ -41,8 +41,9 @@ enum Area {
         /// Wallets the transfers move between.
         #[arg(long, default_value_t = 10_000)]
         wallets: usize,
-        /// Concurrent clients submitting batches.
-        #[arg(long, default_value_t = 4)]
+        /// Concurrent clients submitting batches (two keep both cores busy; more only queue on
+        /// the same balance rows).
+        #[arg(long, default_value_t = 2)]
         batch_clients: usize,
     },
 }
