@@ -182,7 +182,6 @@ BEGIN
     --    shard per batch; holds use shard 0.
     WITH items AS (
         SELECT r.i, r.code, r.debit, r.credit, r.amount,
-               min(r.i) OVER (PARTITION BY r.id) AS first,
                wd.id IS NULL OR wc.id IS NULL AS missing,
                wd.closed_at IS NOT NULL OR wc.closed_at IS NOT NULL AS closed,
                wd.id IS NULL OR wd.closed_at IS NOT NULL AS debit_at_fault,
@@ -221,41 +220,38 @@ BEGIN
           FROM checked c
          CROSS JOIN LATERAL (VALUES (1, c.debit, c.debit_shard), (2, c.credit, c.credit_shard)) AS sd(side, wallet, shard)
     )
-    SELECT per_item.failures, per_item.fault_wallets, per_item.duplicates,
+    SELECT per_item.failures, per_item.fault_wallets,
            (SELECT array_agg(x.k) FROM (SELECT s.k FROM sides s ORDER BY s.i, s.side) x),
-           per_key.wallets, per_key.shards, movement.nets, movement.lowests, movement.highests
-      FROM (SELECT array_agg(x.failure) AS failures, array_agg(x.fw) AS fault_wallets,
-                   array_agg(x.dup) AS duplicates
+           per_key.wallets, per_key.shards, per_key.nets, per_key.lowests, per_key.highests
+      FROM (SELECT array_agg(x.failure) AS failures, array_agg(x.fw) AS fault_wallets
               FROM (SELECT c.failure,
                            CASE WHEN c.failure IN ('wallet_not_found', 'wallet_closed')
                                 THEN CASE WHEN c.debit_at_fault THEN c.debit ELSE c.credit END
-                           END AS fw,
-                           CASE WHEN c.first < c.i THEN c.first END AS dup
+                           END AS fw
                       FROM checked c ORDER BY c.i) x) per_item,
-           (SELECT array_agg(x.wallet) AS wallets, array_agg(x.shard) AS shards
-              FROM (SELECT DISTINCT s.k, s.wallet, s.shard FROM sides s WHERE s.k IS NOT NULL ORDER BY s.k) x) per_key,
-           -- What the common batch (step 3) will do to each balance row: its net change, and
-           -- the lowest and highest running sums it passes through, in item order. Computed
-           -- here, before any lock is taken.
-           (SELECT array_agg(x.net ORDER BY x.k) AS nets, array_agg(x.lowest ORDER BY x.k) AS lowests,
-                   array_agg(x.highest ORDER BY x.k) AS highests
-              FROM (SELECT m.k, sum(m.delta) AS net, min(m.running) AS lowest, max(m.running) AS highest
-                      FROM (SELECT s.k, s.delta,
+           -- The balance rows, in (wallet, shard) order, with what the common batch (step 3)
+           -- will do to each: its net change, and the lowest and highest running sums it passes
+           -- through, in item order. Computed here, before any lock is taken.
+           (SELECT array_agg(x.wallet) AS wallets, array_agg(x.shard) AS shards, array_agg(x.net) AS nets,
+                   array_agg(x.lowest) AS lowests, array_agg(x.highest) AS highests
+              FROM (SELECT m.k, m.wallet, m.shard, sum(m.delta) AS net, min(m.running) AS lowest,
+                           max(m.running) AS highest
+                      FROM (SELECT s.k, s.wallet, s.shard, s.delta,
                                    sum(s.delta) OVER (PARTITION BY s.k ORDER BY s.i, s.side) AS running
                               FROM sides s WHERE s.k IS NOT NULL) m
-                     GROUP BY m.k) x) movement
-      INTO st, f_wallet, dup_of, side_keys, k_wallet, k_shard, k_net, k_lowest, k_highest;
+                     GROUP BY m.k, m.wallet, m.shard
+                     ORDER BY m.k) x) per_key
+      INTO st, f_wallet, side_keys, k_wallet, k_shard, k_net, k_lowest, k_highest;
 
-    -- 3. The common batch, new immediate transfers that all passed the checks above with no
-    --    id twice, is settled in two statements. The transfers are inserted; the balances are
-    --    updated in (wallet, shard) order, which takes their locks in that order; running sums
-    --    per balance row, in item order, show whether every item fit where it stood. If one did
-    --    not, or an id existed, or a check failed, the block is undone and the item-by-item
+    -- 3. The common batch, new immediate transfers that all passed the checks above, is settled
+    --    in two statements. The transfers are inserted; the balances are updated in (wallet,
+    --    shard) order, which takes their locks in that order; running sums per balance row, in
+    --    item order, show whether every item fit where it stood. If one did not, or an id
+    --    existed (or came twice), or a check failed, the block is undone and the item-by-item
     --    path below decides.
     IF NOT (2 = ANY (code) OR 3 = ANY (code) OR 4 = ANY (code) OR 5 = ANY (code))
        AND k_wallet IS NOT NULL
-       AND cardinality(array_remove(st, NULL)) = 0
-       AND cardinality(array_remove(dup_of, NULL)) = 0 THEN
+       AND cardinality(array_remove(st, NULL)) = 0 THEN
         BEGIN
             -- The transfers first: inserting needs no balance lock, so the locks below are
             -- held for less time.
@@ -300,6 +296,14 @@ BEGIN
     END IF;
 
     IF NOT settled THEN
+        -- Later items repeating an earlier item's id.
+        SELECT array_agg(x.dup)
+          INTO dup_of
+          FROM (SELECT CASE WHEN min(u.i) OVER (PARTITION BY u.id) < u.i
+                            THEN min(u.i) OVER (PARTITION BY u.id) END AS dup, u.i
+                  FROM unnest(p_ids) WITH ORDINALITY AS u(id, i)
+                 ORDER BY u.i) x;
+
         -- 4. Ids that exist already: the same transfer again (a replay) or a conflict, whatever
         --    the checks said. A batch racing this one with the same id is caught by the primary
         --    key when inserting; the caller then submits again and gets the replay.
