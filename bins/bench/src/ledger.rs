@@ -49,6 +49,8 @@ impl Options {
 
 const AREA: &str = "ledger";
 const BATCH: usize = 1_000;
+/// How often the sealer of scenario 4 seals.
+const SEAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything a scenario's load needs, cheap to clone into each client.
 #[derive(Clone)]
@@ -360,16 +362,24 @@ async fn with_sealer(world: World, clients: usize, duration: Duration) -> Run {
     let sealer = {
         let (ledger, sealing) = (world.ledger.clone(), sealing.clone());
         tokio::spawn(async move {
+            // As a service would run it: every second, seal what has become final.
             let mut blocks = 0u64;
             while sealing.load(Ordering::Relaxed) {
-                match ledger.seal_next_block().await {
-                    Ok(Some(_)) => blocks += 1,
-                    Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
-                    Err(error) => {
-                        progress(&format!("sealer: {error}"));
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                loop {
+                    match ledger.seal_next_block().await {
+                        Ok(Some(block)) if block.transaction_count >= ledger.config().block_size as i32 => blocks += 1,
+                        Ok(Some(_)) => {
+                            blocks += 1;
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            progress(&format!("sealer: {error}"));
+                            break;
+                        }
                     }
                 }
+                tokio::time::sleep(SEAL_INTERVAL).await;
             }
             blocks
         })
