@@ -367,7 +367,11 @@ async fn with_sealer(world: World, clients: usize, duration: Duration) -> Run {
             while sealing.load(Ordering::Relaxed) {
                 loop {
                     match ledger.seal_next_block().await {
-                        Ok(Some(block)) if block.transaction_count >= ledger.config().block_size as i32 => blocks += 1,
+                        Ok(Some(block))
+                            if block.transaction_count >= ledger.config().block_size as i32 =>
+                        {
+                            blocks += 1
+                        }
                         Ok(Some(_)) => {
                             blocks += 1;
                             break;

@@ -22,24 +22,38 @@ pub struct FeedPage {
     pub next: Position,
 }
 
+/// The next final transfers after a position, in position order: only below the oldest
+/// transaction still running (`$3`: how many at most). The sealer reads with it too.
+pub(crate) fn final_transfers_sql() -> String {
+    format!(
+        "SELECT {TRANSFER_COLUMNS} FROM blockchain.fodi_transactions t
+          WHERE t.tx_id >= $1 AND (t.tx_id, t.seq) > ($1, $2)
+            AND t.tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint
+          ORDER BY t.tx_id, t.seq
+          LIMIT $3"
+    )
+}
+
+pub(crate) async fn final_transfers_after(
+    connection: &mut PgConnection,
+    after: Position,
+    limit: u32,
+) -> Result<Vec<TransferRow>, LedgerError> {
+    Ok(sqlx::query_as(AssertSqlSafe(final_transfers_sql()))
+        .bind(after.tx_id)
+        .bind(after.seq)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(connection)
+        .await?)
+}
+
 /// Final transfers after `after`, at most `limit`.
 pub(crate) async fn changes_after(
     connection: &mut PgConnection,
     after: Position,
     limit: u32,
 ) -> Result<FeedPage, LedgerError> {
-    let rows: Vec<TransferRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {TRANSFER_COLUMNS} FROM blockchain.fodi_transactions t
-          WHERE t.tx_id >= $1 AND (t.tx_id, t.seq) > ($1, $2)
-            AND t.tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint
-          ORDER BY t.tx_id, t.seq
-          LIMIT $3"
-    )))
-    .bind(after.tx_id)
-    .bind(after.seq)
-    .bind(i64::from(limit.clamp(1, MAX_FEED_PAGE)))
-    .fetch_all(connection)
-    .await?;
+    let rows = final_transfers_after(connection, after, limit.clamp(1, MAX_FEED_PAGE)).await?;
     let transfers = rows
         .into_iter()
         .map(Transfer::try_from)

@@ -46,45 +46,12 @@ pub(crate) async fn statement(
         return Err(LedgerError::WalletNotFound(wallet));
     }
     // Each side of the wallet's entries comes from its own index (debit or credit).
-    let rows: Vec<EntryRow> = sqlx::query_as(
-        "WITH page AS (
-             (SELECT t.id, t.seq, t.kind, t.credit_wallet_id AS counterparty, -t.amount AS amount,
-                     t.reason, t.reference, t.created_at
-                FROM blockchain.fodi_transactions t
-               WHERE t.debit_wallet_id = $1 AND t.seq < coalesce($2, 9223372036854775807)
-               ORDER BY t.seq DESC LIMIT $3)
-             UNION ALL
-             (SELECT t.id, t.seq, t.kind, t.debit_wallet_id, t.amount, t.reason, t.reference, t.created_at
-                FROM blockchain.fodi_transactions t
-               WHERE t.credit_wallet_id = $1 AND t.seq < coalesce($2, 9223372036854775807)
-               ORDER BY t.seq DESC LIMIT $3)
-             ORDER BY seq DESC LIMIT $3
-         ), newer AS (
-             SELECT coalesce(sum(-t.amount) FILTER (WHERE t.kind IN ('transfer', 'post')), 0) AS change
-               FROM blockchain.fodi_transactions t
-              WHERE t.debit_wallet_id = $1 AND t.seq >= coalesce($2, 9223372036854775807)
-             UNION ALL
-             SELECT coalesce(sum(t.amount) FILTER (WHERE t.kind IN ('transfer', 'post')), 0)
-               FROM blockchain.fodi_transactions t
-              WHERE t.credit_wallet_id = $1 AND t.seq >= coalesce($2, 9223372036854775807)
-         ), start AS (
-             SELECT (SELECT coalesce(sum(b.posted), 0) FROM blockchain.balances b WHERE b.wallet_id = $1)
-                    - (SELECT sum(newer.change) FROM newer) AS balance
-         )
-         SELECT page.id, page.seq, page.kind, page.counterparty, page.amount,
-                CASE WHEN page.kind IN ('transfer', 'post') THEN page.amount ELSE 0 END AS posted_change,
-                (start.balance - coalesce(sum(CASE WHEN page.kind IN ('transfer', 'post') THEN page.amount ELSE 0 END)
-                     OVER (ORDER BY page.seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))::bigint
-                    AS balance_after,
-                page.reason, page.reference, page.created_at
-           FROM page, start
-          ORDER BY page.seq DESC",
-    )
-    .bind(wallet.as_uuid())
-    .bind(before)
-    .bind(limit)
-    .fetch_all(connection)
-    .await?;
+    let rows: Vec<EntryRow> = sqlx::query_as(STATEMENT_SQL)
+        .bind(wallet.as_uuid())
+        .bind(before)
+        .bind(limit)
+        .fetch_all(connection)
+        .await?;
 
     let next_before = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|row| row.seq))
@@ -122,16 +89,51 @@ pub(crate) async fn balance_at(
     wallet: WalletId,
     at: DateTime<Utc>,
 ) -> Result<i64, LedgerError> {
-    let balance: Option<i64> = sqlx::query_scalar(
-        "SELECT ((SELECT sum(b.posted) FROM blockchain.balances b WHERE b.wallet_id = $1)
+    let balance: Option<i64> = sqlx::query_scalar(BALANCE_AT_SQL)
+        .bind(wallet.as_uuid())
+        .bind(at)
+        .fetch_one(connection)
+        .await?;
+    balance.ok_or(LedgerError::WalletNotFound(wallet))
+}
+
+/// A page of a wallet's entries with running balances ($1 wallet, $2 before seq, $3 limit).
+pub(crate) const STATEMENT_SQL: &str = "WITH page AS (
+             (SELECT t.id, t.seq, t.kind, t.credit_wallet_id AS counterparty, -t.amount AS amount,
+                     t.reason, t.reference, t.created_at
+                FROM blockchain.fodi_transactions t
+               WHERE t.debit_wallet_id = $1 AND t.seq < coalesce($2, 9223372036854775807)
+               ORDER BY t.seq DESC LIMIT $3)
+             UNION ALL
+             (SELECT t.id, t.seq, t.kind, t.debit_wallet_id, t.amount, t.reason, t.reference, t.created_at
+                FROM blockchain.fodi_transactions t
+               WHERE t.credit_wallet_id = $1 AND t.seq < coalesce($2, 9223372036854775807)
+               ORDER BY t.seq DESC LIMIT $3)
+             ORDER BY seq DESC LIMIT $3
+         ), newer AS (
+             SELECT coalesce(sum(-t.amount) FILTER (WHERE t.kind IN ('transfer', 'post')), 0) AS change
+               FROM blockchain.fodi_transactions t
+              WHERE t.debit_wallet_id = $1 AND t.seq >= coalesce($2, 9223372036854775807)
+             UNION ALL
+             SELECT coalesce(sum(t.amount) FILTER (WHERE t.kind IN ('transfer', 'post')), 0)
+               FROM blockchain.fodi_transactions t
+              WHERE t.credit_wallet_id = $1 AND t.seq >= coalesce($2, 9223372036854775807)
+         ), start AS (
+             SELECT (SELECT coalesce(sum(b.posted), 0) FROM blockchain.balances b WHERE b.wallet_id = $1)
+                    - (SELECT sum(newer.change) FROM newer) AS balance
+         )
+         SELECT page.id, page.seq, page.kind, page.counterparty, page.amount,
+                CASE WHEN page.kind IN ('transfer', 'post') THEN page.amount ELSE 0 END AS posted_change,
+                (start.balance - coalesce(sum(CASE WHEN page.kind IN ('transfer', 'post') THEN page.amount ELSE 0 END)
+                     OVER (ORDER BY page.seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))::bigint
+                    AS balance_after,
+                page.reason, page.reference, page.created_at
+           FROM page, start
+          ORDER BY page.seq DESC";
+
+/// A wallet's posted balance as of a time ($1 wallet, $2 time).
+pub(crate) const BALANCE_AT_SQL: &str = "SELECT ((SELECT sum(b.posted) FROM blockchain.balances b WHERE b.wallet_id = $1)
                  - coalesce((SELECT sum(CASE WHEN t.credit_wallet_id = $1 THEN t.amount ELSE -t.amount END)
                                FROM blockchain.fodi_transactions t
                               WHERE (t.debit_wallet_id = $1 OR t.credit_wallet_id = $1)
-                                AND t.kind IN ('transfer', 'post') AND t.created_at > $2), 0))::bigint",
-    )
-    .bind(wallet.as_uuid())
-    .bind(at)
-    .fetch_one(connection)
-    .await?;
-    balance.ok_or(LedgerError::WalletNotFound(wallet))
-}
+                                AND t.kind IN ('transfer', 'post') AND t.created_at > $2), 0))::bigint";

@@ -1,6 +1,8 @@
 //! The PostgreSQL implementation of [`Ledger`].
 
 pub(crate) mod engine;
+#[cfg(test)]
+mod explain;
 pub mod feed;
 mod history;
 pub mod invariants;
@@ -409,12 +411,13 @@ async fn transfer_by_id(
 /// Expires up to `limit` holds whose time has come. Each expiry has an id derived from its
 /// hold, so concurrent sweepers cannot expire a hold twice (nor would the engine let them).
 async fn expire_due_holds(connection: &mut PgConnection, limit: u32) -> Result<usize, LedgerError> {
-    let due: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT pending_id FROM blockchain.pending_holds WHERE expires_at <= now() ORDER BY expires_at LIMIT $1",
-    )
-    .bind(i64::from(limit.clamp(1, 10_000)))
-    .fetch_all(&mut *connection)
-    .await?;
+    let due: Vec<uuid::Uuid> = sqlx::query_scalar(DUE_HOLDS_SQL)
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(&mut *connection)
+        .await?;
     let due: Vec<TransferId> = due.into_iter().map(TransferId).collect();
     engine::expire_holds(connection, &due).await
 }
+
+/// Holds whose time has come, oldest first ($1 limit).
+pub(crate) const DUE_HOLDS_SQL: &str = "SELECT pending_id FROM blockchain.pending_holds WHERE expires_at <= now() ORDER BY expires_at LIMIT $1";

@@ -260,14 +260,19 @@ pub(crate) async fn nfts_of(
     connection: &mut PgConnection,
     owner: UserId,
 ) -> Result<Vec<Nft>, LedgerError> {
-    let rows: Vec<NftRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<NftRow> = sqlx::query_as(sqlx::AssertSqlSafe(nfts_of_sql()))
+        .bind(owner.as_uuid())
+        .fetch_all(connection)
+        .await?;
+    Ok(rows.into_iter().map(Nft::from).collect())
+}
+
+/// The NFTs a user holds, oldest first ($1 owner).
+pub(crate) fn nfts_of_sql() -> String {
+    format!(
         "SELECT {NFT_COLUMNS} FROM blockchain.nft_metadata
           WHERE owner_id = $1 AND burned_at IS NULL ORDER BY minted_at, id"
-    )))
-    .bind(owner.as_uuid())
-    .fetch_all(connection)
-    .await?;
-    Ok(rows.into_iter().map(Nft::from).collect())
+    )
 }
 
 /// Every movement of an NFT, oldest first.

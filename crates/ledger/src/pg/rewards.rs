@@ -152,14 +152,11 @@ pub(crate) async fn rewards_of(
     user: UserId,
     limit: u32,
 ) -> Result<Vec<Reward>, LedgerError> {
-    let rows: Vec<RewardRow> = sqlx::query_as(
-        "SELECT id, user_id, reason, reference, amount, order_id, created_at FROM blockchain.reward_history
-          WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
-    )
-    .bind(user.as_uuid())
-    .bind(i64::from(limit.clamp(1, 500)))
-    .fetch_all(connection)
-    .await?;
+    let rows: Vec<RewardRow> = sqlx::query_as(REWARDS_OF_SQL)
+        .bind(user.as_uuid())
+        .bind(i64::from(limit.clamp(1, 500)))
+        .fetch_all(connection)
+        .await?;
     rows.into_iter().map(|row| row.into_reward(false)).collect()
 }
 
@@ -193,3 +190,7 @@ fn conflict(request: &RewardRequest) -> LedgerError {
         reference: request.reference.clone(),
     }
 }
+
+/// A user's rewards, newest first ($1 user, $2 limit).
+pub(crate) const REWARDS_OF_SQL: &str = "SELECT id, user_id, reason, reference, amount, order_id, created_at FROM blockchain.reward_history
+          WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2";

@@ -148,18 +148,8 @@ pub(crate) async fn seal_next(
         .as_ref()
         .map_or(Position::START, |block| block.last_position);
 
-    let rows: Vec<TransferRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {TRANSFER_COLUMNS} FROM blockchain.fodi_transactions t
-          WHERE t.tx_id >= $1 AND (t.tx_id, t.seq) > ($1, $2)
-            AND t.tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint
-          ORDER BY t.tx_id, t.seq
-          LIMIT $3"
-    )))
-    .bind(after.tx_id)
-    .bind(after.seq)
-    .bind(i64::from(max_transfers.max(1)))
-    .fetch_all(&mut *transaction)
-    .await?;
+    let rows =
+        crate::pg::feed::final_transfers_after(&mut transaction, after, max_transfers).await?;
     let Some(last_row) = rows.last() else {
         return Ok(None);
     };
