@@ -370,7 +370,7 @@ async fn with_sealer(world: World, clients: usize, duration: Duration) -> Run {
                         Ok(Some(block))
                             if block.transaction_count >= ledger.config().block_size as i32 =>
                         {
-                            blocks += 1
+                            blocks += 1;
                         }
                         Ok(Some(_)) => {
                             blocks += 1;
