@@ -49,7 +49,9 @@ CREATE TABLE blockchain.wallets (
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT wallets_user_iff_user_kind CHECK ((kind = 'user') = (user_id IS NOT NULL)),
-    CONSTRAINT wallets_user_wallets_unsharded CHECK (kind <> 'user' OR shard_count = 1)
+    CONSTRAINT wallets_user_wallets_unsharded CHECK (kind <> 'user' OR shard_count = 1),
+    -- What balances copy from their wallet (see there).
+    CONSTRAINT wallets_id_asset_shards_key UNIQUE (id, asset, shard_count)
 );
 CREATE UNIQUE INDEX wallets_user_asset_key ON blockchain.wallets (user_id, asset) WHERE kind = 'user';
 CREATE UNIQUE INDEX wallets_system_kind_asset_key ON blockchain.wallets (kind, asset) WHERE kind <> 'user';
@@ -57,8 +59,13 @@ CREATE UNIQUE INDEX wallets_system_kind_asset_key ON blockchain.wallets (kind, a
 -- A wallet's balance is the sum over its shards. Narrow rows, updated in place (HOT: no
 -- indexed column changes), with room left on each page for the new versions.
 CREATE TABLE blockchain.balances (
-    wallet_id       uuid NOT NULL REFERENCES blockchain.wallets (id),
+    wallet_id       uuid NOT NULL,
     shard           smallint NOT NULL,
+    -- Copies of the wallet's (immutable) asset and shard count, held equal by the foreign key
+    -- below: a single transfer then finds and locks its two balance rows, with everything its
+    -- checks need, without reading the wallets table.
+    asset           text NOT NULL,
+    shard_count     smallint NOT NULL,
     posted          bigint NOT NULL DEFAULT 0,
     -- Held by open pending transfers (always on shard 0).
     pending_debits  bigint NOT NULL DEFAULT 0,
@@ -69,6 +76,8 @@ CREATE TABLE blockchain.balances (
     -- it has locked, so it cannot miss a close that committed while it waited for the lock.
     closed          boolean NOT NULL DEFAULT false,
     PRIMARY KEY (wallet_id, shard),
+    CONSTRAINT balances_wallet_fkey FOREIGN KEY (wallet_id, asset, shard_count)
+        REFERENCES blockchain.wallets (id, asset, shard_count),
     -- One combined check: each check is re-read and compiled for every statement that writes
     -- the table, which is measurable on a path that writes it for every transfer. It is the
     -- last line of defence behind submit_transfers' own checks.
@@ -76,6 +85,8 @@ CREATE TABLE blockchain.balances (
         (min_balance IS NULL OR posted - pending_debits >= min_balance)
         AND pending_debits >= 0 AND pending_credits >= 0)
 ) WITH (fillfactor = 50);
+-- Behind the foreign key (the primary key is led by wallet_id alone).
+CREATE INDEX balances_wallet_fkey_idx ON blockchain.balances (wallet_id, asset, shard_count);
 
 -- Every transfer ever applied; rows are never updated or deleted.
 --

@@ -587,12 +587,11 @@ BEGIN
                min(l.min_balance) FILTER (WHERE l.wallet_id = p_debit), min(l.posted) FILTER (WHERE l.wallet_id = p_credit)
           INTO debit_found, credit_found, debit_closed, credit_closed, debit_asset, credit_asset,
                debit_shard, credit_shard, debit_posted, debit_held, debit_min, credit_posted
-          FROM (SELECT b.wallet_id, b.shard, b.posted, b.pending_debits, b.min_balance, b.closed, w.asset
-                  FROM blockchain.wallets w
-                  JOIN blockchain.balances b ON b.wallet_id = w.id AND b.shard = hot_shard % w.shard_count
-                 WHERE w.id IN (p_debit, p_credit)
+          FROM (SELECT b.wallet_id, b.shard, b.posted, b.pending_debits, b.min_balance, b.closed, b.asset
+                  FROM blockchain.balances b
+                 WHERE b.wallet_id IN (p_debit, p_credit) AND b.shard = hot_shard % b.shard_count
                  ORDER BY b.wallet_id, b.shard
-                   FOR UPDATE OF b) l;
+                   FOR UPDATE) l;
 
         -- 2. The checks of the batch engine, in its order.
         IF NOT debit_found OR NOT credit_found THEN

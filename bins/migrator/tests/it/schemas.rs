@@ -144,7 +144,8 @@ async fn ledger_constraints_refuse_what_must_never_be_stored() {
     let owner = user(pool).await;
     let wallet: uuid::Uuid = sqlx::query_scalar(
         "WITH w AS (INSERT INTO blockchain.wallets (id, user_id, asset, kind) VALUES (gen_random_uuid(), $1, 'FODI', 'user') RETURNING id)
-         INSERT INTO blockchain.balances (wallet_id, shard, min_balance) SELECT id, 0, 0 FROM w RETURNING wallet_id",
+         INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count, min_balance)
+         SELECT id, 0, 'FODI', 1, 0 FROM w RETURNING wallet_id",
     )
     .bind(owner)
     .fetch_one(pool)
@@ -157,6 +158,15 @@ async fn ledger_constraints_refuse_what_must_never_be_stored() {
         .map_err(DbError::from)
         .unwrap_err();
     assert_eq!(overdraft.constraint(), Some("balances_within_limit"));
+    let other_asset = sqlx::query(
+        "INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count) VALUES ($1, 1, 'GEM', 1)",
+    )
+    .bind(wallet)
+    .execute(pool)
+    .await
+    .map_err(DbError::from)
+    .unwrap_err();
+    assert_eq!(other_asset.constraint(), Some("balances_wallet_fkey"));
     let sharded_user = sqlx::query(
         "INSERT INTO blockchain.wallets (id, user_id, asset, kind, shard_count) VALUES (gen_random_uuid(), $1, 'GEM', 'user', 4)",
     )

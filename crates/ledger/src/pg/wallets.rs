@@ -20,9 +20,10 @@ pub(crate) async fn open_user_wallet(
         "WITH new_wallet AS (
              INSERT INTO blockchain.wallets (id, user_id, asset, kind) VALUES ($1, $2, $3, 'user')
              ON CONFLICT (user_id, asset) WHERE kind = 'user' DO NOTHING
-             RETURNING id
+             RETURNING id, asset, shard_count
          )
-         INSERT INTO blockchain.balances (wallet_id, shard, min_balance) SELECT id, 0, 0 FROM new_wallet",
+         INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count, min_balance)
+         SELECT id, 0, asset, shard_count, 0 FROM new_wallet",
     )
     .bind(Uuid::now_v7())
     .bind(user.as_uuid())
@@ -61,10 +62,11 @@ pub(crate) async fn system_wallet(
         "WITH new_wallet AS (
              INSERT INTO blockchain.wallets (id, asset, kind, shard_count) VALUES ($1, $2, $3, $4)
              ON CONFLICT (kind, asset) WHERE kind <> 'user' DO NOTHING
-             RETURNING id, shard_count
+             RETURNING id, asset, shard_count
          )
-         INSERT INTO blockchain.balances (wallet_id, shard)
-         SELECT new_wallet.id, shard FROM new_wallet, generate_series(0, new_wallet.shard_count - 1) AS shard",
+         INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count)
+         SELECT w.id, shard, w.asset, w.shard_count
+           FROM new_wallet w, generate_series(0, w.shard_count - 1) AS shard",
     )
     .bind(Uuid::now_v7())
     .bind(asset.code())
