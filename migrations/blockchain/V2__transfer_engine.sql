@@ -101,6 +101,7 @@ DECLARE
     k_lowest  numeric[];      -- highest running sums it passes through
     k_highest numeric[];
     locked   integer;
+    assets   integer;         -- distinct assets among the common batch's balance rows
 
     resolved_here uuid[] := '{}';   -- pending transfers resolved by earlier items
     new_seqs      bigint[];         -- seq of the inserted transfers, ascending
@@ -131,6 +132,7 @@ BEGIN
     amt := array_fill(NULL::bigint, ARRAY[n]);
     winner := array_fill(NULL::integer, ARRAY[n]);
     exp_at := array_fill(NULL::timestamptz, ARRAY[n]);
+    f_wallet := array_fill(NULL::uuid, ARRAY[n]);
     f_needed := array_fill(NULL::bigint, ARRAY[n]);
     f_avail := array_fill(NULL::bigint, ARRAY[n]);
 
@@ -176,83 +178,43 @@ BEGIN
                  ORDER BY r.i) s;
     END IF;
 
-    -- 2. Everything that needs no balance, in one pass over the items: wallets, repeated ids,
-    --    the checks that need no balance, and the balance rows the batch touches ("keys",
-    --    numbered in (wallet, shard) order). Posted movements of a sharded wallet go to one
-    --    shard per batch; holds use shard 0.
-    WITH items AS (
-        SELECT r.i, r.code, r.debit, r.credit, r.amount,
-               wd.id IS NULL OR wc.id IS NULL AS missing,
-               wd.closed_at IS NOT NULL OR wc.closed_at IS NOT NULL AS closed,
-               wd.id IS NULL OR wd.closed_at IS NOT NULL AS debit_at_fault,
-               wd.asset IS DISTINCT FROM wc.asset AS asset_mismatch,
-               CASE WHEN r.code = 1 THEN (hot_shard % wd.shard_count)::smallint ELSE 0::smallint END AS debit_shard,
-               CASE WHEN r.code = 1 THEN (hot_shard % wc.shard_count)::smallint ELSE 0::smallint END AS credit_shard,
-               CASE
-                   WHEN r.code IS NULL THEN 'invalid_request'
-                   WHEN r.code >= 3 AND r.debit IS NULL THEN 'pending_not_found'
-                   WHEN r.debit IS NULL OR r.credit IS NULL THEN 'invalid_request'
-                   WHEN r.code <= 2 AND (r.amount IS NULL OR r.amount <= 0) THEN 'invalid_amount'
-                   WHEN r.code = 3 AND r.amount IS NOT NULL AND r.amount <= 0 THEN 'invalid_amount'
-                   WHEN r.code = 2 AND (r.timeout_ms IS NULL OR r.timeout_ms <= 0) THEN 'invalid_timeout'
-                   WHEN r.debit = r.credit THEN 'same_wallet'
-               END AS invalid
-          FROM unnest(p_ids, p_kinds, code, dbt, crd, p_amounts, pend_amt, p_pending_ids, p_timeouts_ms,
-                      p_reasons, p_references, p_metadata)
-                   WITH ORDINALITY AS r(id, kind, code, debit, credit, amount, held, pending, timeout_ms,
-                                        reason, reference, metadata, i)
-          LEFT JOIN blockchain.wallets wd ON wd.id = r.debit
-          LEFT JOIN blockchain.wallets wc ON wc.id = r.credit
-    ), checked AS (
-        SELECT items.*,
-               coalesce(items.invalid,
-                        CASE WHEN items.missing THEN 'wallet_not_found'
-                             WHEN items.closed THEN 'wallet_closed'
-                             WHEN items.asset_mismatch THEN 'asset_mismatch' END) AS failure
-          FROM items
-    ), sides AS (
-        -- Two rows per item, debit then credit; balance rows numbered for the valid ones.
-        SELECT c.i, sd.side, sd.wallet, sd.shard,
-               CASE WHEN sd.side = 1 THEN -c.amount ELSE c.amount END::numeric AS delta,
-               CASE WHEN c.failure IS NULL
-                    THEN dense_rank() OVER (PARTITION BY c.failure IS NULL ORDER BY sd.wallet, sd.shard)::integer
-               END AS k
-          FROM checked c
-         CROSS JOIN LATERAL (VALUES (1, c.debit, c.debit_shard), (2, c.credit, c.credit_shard)) AS sd(side, wallet, shard)
-    )
-    SELECT per_item.failures, per_item.fault_wallets,
-           (SELECT array_agg(x.k) FROM (SELECT s.k FROM sides s ORDER BY s.i, s.side) x),
-           per_key.wallets, per_key.shards, per_key.nets, per_key.lowests, per_key.highests
-      FROM (SELECT array_agg(x.failure) AS failures, array_agg(x.fw) AS fault_wallets
-              FROM (SELECT c.failure,
-                           CASE WHEN c.failure IN ('wallet_not_found', 'wallet_closed')
-                                THEN CASE WHEN c.debit_at_fault THEN c.debit ELSE c.credit END
-                           END AS fw
-                      FROM checked c ORDER BY c.i) x) per_item,
-           -- The balance rows, in (wallet, shard) order, with what the common batch (step 3)
-           -- will do to each: its net change, and the lowest and highest running sums it passes
-           -- through, in item order. Computed here, before any lock is taken.
-           (SELECT array_agg(x.wallet) AS wallets, array_agg(x.shard) AS shards, array_agg(x.net) AS nets,
-                   array_agg(x.lowest) AS lowests, array_agg(x.highest) AS highests
-              FROM (SELECT m.k, m.wallet, m.shard, sum(m.delta) AS net, min(m.running) AS lowest,
-                           max(m.running) AS highest
-                      FROM (SELECT s.k, s.wallet, s.shard, s.delta,
-                                   sum(s.delta) OVER (PARTITION BY s.k ORDER BY s.i, s.side) AS running
-                              FROM sides s WHERE s.k IS NOT NULL) m
-                     GROUP BY m.k, m.wallet, m.shard
-                     ORDER BY m.k) x) per_key
-      INTO st, f_wallet, side_keys, k_wallet, k_shard, k_net, k_lowest, k_highest;
+    -- 2. The checks that need no table, one pass over the items.
+    SELECT array_agg(x.invalid)
+      INTO st
+      FROM (SELECT CASE
+                       WHEN r.code IS NULL THEN 'invalid_request'
+                       WHEN r.code >= 3 AND r.debit IS NULL THEN 'pending_not_found'
+                       WHEN r.debit IS NULL OR r.credit IS NULL THEN 'invalid_request'
+                       WHEN r.code <= 2 AND (r.amount IS NULL OR r.amount <= 0) THEN 'invalid_amount'
+                       WHEN r.code = 3 AND r.amount IS NOT NULL AND r.amount <= 0 THEN 'invalid_amount'
+                       WHEN r.code = 2 AND (r.timeout_ms IS NULL OR r.timeout_ms <= 0) THEN 'invalid_timeout'
+                       WHEN r.debit = r.credit THEN 'same_wallet'
+                   END AS invalid
+              FROM unnest(code, dbt, crd, p_amounts, p_timeouts_ms)
+                       WITH ORDINALITY AS r(code, debit, credit, amount, timeout_ms, i)
+             ORDER BY r.i) x;
 
-    -- 3. The common batch, new immediate transfers that all passed the checks above, is settled
-    --    in two statements. The transfers are inserted; the balances are updated in (wallet,
-    --    shard) order, which takes their locks in that order; running sums per balance row, in
-    --    item order, show whether every item fit where it stood. If one did not, or an id
-    --    existed (or came twice), or a check failed, the block is undone and the item-by-item
-    --    path below decides.
+    -- 3. The common batch, immediate transfers that all passed the checks above, is settled
+    --    in three statements, without reading the wallets: the movement of each wallet is
+    --    computed before any lock is taken; the transfers are inserted; the balances are
+    --    updated in wallet order, which takes their locks in that order, each on the shard the
+    --    batch posts to. The rows updated tell whether every wallet exists, is open and holds
+    --    the batch's one asset, and, from the lowest and highest running sums, whether every
+    --    item fit where it stood. If not, or an id existed (or came twice), the block is
+    --    undone (with the locks it took) and the item-by-item path below decides.
     IF NOT (2 = ANY (code) OR 3 = ANY (code) OR 4 = ANY (code) OR 5 = ANY (code))
-       AND k_wallet IS NOT NULL
        AND cardinality(array_remove(st, NULL)) = 0 THEN
         BEGIN
+            SELECT array_agg(x.wallet), array_agg(x.net), array_agg(x.lowest), array_agg(x.highest)
+              INTO k_wallet, k_net, k_lowest, k_highest
+              FROM (SELECT m.wallet, sum(m.delta) AS net, min(m.running) AS lowest, max(m.running) AS highest
+                      FROM (SELECT sd.wallet, sd.delta,
+                                   sum(sd.delta) OVER (PARTITION BY sd.wallet ORDER BY r.i, sd.side) AS running
+                              FROM unnest(dbt, crd, p_amounts) WITH ORDINALITY AS r(debit, credit, amount, i)
+                             CROSS JOIN LATERAL (VALUES (1, r.debit, -r.amount::numeric), (2, r.credit, r.amount::numeric))
+                                   AS sd(side, wallet, delta)) m
+                     GROUP BY m.wallet
+                     ORDER BY m.wallet) x;
             -- The transfers first: inserting needs no balance lock, so the locks below are
             -- held for less time.
             WITH inserted AS (
@@ -268,19 +230,19 @@ BEGIN
             WITH updated AS (
                 UPDATE blockchain.balances b
                    SET posted = b.posted + k.net::bigint
-                  FROM (SELECT u.* FROM unnest(k_wallet, k_shard, k_net, k_lowest, k_highest)
-                                            AS u(wallet, shard, net, lowest, highest)
-                         ORDER BY u.wallet, u.shard) k
-                 WHERE b.wallet_id = k.wallet AND b.shard = k.shard
-                RETURNING b.posted - k.net AS before, b.pending_debits, b.min_balance, b.closed, k.lowest, k.highest
+                  FROM (SELECT u.* FROM unnest(k_wallet, k_net, k_lowest, k_highest) AS u(wallet, net, lowest, highest)
+                         ORDER BY u.wallet) k
+                 WHERE b.wallet_id = k.wallet AND b.shard = hot_shard % b.shard_count
+                RETURNING b.posted - k.net AS before, b.pending_debits, b.min_balance, b.closed, b.asset,
+                          k.lowest, k.highest
             )
-            SELECT count(*)::integer,
+            SELECT count(*)::integer, count(DISTINCT u.asset)::integer,
                    bool_and(NOT u.closed
                             AND u.before + u.lowest >= min_amount AND u.before + u.highest <= max_amount
                             AND (u.min_balance IS NULL OR u.before - u.pending_debits - u.min_balance + u.lowest >= 0))
-              INTO locked, fast_fits
+              INTO locked, assets, fast_fits
               FROM updated u;
-            IF locked <> cardinality(k_wallet) OR NOT fast_fits THEN
+            IF locked <> cardinality(k_wallet) OR assets <> 1 OR NOT fast_fits THEN
                 RAISE EXCEPTION 'not settled at once' USING ERRCODE = 'raise_exception';
             END IF;
             amt := p_amounts;
@@ -289,13 +251,49 @@ BEGIN
             applied := n;
             settled := true;
         EXCEPTION WHEN raise_exception OR numeric_value_out_of_range OR check_violation OR unique_violation THEN
-            -- Everything in the block is undone (the locks it took are kept). A unique
-            -- violation means an id exists already: the path below finds the replay.
+            -- A unique violation means an id exists already: the path below finds the replay.
             settled := false;
         END;
     END IF;
 
     IF NOT settled THEN
+        -- 4. The wallets, and the balance rows the batch touches ("keys", numbered in
+        --    (wallet, shard) order). Posted movements of a sharded wallet go to one shard per
+        --    batch; holds use shard 0.
+        WITH items AS (
+            SELECT r.i, r.debit, r.credit,
+                   coalesce(r.invalid,
+                            CASE WHEN wd.id IS NULL OR wc.id IS NULL THEN 'wallet_not_found'
+                                 WHEN wd.closed_at IS NOT NULL OR wc.closed_at IS NOT NULL THEN 'wallet_closed'
+                                 WHEN wd.asset <> wc.asset THEN 'asset_mismatch' END) AS failure,
+                   wd.id IS NULL OR wd.closed_at IS NOT NULL AS debit_at_fault,
+                   CASE WHEN r.code = 1 THEN (hot_shard % wd.shard_count)::smallint ELSE 0::smallint END AS debit_shard,
+                   CASE WHEN r.code = 1 THEN (hot_shard % wc.shard_count)::smallint ELSE 0::smallint END AS credit_shard
+              FROM unnest(code, dbt, crd, st) WITH ORDINALITY AS r(code, debit, credit, invalid, i)
+              LEFT JOIN blockchain.wallets wd ON wd.id = r.debit
+              LEFT JOIN blockchain.wallets wc ON wc.id = r.credit
+        ), sides AS (
+            -- Two rows per item, debit then credit; balance rows numbered for the valid ones.
+            SELECT c.i, sd.side, sd.wallet, sd.shard,
+                   CASE WHEN c.failure IS NULL
+                        THEN dense_rank() OVER (PARTITION BY c.failure IS NULL ORDER BY sd.wallet, sd.shard)::integer
+                   END AS k
+              FROM items c
+             CROSS JOIN LATERAL (VALUES (1, c.debit, c.debit_shard), (2, c.credit, c.credit_shard)) AS sd(side, wallet, shard)
+        )
+        SELECT per_item.failures, per_item.fault_wallets,
+               (SELECT array_agg(x.k) FROM (SELECT s.k FROM sides s ORDER BY s.i, s.side) x),
+               per_key.wallets, per_key.shards
+          FROM (SELECT array_agg(x.failure) AS failures, array_agg(x.fw) AS fault_wallets
+                  FROM (SELECT c.failure,
+                               CASE WHEN c.failure IN ('wallet_not_found', 'wallet_closed')
+                                    THEN CASE WHEN c.debit_at_fault THEN c.debit ELSE c.credit END
+                               END AS fw
+                          FROM items c ORDER BY c.i) x) per_item,
+               (SELECT array_agg(x.wallet) AS wallets, array_agg(x.shard) AS shards
+                  FROM (SELECT DISTINCT s.k, s.wallet, s.shard FROM sides s WHERE s.k IS NOT NULL ORDER BY s.k) x) per_key
+          INTO st, f_wallet, side_keys, k_wallet, k_shard;
+
         -- Later items repeating an earlier item's id.
         SELECT array_agg(x.dup)
           INTO dup_of
@@ -304,7 +302,7 @@ BEGIN
                   FROM unnest(p_ids) WITH ORDINALITY AS u(id, i)
                  ORDER BY u.i) x;
 
-        -- 4. Ids that exist already: the same transfer again (a replay) or a conflict, whatever
+        -- 5. Ids that exist already: the same transfer again (a replay) or a conflict, whatever
         --    the checks said. A batch racing this one with the same id is caught by the primary
         --    key when inserting; the caller then submits again and gets the replay.
         SELECT array_agg(x.status)
@@ -331,7 +329,7 @@ BEGIN
                   LEFT JOIN blockchain.fodi_transactions t ON t.id = r.id
                  ORDER BY r.i) x;
 
-        -- 5. Lock the balance rows in (wallet, shard) order, and read them as they are now.
+        -- 6. Lock the balance rows in (wallet, shard) order, and read them as they are now.
         IF k_wallet IS NOT NULL THEN
             SELECT count(*)::integer, array_agg(l.posted), array_agg(l.pending_debits),
                    array_agg(l.pending_credits), array_agg(l.min_balance), array_agg(l.closed)
@@ -347,7 +345,7 @@ BEGIN
             END IF;
         END IF;
 
-        -- 6. Apply the items in order to the balances held in memory.
+        -- 7. Apply the items in order to the balances held in memory.
         FOR i IN 1..n LOOP
             -- A later item with the id of an earlier one is judged as if the earlier had been
             -- submitted first: if that one was applied, this is a replay or a conflict; if not,
@@ -449,7 +447,7 @@ BEGIN
             applied := 0;
         END IF;
 
-        -- 7. Write, in one statement: the transfers in item order (so seq follows it), the holds
+        -- 8. Write, in one statement: the transfers in item order (so seq follows it), the holds
         --    opened and released, the balances.
         IF applied > 0 THEN
             WITH inserted AS (
@@ -492,7 +490,7 @@ BEGIN
         END IF;
     END IF;
 
-    -- 8. One row per item. An applied item's row carries what the engine decided (position,
+    -- 9. One row per item. An applied item's row carries what the engine decided (position,
     --    wallets, amount, expiry, time) and leaves out what the caller sent (id, pending id,
     --    reason, reference, metadata); a replayed item's row is the stored transfer, whole.
     IF 'replayed' = ANY (st) THEN

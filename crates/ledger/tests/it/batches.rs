@@ -1,6 +1,6 @@
 //! Batches: linked (all or nothing) and independent (a result per item).
 
-use ledger::{BatchMode, Ledger, LedgerError, TransferRequest};
+use ledger::{Asset, BatchMode, Ledger, LedgerError, SystemWallet, TransferRequest, WalletId};
 
 use crate::support::{Fixture, units};
 
@@ -181,5 +181,80 @@ async fn a_large_linked_batch_applies_in_one_call() {
     let count = batch.len();
     let results = fx.ledger.submit(batch, BatchMode::Linked).await.unwrap();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), count);
+    fx.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn batches_the_common_path_hands_over_are_decided_item_by_item() {
+    // The common path settles a batch whose wallets all exist, are open and hold one asset;
+    // any other batch is undone there and decided by the item-by-item path, with the same
+    // semantics.
+    let fx = Fixture::new().await;
+    let (alice, bob) = (fx.funded(100).await, fx.funded(0).await);
+    let gems = Asset::new("GEM").unwrap();
+    let gem_issuer = fx
+        .ledger
+        .system_wallet(SystemWallet::Issuer, &gems)
+        .await
+        .unwrap();
+    let carol_gems = fx
+        .ledger
+        .open_user_wallet(fx.user().await, &gems)
+        .await
+        .unwrap();
+
+    // Two assets, each item within one: all applied.
+    let mixed = vec![
+        TransferRequest::transfer(alice.id, bob.id, units(10)),
+        TransferRequest::transfer(gem_issuer.id, carol_gems.id, units(5)),
+    ];
+    let results = fx.ledger.submit(mixed, BatchMode::Linked).await.unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    // An unknown wallet among valid items: only its item fails.
+    let unknown = WalletId::new();
+    let results = fx
+        .ledger
+        .submit(
+            vec![
+                TransferRequest::transfer(alice.id, bob.id, units(1)),
+                TransferRequest::transfer(alice.id, unknown, units(1)),
+                TransferRequest::transfer(bob.id, alice.id, units(3)),
+            ],
+            BatchMode::Independent,
+        )
+        .await
+        .unwrap();
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(LedgerError::WalletNotFound(wallet)) if wallet == unknown),
+        "{results:?}"
+    );
+
+    // A closed wallet among valid items: only its item fails.
+    let closed = fx.funded(0).await;
+    fx.ledger.close_wallet(closed.id).await.unwrap();
+    let results = fx
+        .ledger
+        .submit(
+            vec![
+                TransferRequest::transfer(alice.id, closed.id, units(1)),
+                TransferRequest::transfer(alice.id, bob.id, units(1)),
+            ],
+            BatchMode::Independent,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(results[0], Err(LedgerError::WalletClosed(wallet)) if wallet == closed.id),
+        "{results:?}"
+    );
+    assert!(results[1].is_ok(), "{results:?}");
+
+    assert_eq!(
+        (fx.balance(&alice).await, fx.balance(&bob).await),
+        (100 - 10 - 1 + 3 - 1, 10 + 1 - 3 + 1)
+    );
+    assert_eq!(fx.balance(&carol_gems).await, 5);
     fx.assert_invariants().await;
 }
