@@ -7,7 +7,9 @@
 //!
 //! and the bytes one transfer takes on disk, indexes included. Each scenario alternates with
 //! its reference for a few rounds and compares the medians, so that a noisy neighbour slowing
-//! the machine for a few seconds hits both sides.
+//! the machine for a few seconds hits both sides. Before each scenario both databases are
+//! vacuumed and checkpointed, so that no scenario pays for the background work (autovacuum of
+//! the rows, writing of the pages) that the ones before it left behind.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +18,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use db_core::migrate::core_set;
-use db_core::sqlx;
+use db_core::sqlx::{self, Connection, PgConnection};
+use db_core::{Db, LocalCluster};
 use ledger::{
     Amount, Asset, BatchMode, Ledger, LedgerConfig, PgLedger, SystemWallet, TransferRequest,
     WalletId,
@@ -71,7 +74,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
         engine_connections: options.clients.max(options.batch_clients),
         ..LedgerConfig::default()
     };
-    let ledger = Arc::new(PgLedger::new(bench.db.clone(), config));
+    let db = bench.db.clone();
+    let ledger = Arc::new(PgLedger::new(db.clone(), config));
     let wallets = Arc::new(setup_wallets(&bench, &ledger, options.wallets).await?);
     let hot_wallet = ledger
         .system_wallet(SystemWallet::RewardsPool, &Asset::fodi())
@@ -119,6 +123,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
         || options.wants("hot_wallet")
         || options.wants("single_uniform_sealing")
     {
+        settle(&db, &cluster).await?;
         progress("scenario 1: single transfers, uniform");
         let world = world.clone();
         let (reference, ours) = alternate(options.rounds, tpcb.clone(), move || {
@@ -137,6 +142,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     }
 
     if options.wants("hot_wallet") {
+        settle(&db, &cluster).await?;
         progress("scenario 2: single transfers, all paid by one hot wallet");
         let (uniform_world, hot_world) = (world.clone(), world.clone());
         let (reference, ours) = alternate(
@@ -164,6 +170,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     }
 
     if options.wants("linked_batches") {
+        settle(&db, &cluster).await?;
         progress("scenario 3: linked batches of 1,000");
         let (batch_world, batch_clients) = (world.clone(), options.batch_clients);
         let (reference, ours) = alternate(options.rounds, tpcb.clone(), move || {
@@ -181,6 +188,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     }
 
     if options.wants("single_uniform_sealing") {
+        settle(&db, &cluster).await?;
         progress("scenario 4: single transfers, uniform, while the sealer seals");
         let (plain_world, sealing_world) = (world.clone(), world.clone());
         let (reference, ours) = alternate(
@@ -260,6 +268,20 @@ impl From<LoadResult> for Run {
             extra: 0,
         }
     }
+}
+
+/// Vacuums and checkpoints the ledger's database and pgbench's.
+async fn settle(db: &Db, cluster: &LocalCluster) -> anyhow::Result<()> {
+    progress("settling: VACUUM (ANALYZE), CHECKPOINT");
+    sqlx::raw_sql("VACUUM (ANALYZE)")
+        .execute(db.primary())
+        .await?;
+    let mut pgbench = PgConnection::connect_with(&cluster.connect_options("pgbench")).await?;
+    sqlx::raw_sql("VACUUM (ANALYZE)")
+        .execute(&mut pgbench)
+        .await?;
+    sqlx::raw_sql("CHECKPOINT").execute(&mut pgbench).await?;
+    Ok(())
 }
 
 /// Runs reference and ours alternately, `rounds` times each; returns the median reference rate
