@@ -22,7 +22,7 @@ pub struct BenchCluster {
 pub const DATABASE: &str = "fodi_bench";
 
 impl BenchCluster {
-    /// Starts a durable cluster (PostgreSQL's default settings, as production would run it)
+    /// Starts a durable cluster (fsync and synchronous commit on, as production runs it)
     /// in a temporary directory and migrates `sets` into its application database.
     pub async fn start(sets: Vec<MigrationSet>, pool_size: u32) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
