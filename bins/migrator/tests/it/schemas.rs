@@ -20,6 +20,16 @@ async fn execute_as(pool: &PgPool, role: &str, sql: &str) -> Result<(), DbError>
     Ok(())
 }
 
+/// The error `sql`, with `$1` bound to `id`, fails with (the test fails if it succeeds).
+async fn refusal(pool: &PgPool, sql: &'static str, id: uuid::Uuid) -> DbError {
+    sqlx::query(sql)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(DbError::from)
+        .unwrap_err()
+}
+
 async fn user(pool: &PgPool) -> uuid::Uuid {
     sqlx::query_scalar("INSERT INTO users (email) VALUES ($1) RETURNING id")
         .bind(format!("{}@example.com", uuid::Uuid::new_v4()))
@@ -151,50 +161,39 @@ async fn ledger_constraints_refuse_what_must_never_be_stored() {
     .fetch_one(pool)
     .await
     .unwrap();
-    let overdraft = sqlx::query("UPDATE blockchain.balances SET posted = -1 WHERE wallet_id = $1")
-        .bind(wallet)
-        .execute(pool)
-        .await
-        .map_err(DbError::from)
-        .unwrap_err();
+    let overdraft = refusal(
+        pool,
+        "UPDATE blockchain.balances SET posted = -1 WHERE wallet_id = $1",
+        wallet,
+    )
+    .await;
     assert_eq!(overdraft.constraint(), Some("balances_within_limit"));
-    let other_asset = sqlx::query(
+    let other_asset = refusal(
+        pool,
         "INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count) VALUES ($1, 1, 'GEM', 1)",
+        wallet,
     )
-    .bind(wallet)
-    .execute(pool)
-    .await
-    .map_err(DbError::from)
-    .unwrap_err();
+    .await;
     assert_eq!(other_asset.constraint(), Some("balances_wallet_fkey"));
-    let sharded_user = sqlx::query(
+    let sharded_user = refusal(
+        pool,
         "INSERT INTO blockchain.wallets (id, user_id, asset, kind, shard_count) VALUES (gen_random_uuid(), $1, 'GEM', 'user', 4)",
+        owner,
     )
-    .bind(owner)
-    .execute(pool)
-    .await
-    .map_err(DbError::from)
-    .unwrap_err();
+    .await;
     assert_eq!(
         sharded_user.constraint(),
         Some("wallets_user_wallets_unsharded")
     );
-    let zero = sqlx::query(
+    let zero = refusal(
+        pool,
         "INSERT INTO blockchain.fodi_transactions (id, kind, debit_wallet_id, credit_wallet_id, amount)
          VALUES (gen_random_uuid(), 'transfer', gen_random_uuid(), $1, 0)",
+        wallet,
     )
-    .bind(wallet)
-    .execute(pool)
-    .await
-    .map_err(DbError::from)
-    .unwrap_err();
+    .await;
     assert_eq!(zero.constraint(), Some("fodi_transactions_well_formed"));
-    let deleted = sqlx::query("DELETE FROM blockchain.wallets WHERE id = $1")
-        .bind(wallet)
-        .execute(pool)
-        .await
-        .map_err(DbError::from)
-        .unwrap_err();
+    let deleted = refusal(pool, "DELETE FROM blockchain.wallets WHERE id = $1", wallet).await;
     assert!(
         deleted.to_string().contains("database error")
             || deleted.sqlstate().as_deref() == Some("23001"),
