@@ -266,7 +266,11 @@ BEGIN
                             CASE WHEN wd.id IS NULL OR wc.id IS NULL THEN 'wallet_not_found'
                                  WHEN wd.closed_at IS NOT NULL OR wc.closed_at IS NOT NULL THEN 'wallet_closed'
                                  WHEN wd.asset <> wc.asset THEN 'asset_mismatch' END) AS failure,
-                   wd.id IS NULL OR wd.closed_at IS NOT NULL AS debit_at_fault,
+                   CASE WHEN r.invalid IS NOT NULL THEN NULL
+                        WHEN wd.id IS NULL THEN r.debit
+                        WHEN wc.id IS NULL THEN r.credit
+                        WHEN wd.closed_at IS NOT NULL THEN r.debit
+                        WHEN wc.closed_at IS NOT NULL THEN r.credit END AS fault_wallet,
                    CASE WHEN r.code = 1 THEN (hot_shard % wd.shard_count)::smallint ELSE 0::smallint END AS debit_shard,
                    CASE WHEN r.code = 1 THEN (hot_shard % wc.shard_count)::smallint ELSE 0::smallint END AS credit_shard
               FROM unnest(code, dbt, crd, st) WITH ORDINALITY AS r(code, debit, credit, invalid, i)
@@ -285,11 +289,7 @@ BEGIN
                (SELECT array_agg(x.k) FROM (SELECT s.k FROM sides s ORDER BY s.i, s.side) x),
                per_key.wallets, per_key.shards
           FROM (SELECT array_agg(x.failure) AS failures, array_agg(x.fw) AS fault_wallets
-                  FROM (SELECT c.failure,
-                               CASE WHEN c.failure IN ('wallet_not_found', 'wallet_closed')
-                                    THEN CASE WHEN c.debit_at_fault THEN c.debit ELSE c.credit END
-                               END AS fw
-                          FROM items c ORDER BY c.i) x) per_item,
+                  FROM (SELECT c.failure, c.fault_wallet AS fw FROM items c ORDER BY c.i) x) per_item,
                (SELECT array_agg(x.wallet) AS wallets, array_agg(x.shard) AS shards
                   FROM (SELECT DISTINCT s.k, s.wallet, s.shard FROM sides s WHERE s.k IS NOT NULL ORDER BY s.k) x) per_key
           INTO st, f_wallet, side_keys, k_wallet, k_shard;

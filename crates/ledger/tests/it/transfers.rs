@@ -169,15 +169,19 @@ async fn the_single_path_and_the_batch_engine_agree() {
         TransferRequest::transfer(alice.id, alice.id, units(1)),
         TransferRequest::transfer(alice.id, closed.id, units(1)),
         TransferRequest::transfer(closed.id, alice.id, units(1)),
+        TransferRequest::transfer(closed.id, WalletId::new(), units(1)),
         TransferRequest::transfer(alice.id, gems.id, units(1)),
         TransferRequest::transfer(alice.id, bob.id, units(2)).with_id(taken.id),
         taken.clone(),
     ];
     for case in cases {
         let single = fx.ledger.transfer(case.clone()).await;
+        // A batch of one immediate transfer takes the single path too: a second item, failing
+        // on its own, sends the case through the batch engine.
+        let unrelated = TransferRequest::transfer(WalletId::new(), WalletId::new(), units(1));
         let batched = fx
             .ledger
-            .submit(vec![case.clone()], BatchMode::Independent)
+            .submit(vec![case.clone(), unrelated], BatchMode::Independent)
             .await
             .unwrap()
             .remove(0);
