@@ -75,6 +75,10 @@ CREATE TABLE ai.conversation_messages (
     PRIMARY KEY (conversation_id, seq)
 );
 CREATE INDEX conversation_messages_user_id_idx ON ai.conversation_messages (user_id);
+-- Retention removes the oldest messages first.
+CREATE INDEX conversation_messages_created_at_idx ON ai.conversation_messages (created_at);
+-- Purge finds conversations deleted long enough ago.
+CREATE INDEX conversations_deleted_at_idx ON ai.conversations (deleted_at) WHERE deleted_at IS NOT NULL;
 
 CREATE TABLE ai.memory_facts (
     id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -100,6 +104,34 @@ CREATE TABLE ai.memory_facts (
 CREATE INDEX memory_facts_search_idx ON ai.memory_facts USING gin (search);
 CREATE INDEX memory_facts_metadata_idx ON ai.memory_facts USING gin (metadata jsonb_path_ops);
 CREATE INDEX memory_facts_user_category_idx ON ai.memory_facts (user_id, category);
+CREATE INDEX memory_facts_expires_at_idx ON ai.memory_facts (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Every observation of a fact as it was recorded: the version is the fact's observation
+-- count at that moment. Written by a trigger, so no writer can skip it; read through the
+-- fact, whose user_id scopes it.
+CREATE TABLE ai.memory_fact_history (
+    fact_id     uuid NOT NULL REFERENCES ai.memory_facts (id) ON DELETE CASCADE,
+    version     integer NOT NULL,
+    content     text NOT NULL,
+    category    text,
+    confidence  real NOT NULL,
+    source      text NOT NULL,
+    metadata    jsonb NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (fact_id, version)
+);
+
+CREATE FUNCTION ai.record_memory_fact_version() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ai.memory_fact_history (fact_id, version, content, category, confidence, source, metadata)
+    VALUES (NEW.id, NEW.observation_count, NEW.content, NEW.category, NEW.confidence, NEW.source, NEW.metadata)
+    ON CONFLICT (fact_id, version) DO NOTHING;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER memory_facts_record_version AFTER INSERT OR UPDATE OF observation_count ON ai.memory_facts
+    FOR EACH ROW EXECUTE FUNCTION ai.record_memory_fact_version();
 
 CREATE TABLE ai.learning_data (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -153,10 +185,12 @@ $$;
 -- only the migrator may write it.
 GRANT USAGE ON SCHEMA ai TO fodi_ai, fodi_readonly;
 GRANT SELECT, INSERT, UPDATE, DELETE
-    ON ai.cache_entries, ai.conversations, ai.conversation_messages, ai.memory_facts, ai.learning_data
+    ON ai.cache_entries, ai.conversations, ai.conversation_messages, ai.memory_facts,
+       ai.memory_fact_history, ai.learning_data
     TO fodi_ai;
 GRANT SELECT
-    ON ai.cache_entries, ai.conversations, ai.conversation_messages, ai.memory_facts, ai.learning_data
+    ON ai.cache_entries, ai.conversations, ai.conversation_messages, ai.memory_facts,
+       ai.memory_fact_history, ai.learning_data
     TO fodi_readonly;
 -- Tables added by later migrations of this set get the same grants.
 ALTER DEFAULT PRIVILEGES IN SCHEMA ai GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO fodi_ai;

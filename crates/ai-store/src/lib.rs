@@ -1,9 +1,70 @@
-//! The AI assistant's storage: response cache, conversations, memory facts and learning data,
-//! in PostgreSQL schema `ai`.
+//! The AI assistant's storage in PostgreSQL schema `ai`: a response cache, conversations,
+//! memory facts and learning examples, every row belonging to one user.
 //!
-//! This crate owns schema `ai` and ships its migrations ([`migration_set`]); services embed it
-//! as a library. It depends on `db-core` only, never on HTTP or on another domain crate.
-//! Start reading at [`migration_set`] and `migrations/ai/`.
+//! Each concern is a trait ([`ResponseCache`], [`Conversations`], [`Memory`], [`LearningLog`])
+//! implemented on PostgreSQL by [`PgAiStore`] (and [`PgResponseCache`], its cache), so that a
+//! service can hold `Arc<dyn Memory>` and tests can reach every behaviour through the same
+//! API. Every method takes the user and every statement is scoped to it: no read crosses
+//! users. [`PgAiStore::forget_user`] removes a user's rows from the whole schema at once;
+//! [`PgAiStore::run_maintenance`] removes what has expired or outlived its retention.
+//!
+//! This crate owns schema `ai` and ships its migrations ([`migration_set`]); it depends on
+//! `db-core` only, never on HTTP or on another domain crate. Start reading at [`store`] and
+//! [`cache`].
+
+/// Runs `$body` (an async block using the connection `$connection`) on a pooled connection,
+/// retrying when that may succeed.
+///
+/// A macro rather than a function taking an async closure: the futures of `#[async_trait]`
+/// methods must be `Send`, which the compiler cannot yet prove through a closure that borrows
+/// its argument for any lifetime.
+macro_rules! on_connection {
+    ($store:expr, |$connection:ident| $body:expr) => {
+        db_core::with_retry(&$store.config.retry, || async {
+            let mut pooled = $store.db.primary().acquire().await?;
+            let $connection: &mut sqlx::PgConnection = &mut pooled;
+            let result: Result<_, $crate::error::AiError> = $body.await;
+            result
+        })
+        .await
+    };
+}
+
+/// Runs `$body` in a transaction of its own, retrying the whole transaction when that may
+/// succeed.
+macro_rules! in_transaction {
+    ($store:expr, |$connection:ident| $body:expr) => {
+        db_core::with_retry(&$store.config.retry, || async {
+            let mut transaction = $store.db.primary().begin().await?;
+            let $connection: &mut sqlx::PgConnection = &mut transaction;
+            let value = $body.await?;
+            transaction.commit().await?;
+            Ok::<_, $crate::error::AiError>(value)
+        })
+        .await
+    };
+}
+
+pub mod cache;
+mod config;
+pub mod conversations;
+mod error;
+mod ids;
+pub mod learning;
+pub mod memory;
+pub mod store;
+mod validate;
+
+pub use cache::{CacheStats, CachedValue, PgResponseCache, ResponseCache, Ttl};
+pub use config::{AiConfig, CacheConfig, RetentionConfig};
+pub use conversations::{
+    Conversation, Conversations, Message, NewConversation, NewMessage, Role, Window,
+};
+pub use error::AiError;
+pub use ids::{ConversationId, ExampleId, FactId, UserId};
+pub use learning::{Example, ExportScope, Feedback, LearningLog, NewExample, Recorded};
+pub use memory::{FactSearch, FactVersion, FoundFact, Memory, MemoryFact, Observation};
+pub use store::{ForgetReport, MaintenanceReport, PgAiStore};
 
 #[allow(unused_imports, clippy::all)]
 mod embedded {

@@ -8,6 +8,7 @@
 //!   owner, applied under an advisory lock; [`migrate::core_set`] is the core backend's set.
 //! - [`LocalCluster`]: the embedded default, a private PostgreSQL cluster in a directory;
 //!   [`DatabaseTarget::resolve`] picks it when no server is configured.
+//! - [`uuid_id!`]: typed UUID identifiers for the data crates' rows.
 //! - `testing` (feature `testing`): [`testing::TestDb`], a fresh migrated database per test.
 //!
 //! Architecture invariant: db-core depends on no crate of this workspace and knows nothing of
@@ -20,6 +21,7 @@ mod config;
 mod db;
 mod direct;
 mod error;
+mod ids;
 pub mod migrate;
 mod retry;
 mod target;

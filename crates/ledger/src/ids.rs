@@ -4,49 +4,7 @@
 //! key indexes. Clients may choose their own transfer ids: that is what makes a retried
 //! request recognisable.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type)]
-        #[serde(transparent)]
-        #[sqlx(transparent)]
-        pub struct $name(pub Uuid);
-
-        impl $name {
-            /// A new, time-ordered (v7) id.
-            pub fn new() -> Self {
-                Self(Uuid::now_v7())
-            }
-
-            pub fn as_uuid(&self) -> Uuid {
-                self.0
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
-        impl From<Uuid> for $name {
-            fn from(id: Uuid) -> Self {
-                Self(id)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-    };
-}
+use db_core::uuid_id;
 
 uuid_id!(
     /// A wallet: one owner (a user or a system role) and one asset.

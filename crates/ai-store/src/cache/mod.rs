@@ -1,0 +1,627 @@
+//! The response cache: JSON values by `(user, key)` with an expiry, in `ai.cache_entries`.
+//!
+//! - An expired entry is never returned: reads compare the expiry with the database's clock,
+//!   whether or not cleanup has removed the row yet.
+//! - A hit writes nothing: hit counts are gathered in memory and written in batches every
+//!   [`CacheConfig::hit_flush_interval`](crate::CacheConfig::hit_flush_interval). A sliding
+//!   entry is extended by a hit only once half its window has passed.
+//! - [`ResponseCache::get_or_compute`] lets concurrent misses of one key in this process wait
+//!   for the first, which computes and stores the value (a stampede guard).
+//! - An optional in-process tier ([`local`]) answers repeated hits from memory.
+
+mod flight;
+mod hits;
+mod local;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use db_core::{Db, DirectPool, with_retry};
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use sqlx::PgConnection;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::config::AiConfig;
+use crate::error::AiError;
+use crate::ids::UserId;
+use crate::validate;
+use flight::SingleFlight;
+use hits::HitCounter;
+use local::{LocalTier, LocalValue};
+
+pub use local::CHANNEL as INVALIDATION_CHANNEL;
+
+/// Longest cache key, in characters (the schema's limit).
+pub const MAX_KEY_CHARS: usize = 512;
+
+/// How long an entry lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// [`CacheConfig::default_ttl`](crate::CacheConfig::default_ttl) from when it is set.
+    Default,
+    /// This long from when it is set.
+    Absolute(Duration),
+    /// This long from its last hit (and from when it is set).
+    Sliding(Duration),
+    /// Until deleted or replaced.
+    Never,
+}
+
+/// A cached value and what is known of its entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CachedValue {
+    pub value: serde_json::Value,
+    /// `None`: never expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Set for sliding entries: each hit moves the expiry to this long after it.
+    pub sliding_ttl: Option<Duration>,
+    /// Hits so far, including those not yet written (as of the last database read when the
+    /// answer came from the in-process tier).
+    pub hit_count: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Lookups since this cache was started, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// Answered by the in-process tier.
+    pub local_hits: u64,
+    /// Answered by the database.
+    pub database_hits: u64,
+    /// No entry.
+    pub misses: u64,
+    /// An entry past its expiry (not returned).
+    pub expired: u64,
+}
+
+impl CacheStats {
+    /// Hits over lookups; 0 before the first lookup.
+    pub fn hit_ratio(&self) -> f64 {
+        let hits = self.local_hits + self.database_hits;
+        let lookups = hits + self.misses + self.expired;
+        if lookups == 0 {
+            0.0
+        } else {
+            hits as f64 / lookups as f64
+        }
+    }
+}
+
+/// The response cache, per user.
+#[async_trait]
+pub trait ResponseCache: Send + Sync {
+    /// The live value of `key`, counting a hit.
+    async fn get(&self, user: UserId, key: &str) -> Result<Option<CachedValue>, AiError>;
+
+    /// Stores `value` under `key`, replacing any entry (its hit count starts again at 0).
+    async fn set(
+        &self,
+        user: UserId,
+        key: &str,
+        value: &serde_json::Value,
+        ttl: Ttl,
+    ) -> Result<(), AiError>;
+
+    /// Removes `key`; tells whether there was an entry.
+    async fn delete(&self, user: UserId, key: &str) -> Result<bool, AiError>;
+
+    /// The live value of `key`; on a miss, runs `compute` and stores its value. Concurrent
+    /// callers missing the same key in this process wait for the first one's result instead
+    /// of computing it again. `compute` is only polled on a miss, and a failure stores nothing.
+    async fn get_or_compute<'a>(
+        &'a self,
+        user: UserId,
+        key: &'a str,
+        ttl: Ttl,
+        compute: BoxFuture<'a, Result<serde_json::Value, AiError>>,
+    ) -> Result<CachedValue, AiError>;
+
+    /// Removes every expired entry, in bounded batches; returns how many.
+    async fn cleanup_expired(&self) -> Result<u64, AiError>;
+
+    /// Lookups so far, by outcome. The same counts go to the `metrics` facade as
+    /// `ai_cache_lookups_total{outcome}`.
+    fn stats(&self) -> CacheStats;
+}
+
+/// The PostgreSQL response cache. Cheap to clone; background work (writing hit counts,
+/// applying invalidations) stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct PgResponseCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    /// Reads and writes of single entries: one statement each.
+    statements: DirectPool,
+    config: AiConfig,
+    hits: HitCounter,
+    flights: SingleFlight<(UserId, String)>,
+    local: Option<Arc<LocalTier>>,
+    /// Names this process in invalidations, so it ignores its own.
+    instance: Uuid,
+    counters: Counters,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.statements.close();
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    local_hits: AtomicU64,
+    database_hits: AtomicU64,
+    misses: AtomicU64,
+    expired: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    LocalHit,
+    DatabaseHit,
+    Miss,
+    Expired,
+}
+
+impl Counters {
+    fn record(&self, outcome: Outcome) {
+        let (counter, label) = match outcome {
+            Outcome::LocalHit => (&self.local_hits, "hit_local"),
+            Outcome::DatabaseHit => (&self.database_hits, "hit_database"),
+            Outcome::Miss => (&self.misses, "miss"),
+            Outcome::Expired => (&self.expired, "expired"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("ai_cache_lookups_total", "outcome" => label).increment(1);
+    }
+}
+
+/// Runs `$body` on a statement connection, retrying when that may succeed; the connection
+/// goes back to the pool only when the server answered (see [`DirectPool`]).
+macro_rules! on_statement_connection {
+    ($inner:expr, |$connection:ident| $body:expr) => {
+        with_retry(&$inner.config.retry, || async {
+            let mut pooled = $inner.statements.acquire().await?;
+            let $connection: &mut PgConnection = &mut pooled;
+            let result = $body.await;
+            let answered = match &result {
+                Err(AiError::Db(error)) => error.sqlstate().is_some(),
+                _ => true,
+            };
+            if answered {
+                pooled.release();
+            }
+            result
+        })
+        .await
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    value: sqlx::types::Json<serde_json::Value>,
+    expires_at: Option<DateTime<Utc>>,
+    sliding_ms: Option<i64>,
+    hit_count: i64,
+    created_at: DateTime<Utc>,
+    expired: bool,
+    remaining_ms: Option<i64>,
+    renew: bool,
+}
+
+const GET_SQL: &str =
+    "SELECT value, expires_at, (extract(epoch FROM sliding_ttl) * 1000)::bigint AS sliding_ms,
+            hit_count, created_at, coalesce(expires_at <= now(), false) AS expired,
+            floor(extract(epoch FROM expires_at - now()) * 1000)::bigint AS remaining_ms,
+            coalesce(expires_at - now() < sliding_ttl / 2, false) AS renew
+       FROM ai.cache_entries
+      WHERE user_id = $1 AND cache_key = $2";
+
+/// Moves a sliding entry's expiry to a full window from now, unless it expired meanwhile.
+const RENEW_SQL: &str = "UPDATE ai.cache_entries SET expires_at = now() + sliding_ttl
+      WHERE user_id = $1 AND cache_key = $2 AND sliding_ttl IS NOT NULL AND expires_at > now()
+  RETURNING expires_at, floor(extract(epoch FROM expires_at - now()) * 1000)::bigint";
+
+/// `$4`: milliseconds to live (NULL: forever); `$5`: sliding window in milliseconds.
+macro_rules! store_sql {
+    () => {
+        "INSERT INTO ai.cache_entries AS e (user_id, cache_key, value, expires_at, sliding_ttl)
+         VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond', $5 * interval '1 millisecond')
+         ON CONFLICT (user_id, cache_key) DO UPDATE
+            SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, sliding_ttl = EXCLUDED.sliding_ttl,
+                hit_count = 0, last_hit_at = NULL, created_at = now()
+      RETURNING e.expires_at, e.created_at, floor(extract(epoch FROM e.expires_at - now()) * 1000)::bigint"
+    };
+}
+const STORE_SQL: &str = store_sql!();
+/// [`STORE_SQL`] and an invalidation (`$6` channel, `$7` payload), sent when it commits.
+const STORE_AND_NOTIFY_SQL: &str = concat!(
+    "WITH stored AS (",
+    store_sql!(),
+    ") SELECT stored.* FROM stored, pg_notify($6, $7)"
+);
+
+const DELETE_SQL: &str = "DELETE FROM ai.cache_entries WHERE user_id = $1 AND cache_key = $2";
+
+/// [`DELETE_SQL`] and an invalidation (`$3` channel, `$4` payload), sent whether or not there
+/// was an entry: another process may hold a copy of one removed by cleanup.
+const DELETE_AND_NOTIFY_SQL: &str = "WITH removed AS (
+         DELETE FROM ai.cache_entries WHERE user_id = $1 AND cache_key = $2 RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM removed) FROM pg_notify($3, $4)";
+
+/// The deadline of a value read at `asked` with `remaining_ms` left by the database's clock.
+fn deadline(asked: Instant, remaining_ms: Option<i64>) -> Option<Instant> {
+    remaining_ms.map(|ms| asked + Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl PgResponseCache {
+    /// Starts the cache: with an in-process tier, subscribes to invalidations before it
+    /// returns, so no change made after this call can be missed.
+    pub async fn start(db: Db, config: AiConfig) -> Result<Self, AiError> {
+        let options = db.primary().connect_options().as_ref().clone();
+        let statements = DirectPool::new(
+            options,
+            config.cache.connections.max(1),
+            db.primary().options().get_acquire_timeout(),
+        );
+        let local = match config.cache.local_entries {
+            0 => None,
+            capacity => Some(Arc::new(LocalTier::new(capacity))),
+        };
+        let instance = Uuid::now_v7();
+        let listener = match &local {
+            Some(tier) => Some(local::subscribe(db.primary(), tier).await?),
+            None => None,
+        };
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let mut tasks = vec![tokio::spawn(flush_hits_periodically(
+                weak.clone(),
+                config.cache.hit_flush_interval,
+            ))];
+            if let (Some(tier), Some(listener)) = (&local, listener) {
+                tasks.push(tokio::spawn(local::apply_invalidations(
+                    db.primary().clone(),
+                    tier.clone(),
+                    instance,
+                    listener,
+                )));
+            }
+            Inner {
+                db,
+                statements,
+                config,
+                hits: HitCounter::default(),
+                flights: SingleFlight::new(),
+                local,
+                instance,
+                counters: Counters::default(),
+                tasks,
+            }
+        });
+        Ok(Self { inner })
+    }
+
+    /// Writes the hit counts gathered so far; returns how many entries it updated. Runs
+    /// periodically by itself; call it before shutting down to lose none.
+    pub async fn flush_hits(&self) -> Result<u64, AiError> {
+        self.inner.hits.flush(self.inner.db.primary()).await
+    }
+
+    /// Drops every local copy of `user`'s entries here and, through an invalidation, in every
+    /// other process (after [`crate::PgAiStore::forget_user`] removed them).
+    pub(crate) async fn forget_user_locally(&self, user: UserId) {
+        self.inner.hits.forget_user(user);
+        if let Some(tier) = &self.inner.local {
+            tier.invalidate_user(user);
+        }
+    }
+
+    /// The invalidation payload announcing that all of `user`'s entries are gone.
+    pub(crate) fn user_invalidation(&self, user: UserId) -> Option<String> {
+        self.inner
+            .config
+            .cache
+            .notify_invalidations
+            .then(|| local::payload_for_user(self.inner.instance, user))
+    }
+
+    /// The database read of `get`: the entry if live, renewing a sliding one when due. A miss
+    /// is counted only when `count_miss` (a lookup repeated under the stampede guard is not a
+    /// second miss).
+    async fn read(
+        &self,
+        user: UserId,
+        key: &str,
+        count_miss: bool,
+    ) -> Result<Option<(CachedValue, Option<Instant>)>, AiError> {
+        let inner = &self.inner;
+        let asked = Instant::now();
+        let row: Option<EntryRow> = on_statement_connection!(inner, |connection| async {
+            let row = sqlx::query_as(GET_SQL)
+                .bind(user)
+                .bind(key)
+                .fetch_optional(&mut *connection)
+                .await?;
+            Ok::<_, AiError>(row)
+        })?;
+        let Some(row) = row else {
+            if count_miss {
+                inner.counters.record(Outcome::Miss);
+            }
+            return Ok(None);
+        };
+        if row.expired {
+            if count_miss {
+                inner.counters.record(Outcome::Expired);
+            }
+            return Ok(None);
+        }
+        let (mut expires_at, mut remaining_ms) = (row.expires_at, row.remaining_ms);
+        if row.renew {
+            let renewed: Option<(DateTime<Utc>, i64)> =
+                on_statement_connection!(inner, |connection| async {
+                    let renewed = sqlx::query_as(RENEW_SQL)
+                        .bind(user)
+                        .bind(key)
+                        .fetch_optional(&mut *connection)
+                        .await?;
+                    Ok::<_, AiError>(renewed)
+                })?;
+            if let Some((renewed_at, renewed_ms)) = renewed {
+                (expires_at, remaining_ms) = (Some(renewed_at), Some(renewed_ms));
+            }
+        }
+        inner.counters.record(Outcome::DatabaseHit);
+        inner.hits.record(user, key);
+        let value = CachedValue {
+            value: row.value.0,
+            expires_at,
+            sliding_ttl: row
+                .sliding_ms
+                .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            hit_count: row.hit_count + inner.hits.unwritten(user, key),
+            created_at: row.created_at,
+        };
+        Ok(Some((value, deadline(asked, remaining_ms))))
+    }
+
+    /// Stores an entry; returns it as stored.
+    async fn store(
+        &self,
+        user: UserId,
+        key: &str,
+        value: &serde_json::Value,
+        ttl: Ttl,
+    ) -> Result<CachedValue, AiError> {
+        check_key(key)?;
+        validate::json("value", value)?;
+        let inner = &self.inner;
+        let (live_ms, sliding) = match ttl {
+            Ttl::Default => (Some(millis(inner.config.cache.default_ttl)), None),
+            Ttl::Absolute(duration) => (Some(millis(duration)), None),
+            Ttl::Sliding(duration) => (Some(millis(duration)), Some(duration)),
+            Ttl::Never => (None, None),
+        };
+        if live_ms == Some(0) || sliding == Some(Duration::ZERO) {
+            return Err(AiError::InvalidField {
+                field: "ttl",
+                reason: "must be at least one millisecond".into(),
+            });
+        }
+        let json = sqlx::types::Json(value);
+        let asked = Instant::now();
+        let notify = inner.config.cache.notify_invalidations;
+        let payload = local::payload_for_entry(inner.instance, user, key);
+        let (expires_at, created_at, remaining_ms): (
+            Option<DateTime<Utc>>,
+            DateTime<Utc>,
+            Option<i64>,
+        ) = on_statement_connection!(inner, |connection| async {
+            let query = sqlx::query_as(if notify {
+                STORE_AND_NOTIFY_SQL
+            } else {
+                STORE_SQL
+            })
+            .bind(user)
+            .bind(key)
+            .bind(json)
+            .bind(live_ms)
+            .bind(sliding.map(millis));
+            let query = if notify {
+                query.bind(local::CHANNEL).bind(&payload)
+            } else {
+                query
+            };
+            let stored = query
+                .fetch_one(&mut *connection)
+                .await
+                .map_err(|error| AiError::or_unknown_user(error, user))?;
+            Ok::<_, AiError>(stored)
+        })?;
+        inner.hits.forget(user, key);
+        let stored = CachedValue {
+            value: value.clone(),
+            expires_at,
+            sliding_ttl: sliding,
+            hit_count: 0,
+            created_at,
+        };
+        if let Some(tier) = &inner.local {
+            tier.invalidate(user, key).await;
+            if sliding.is_none() {
+                let epoch = tier.epoch(user, key);
+                let local = LocalValue {
+                    value: Arc::new(stored.clone()),
+                    deadline: deadline(asked, remaining_ms),
+                };
+                tier.fill(user, key, local, epoch).await;
+            }
+        }
+        Ok(stored)
+    }
+}
+
+fn check_key(key: &str) -> Result<(), AiError> {
+    validate::text("key", key, MAX_KEY_CHARS, false)
+}
+
+/// Writes gathered hit counts every `interval` until the cache is dropped.
+async fn flush_hits_periodically(inner: std::sync::Weak<Inner>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(error) = inner.hits.flush(inner.db.primary()).await {
+            tracing::warn!(%error, "writing cache hit counts failed; they are kept for the next flush");
+        }
+    }
+}
+
+impl PgResponseCache {
+    /// [`ResponseCache::get`], counting a miss only when `count_miss`.
+    async fn lookup(
+        &self,
+        user: UserId,
+        key: &str,
+        count_miss: bool,
+    ) -> Result<Option<CachedValue>, AiError> {
+        check_key(key)?;
+        let inner = &self.inner;
+        if let Some(tier) = &inner.local
+            && let Some(value) = tier.get(user, key).await
+        {
+            inner.counters.record(Outcome::LocalHit);
+            inner.hits.record(user, key);
+            return Ok(Some((*value).clone()));
+        }
+        let epoch = inner.local.as_ref().map(|tier| tier.epoch(user, key));
+        let Some((value, deadline)) = self.read(user, key, count_miss).await? else {
+            return Ok(None);
+        };
+        if let (Some(tier), Some(epoch), None) = (&inner.local, epoch, value.sliding_ttl) {
+            let local = LocalValue {
+                value: Arc::new(value.clone()),
+                deadline,
+            };
+            tier.fill(user, key, local, epoch).await;
+        }
+        Ok(Some(value))
+    }
+}
+
+#[async_trait]
+impl ResponseCache for PgResponseCache {
+    async fn get(&self, user: UserId, key: &str) -> Result<Option<CachedValue>, AiError> {
+        self.lookup(user, key, true).await
+    }
+
+    async fn set(
+        &self,
+        user: UserId,
+        key: &str,
+        value: &serde_json::Value,
+        ttl: Ttl,
+    ) -> Result<(), AiError> {
+        self.store(user, key, value, ttl).await.map(drop)
+    }
+
+    async fn delete(&self, user: UserId, key: &str) -> Result<bool, AiError> {
+        check_key(key)?;
+        let inner = &self.inner;
+        let notify = inner.config.cache.notify_invalidations;
+        let payload = local::payload_for_entry(inner.instance, user, key);
+        let removed: i64 = on_statement_connection!(inner, |connection| async {
+            let removed = if notify {
+                sqlx::query_scalar(DELETE_AND_NOTIFY_SQL)
+                    .bind(user)
+                    .bind(key)
+                    .bind(local::CHANNEL)
+                    .bind(&payload)
+                    .fetch_one(&mut *connection)
+                    .await?
+            } else {
+                let result = sqlx::query(DELETE_SQL)
+                    .bind(user)
+                    .bind(key)
+                    .execute(&mut *connection)
+                    .await?;
+                i64::try_from(result.rows_affected()).unwrap_or(i64::MAX)
+            };
+            Ok::<_, AiError>(removed)
+        })?;
+        inner.hits.forget(user, key);
+        if let Some(tier) = &inner.local {
+            tier.invalidate(user, key).await;
+        }
+        Ok(removed > 0)
+    }
+
+    async fn get_or_compute<'a>(
+        &'a self,
+        user: UserId,
+        key: &'a str,
+        ttl: Ttl,
+        compute: BoxFuture<'a, Result<serde_json::Value, AiError>>,
+    ) -> Result<CachedValue, AiError> {
+        if let Some(value) = self.get(user, key).await? {
+            return Ok(value);
+        }
+        let _flight = self.inner.flights.lock((user, key.to_owned())).await;
+        // Whoever held the key before us has stored the value (unless it failed).
+        if let Some(value) = self.lookup(user, key, false).await? {
+            return Ok(value);
+        }
+        let value = compute.await?;
+        self.store(user, key, &value, ttl).await
+    }
+
+    async fn cleanup_expired(&self) -> Result<u64, AiError> {
+        let inner = &self.inner;
+        let batch = inner.config.cache.cleanup_batch.max(1);
+        let mut removed_total = 0_u64;
+        loop {
+            let removed: i64 = with_retry(&inner.config.retry, || async {
+                sqlx::query_scalar("SELECT ai.cleanup_expired_cache($1)")
+                    .bind(i32::try_from(batch).unwrap_or(i32::MAX))
+                    .fetch_one(inner.db.primary())
+                    .await
+                    .map_err(AiError::from)
+            })
+            .await?;
+            let removed = u64::try_from(removed).unwrap_or(0);
+            removed_total += removed;
+            metrics::counter!("ai_cache_cleaned_total").increment(removed);
+            if removed < u64::from(batch) {
+                return Ok(removed_total);
+            }
+        }
+    }
+
+    fn stats(&self) -> CacheStats {
+        let counters = &self.inner.counters;
+        CacheStats {
+            local_hits: counters.local_hits.load(Ordering::Relaxed),
+            database_hits: counters.database_hits.load(Ordering::Relaxed),
+            misses: counters.misses.load(Ordering::Relaxed),
+            expired: counters.expired.load(Ordering::Relaxed),
+        }
+    }
+}

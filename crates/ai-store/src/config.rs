@@ -1,0 +1,75 @@
+//! Settings of the AI store. Defaults suit one api-server; the binary that composes the store
+//! maps its own configuration onto these.
+
+use std::time::Duration;
+
+use db_core::RetryPolicy;
+
+/// Everything the store can be tuned with.
+#[derive(Debug, Clone, Default)]
+pub struct AiConfig {
+    pub cache: CacheConfig,
+    pub retention: RetentionConfig,
+    /// Retries of serialisation failures and lost connections.
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Lifetime of an entry set with [`crate::Ttl::Default`].
+    pub default_ttl: Duration,
+    /// Entries of the optional in-process tier; 0 turns it off. Entries with a sliding TTL are
+    /// never held there (each hit must reach the database to extend them).
+    pub local_entries: u64,
+    /// How often hit counts gathered in memory are written to the entries.
+    pub hit_flush_interval: Duration,
+    /// Rows one cleanup statement removes at most: each batch holds its locks briefly.
+    pub cleanup_batch: u32,
+    /// Send an invalidation (`NOTIFY`) on every set and delete, so processes with an
+    /// in-process tier drop their copy. Must be on in every process that writes the cache
+    /// whenever any process runs the tier.
+    pub notify_invalidations: bool,
+    /// Connections for cache reads and writes, each a statement of its own (see
+    /// [`db_core::DirectPool`]: no ping per call).
+    pub connections: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(3600),
+            local_entries: 0,
+            hit_flush_interval: Duration::from_secs(1),
+            cleanup_batch: 10_000,
+            notify_invalidations: true,
+            connections: 8,
+        }
+    }
+}
+
+/// What [`crate::PgAiStore::run_maintenance`] removes, and how much per run.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// Messages older than this are removed; `None` keeps them.
+    pub messages: Option<Duration>,
+    /// Soft-deleted conversations are purged (with their messages) this long after deletion.
+    pub deleted_conversations: Duration,
+    /// Learning examples older than this are removed; `None` keeps them.
+    pub learning_data: Option<Duration>,
+    /// Most rows one run removes from each table: a run stays short, the next one continues.
+    pub max_rows_per_run: u32,
+    /// Rows one delete statement removes at most.
+    pub batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            messages: None,
+            deleted_conversations: Duration::from_secs(30 * 24 * 3600),
+            learning_data: None,
+            max_rows_per_run: 100_000,
+            batch: 5_000,
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! A store on a fresh database, with helpers to make users.
+
+use std::time::{Duration, Instant};
+
+use ai_store::{AiConfig, PgAiStore, UserId};
+use db_core::migrate::core_set;
+use db_core::sqlx;
+use db_core::testing::TestDb;
+use db_core::{Db, DbConfig};
+
+pub struct Fixture {
+    pub db: TestDb,
+    pub store: PgAiStore,
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        Self::with_config(AiConfig::default()).await
+    }
+
+    pub async fn with_config(config: AiConfig) -> Self {
+        let db = TestDb::new(vec![core_set(), ai_store::migration_set()]).await;
+        let store = PgAiStore::start(db.db(), config).await.unwrap();
+        Self { db, store }
+    }
+
+    /// Another store on the same database with pools of its own, as another process would
+    /// have.
+    pub async fn other_process(&self, config: AiConfig) -> PgAiStore {
+        let db = Db::connect_with(&DbConfig::default(), self.db.connect_options())
+            .await
+            .unwrap();
+        PgAiStore::start(db, config).await.unwrap()
+    }
+
+    /// A new user of the core backend.
+    pub async fn user(&self) -> UserId {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query("INSERT INTO users (id, email) VALUES ($1, $2)")
+            .bind(id)
+            .bind(format!("{id}@example.com"))
+            .execute(self.db.pool())
+            .await
+            .unwrap();
+        UserId(id)
+    }
+}
+
+/// Polls `condition` until it holds or `within` has passed; tells which.
+pub async fn eventually<F, Fut>(within: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
