@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "migrator",
     version,
-    after_help = "Exit status:\n  0  success (verify: every set is current)\n  1  error (unreachable database, drift refused by up, a failed migration, bad arguments)\n  2  verify only: migrations are pending or have drifted"
+    after_help = "Exit status:\n  0  success (verify: every set is current)\n  1  error (unreachable database, drift refused by up, a failed migration, bad arguments)\n  2  verify only: migrations are pending or have drifted\n  3  import-sled only: finished, but some records were rejected (listed in the summary)"
 )]
 pub struct Cli {
     /// PostgreSQL URL, e.g. postgres://user:password@host:5432/fodi
@@ -51,6 +51,13 @@ pub enum Command {
     Verify {
         #[command(flatten)]
         sets: SetSelection,
+    },
+    /// Move the AI assistant's former Sled store (trees cache, conversations, memory_facts)
+    /// into schema ai. Idempotent: what is present already is skipped, so it can run again.
+    /// The layout it expects is in docs/operations.md.
+    ImportSled {
+        /// The Sled database directory (the assistant must not be running on it).
+        path: PathBuf,
     },
 }
 

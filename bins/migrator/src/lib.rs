@@ -2,18 +2,20 @@
 //!
 //! `main.rs` parses arguments and sets up logging; [`run`] resolves the database (a URL or the
 //! embedded cluster), builds the [`Migrator`] over every crate's set and executes one command.
-//! Rendering for humans and for `--json` lives in `report`.
+//! Rendering for humans and for `--json` lives in `report`; `import-sled` in [`sled_import`].
 //!
 //! Architecture invariant: the migrator holds no migration logic of its own; ordering,
 //! locking and drift detection are db-core's, and the SQL belongs to the crates.
 
 pub mod cli;
 mod report;
+pub mod sled_import;
 
 use std::process::ExitCode;
 
+use anyhow::bail;
 use db_core::migrate::{MigrateError, MigrationSet, Migrator, UpOptions};
-use db_core::{DatabaseTarget, DbConfig};
+use db_core::{DatabaseTarget, Db, DbConfig};
 
 use cli::{Cli, Command};
 use report::Report;
@@ -36,6 +38,8 @@ pub struct MigrationSettings {
 
 /// Exit status when `verify` finds pending or drifted migrations.
 pub const EXIT_NOT_CURRENT: u8 = 2;
+/// Exit status when `import-sled` finished but rejected some records.
+pub const EXIT_REJECTED: u8 = 3;
 
 /// Every migration set of the workspace, in the order they are declared (the migrator
 /// re-orders them by dependency).
@@ -60,6 +64,13 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// What to do with the migrations (import-sled is a command of its own).
+enum Action {
+    Up(UpOptions),
+    Status,
+    Verify,
+}
+
 async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> {
     let Settings {
         mut database,
@@ -68,8 +79,26 @@ async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> 
     if let Some(url) = &cli.database_url {
         database.url = Some(url.clone());
     }
-    let (Command::Up { sets, .. } | Command::Status { sets } | Command::Verify { sets }) =
-        &cli.command;
+    let (sets, action) = match &cli.command {
+        Command::Up {
+            sets,
+            target,
+            dry_run,
+        } => (
+            sets,
+            Action::Up(UpOptions {
+                target: *target,
+                dry_run: *dry_run,
+            }),
+        ),
+        Command::Status { sets } => (sets, Action::Status),
+        Command::Verify { sets } => (sets, Action::Verify),
+        Command::ImportSled { path } => {
+            // Dropping the target stops the embedded cluster if this run started it.
+            let target = resolve_database(&database).await?;
+            return import_sled(path, &database, &target, cli.json, report).await;
+        }
+    };
     let selection = if sets.names.is_empty() {
         &migrations.sets
     } else {
@@ -81,26 +110,18 @@ async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> 
     let mut connection = target.connect().await?;
     let database_name = target.describe();
 
-    let code = match &cli.command {
-        Command::Up {
-            target: version,
-            dry_run,
-            ..
-        } => {
-            let options = UpOptions {
-                target: *version,
-                dry_run: *dry_run,
-            };
+    let code = match action {
+        Action::Up(options) => {
             let outcome = migrator.up(&mut connection, options).await?;
             report.up(&database_name, &outcome);
             ExitCode::SUCCESS
         }
-        Command::Status { .. } => {
+        Action::Status => {
             let statuses = migrator.status(&mut connection).await?;
             report.status(&database_name, &statuses, false);
             ExitCode::SUCCESS
         }
-        Command::Verify { .. } => {
+        Action::Verify => {
             let statuses = migrator.status(&mut connection).await?;
             report.status(&database_name, &statuses, true);
             if statuses.iter().all(|status| status.is_current()) {
@@ -121,4 +142,37 @@ async fn resolve_database(config: &DbConfig) -> Result<DatabaseTarget, MigrateEr
         tracing::info!(dir = %config.local_dir.display(), "no database url configured; using the embedded cluster");
     }
     Ok(DatabaseTarget::resolve(config).await?)
+}
+
+/// `import-sled`: checks that schema ai is current, then imports.
+async fn import_sled(
+    path: &std::path::Path,
+    database: &DbConfig,
+    target: &DatabaseTarget,
+    json: bool,
+    report: &Report,
+) -> Result<ExitCode, anyhow::Error> {
+    let mut connection = target.connect().await?;
+    let statuses = Migrator::new(all_sets())?
+        .select(&["ai".to_owned()])?
+        .status(&mut connection)
+        .await?;
+    drop(connection);
+    if !statuses.iter().all(|status| status.is_current()) {
+        bail!(
+            "schema ai of {} is not current; run `migrator up` first",
+            target.describe()
+        );
+    }
+    let db = Db::connect_with(database, target.options.clone()).await?;
+    let store = ai_store::PgAiStore::start(db.clone(), ai_store::AiConfig::default()).await?;
+    let summary = sled_import::import(path, &store, !json).await;
+    db.primary().close().await;
+    let summary = summary?;
+    report.import(&target.describe(), path, &summary);
+    Ok(if summary.rejected() > 0 {
+        ExitCode::from(EXIT_REJECTED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -8,6 +8,8 @@ use db_core::DbError;
 use db_core::migrate::{MigrateError, SetStatus, UpReport};
 use serde_json::{Value, json};
 
+use crate::sled_import::ImportSummary;
+
 pub struct Report {
     json: bool,
 }
@@ -84,6 +86,38 @@ impl Report {
             } else {
                 println!(
                     "verify: NOT current; pending migrations need `migrator up`, drift needs a new migration"
+                );
+            }
+        }
+    }
+
+    pub fn import(&self, database: &str, path: &std::path::Path, summary: &ImportSummary) {
+        if self.json {
+            let mut document = serde_json::to_value(summary).unwrap_or(Value::Null);
+            document["database"] = json!(database);
+            document["path"] = json!(path.display().to_string());
+            println!("{document}");
+            return;
+        }
+        println!("imported {} into {database}", path.display());
+        for (tree, counts) in &summary.trees {
+            println!(
+                "  {tree:<13} {} read, {} written, {} skipped, {} rejected",
+                counts.read, counts.written, counts.skipped, counts.rejected
+            );
+            for (reason, count) in &counts.reasons {
+                println!("  {:<13}   {count} {reason}", "");
+            }
+        }
+        for tree in &summary.ignored_trees {
+            println!("  tree {tree:?} is not part of the import; left alone");
+        }
+        if !summary.rejections.is_empty() {
+            println!("rejected records (the first {}):", summary.rejections.len());
+            for rejection in &summary.rejections {
+                println!(
+                    "  {} {:?}: {}",
+                    rejection.tree, rejection.key, rejection.reason
                 );
             }
         }

@@ -50,6 +50,7 @@ mod config;
 pub mod conversations;
 mod error;
 mod ids;
+pub mod import;
 pub mod learning;
 pub mod memory;
 pub mod store;

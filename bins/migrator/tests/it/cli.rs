@@ -26,14 +26,14 @@ fn migrator(url: &str, args: &[&str]) -> Command {
     command
 }
 
-async fn run(url: &str, args: &[&str]) -> Output {
+pub(crate) async fn run(url: &str, args: &[&str]) -> Output {
     let mut command = migrator(url, args);
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
 }
 
-fn json(output: &Output) -> Value {
+pub(crate) fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
         panic!(
             "stdout is not JSON ({error}): {}",
@@ -42,7 +42,7 @@ fn json(output: &Output) -> Value {
     })
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

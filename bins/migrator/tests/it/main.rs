@@ -4,3 +4,4 @@
 
 mod cli;
 mod schemas;
+mod sled_import;
