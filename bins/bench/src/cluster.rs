@@ -1,6 +1,7 @@
 //! A fresh PostgreSQL cluster for one benchmark run, with the workspace's schemas migrated.
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 
 use anyhow::Context;
 use db_core::migrate::{MigrationSet, Migrator, UpOptions};
@@ -12,7 +13,8 @@ use crate::report::progress;
 
 /// The benchmark's cluster and the application database on it.
 pub struct BenchCluster {
-    pub cluster: LocalCluster,
+    /// Shared with the reference programs run beside the scenarios.
+    pub cluster: Arc<LocalCluster>,
     pub db: Db,
     /// Keeps the directory until the run ends.
     _dir: tempfile::TempDir,
@@ -62,9 +64,24 @@ impl BenchCluster {
         };
         let db = Db::connect_with(&settings, options).await?;
         Ok(Self {
-            cluster,
+            cluster: Arc::new(cluster),
             db,
             _dir: dir,
         })
+    }
+
+    /// Inserts `count` users (`bench-N@example.com`); returns their ids in a stable order.
+    pub async fn create_users(&self, count: usize) -> anyhow::Result<Vec<uuid::Uuid>> {
+        db_core::sqlx::query(
+            "INSERT INTO users (email) SELECT 'bench-' || n || '@example.com' FROM generate_series(1, $1) n",
+        )
+        .bind(count as i64)
+        .execute(self.db.primary())
+        .await?;
+        Ok(
+            db_core::sqlx::query_scalar("SELECT id FROM users ORDER BY email")
+                .fetch_all(self.db.primary())
+                .await?,
+        )
     }
 }

@@ -11,24 +11,23 @@
 //! vacuumed and checkpointed, so that no scenario pays for the background work (autovacuum of
 //! the rows, writing of the pages) that the ones before it left behind.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use db_core::migrate::core_set;
-use db_core::sqlx::{self, Connection, PgConnection};
-use db_core::{Db, LocalCluster};
+use db_core::sqlx;
 use ledger::{
     Amount, Asset, BatchMode, Ledger, LedgerConfig, PgLedger, SystemWallet, TransferRequest,
     WalletId,
 };
 
 use crate::cluster::BenchCluster;
+use crate::compare::{Run, alternate, record, settle, wanted};
 use crate::load::{self, LoadResult};
 use crate::pgbench;
-use crate::report::{Latency, Measurement, progress};
+use crate::report::{Measurement, progress};
 
 pub struct Options {
     pub seconds: u64,
@@ -42,11 +41,7 @@ pub struct Options {
 
 impl Options {
     fn wants(&self, scenario: &str) -> bool {
-        self.only.is_empty()
-            || self
-                .only
-                .iter()
-                .any(|name| scenario.starts_with(name.as_str()) || name.starts_with(scenario))
+        wanted(&self.only, scenario)
     }
 }
 
@@ -92,7 +87,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     db_core::create_database_if_missing(&bench.cluster.connect_options("postgres"), "pgbench")
         .await?;
     pgbench::initialise(&bench.cluster, "pgbench", 10)?;
-    let cluster = Arc::new(bench.cluster);
+    let cluster = bench.cluster.clone();
     let tpcb = {
         let cluster = cluster.clone();
         move || {
@@ -251,71 +246,6 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     Ok(measurements)
 }
 
-/// Our side of a comparison: a rate, its latencies, and a scenario-specific count.
-struct Run {
-    rate: f64,
-    latency: Latency,
-    failures: u64,
-    extra: u64,
-}
-
-impl From<LoadResult> for Run {
-    fn from(result: LoadResult) -> Self {
-        Self {
-            rate: result.units_per_second(),
-            latency: result.latency,
-            failures: result.failures,
-            extra: 0,
-        }
-    }
-}
-
-/// Vacuums and checkpoints the ledger's database and pgbench's.
-async fn settle(db: &Db, cluster: &LocalCluster) -> anyhow::Result<()> {
-    progress("settling: VACUUM (ANALYZE), CHECKPOINT");
-    sqlx::raw_sql("VACUUM (ANALYZE)")
-        .execute(db.primary())
-        .await?;
-    let mut pgbench = PgConnection::connect_with(&cluster.connect_options("pgbench")).await?;
-    sqlx::raw_sql("VACUUM (ANALYZE)")
-        .execute(&mut pgbench)
-        .await?;
-    sqlx::raw_sql("CHECKPOINT").execute(&mut pgbench).await?;
-    Ok(())
-}
-
-/// Runs reference and ours alternately, `rounds` times each; returns the median reference rate
-/// and the median run of ours.
-async fn alternate<R, RF, O, OF>(
-    rounds: usize,
-    mut reference: R,
-    mut ours: O,
-) -> anyhow::Result<(f64, Run)>
-where
-    R: FnMut() -> RF,
-    RF: Future<Output = anyhow::Result<f64>>,
-    O: FnMut() -> OF,
-    OF: Future<Output = Run>,
-{
-    let mut references = Vec::new();
-    let mut runs = Vec::new();
-    for round in 1..=rounds.max(1) {
-        let reference_rate = reference().await?;
-        let run = ours().await;
-        progress(&format!(
-            "  round {round}: reference {reference_rate:.0}/s, ours {:.0}/s",
-            run.rate
-        ));
-        references.push(reference_rate);
-        runs.push(run);
-    }
-    references.sort_by(f64::total_cmp);
-    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-    let median_reference = references[references.len() / 2];
-    let median_run = runs.swap_remove(runs.len() / 2);
-    Ok((median_reference, median_run))
-}
-
 /// Uniform single transfers among the wallets.
 async fn uniform(world: &World, clients: usize, duration: Duration) -> LoadResult {
     let world = world.clone();
@@ -426,13 +356,7 @@ async fn setup_wallets(
     count: usize,
 ) -> anyhow::Result<Vec<WalletId>> {
     progress(&format!("creating {count} funded wallets"));
-    sqlx::query("INSERT INTO users (email) SELECT 'bench-' || n || '@example.com' FROM generate_series(1, $1) n")
-        .bind(count as i64)
-        .execute(bench.db.primary())
-        .await?;
-    let users: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM users ORDER BY email")
-        .fetch_all(bench.db.primary())
-        .await?;
+    let users = bench.create_users(count).await?;
     let mut wallets = Vec::with_capacity(count);
     for user in users {
         wallets.push(
@@ -468,10 +392,4 @@ fn distinct_pair(wallets: &[WalletId]) -> (WalletId, WalletId) {
         to += 1;
     }
     (wallets[from], wallets[to])
-}
-
-/// Prints a measurement as soon as it is known (a later scenario may fail) and keeps it.
-fn record(measurements: &mut Vec<Measurement>, measurement: Measurement) {
-    measurement.print();
-    measurements.push(measurement);
 }

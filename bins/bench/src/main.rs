@@ -1,13 +1,17 @@
 //! Benchmarks of the FODI areas, each against a reference measured in the same run on the same
 //! machine (these machines are shared and noisy: ratios, not absolute numbers, are the result).
 //!
-//! `cargo run --release -p bench -- ledger` prints one JSON line per scenario on stdout (the
-//! shape of docs/benchmarks.md) and its progress on stderr. Areas are added as they are built.
+//! `cargo run --release -p bench -- ledger` (or `ai`) prints one JSON line per scenario on
+//! stdout (the shape of docs/benchmarks.md) and its progress on stderr. Areas are added as they
+//! are built.
 
+mod ai;
 mod cluster;
+mod compare;
 mod ledger;
 mod load;
 mod pgbench;
+mod redis_server;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -46,10 +50,22 @@ enum Area {
         #[arg(long, default_value_t = 2)]
         batch_clients: usize,
     },
+    /// The AI store: cache hits against `pgbench -S` and Redis, cleanup, conversation
+    /// windows and full-text search.
+    Ai {
+        /// Concurrent tasks reading (and pgbench's and Redis's clients).
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Users owning the cache entries, conversations and facts.
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Facts of each user searched by the full-text scenario.
+        #[arg(long, default_value_t = 100)]
+        facts_per_user: usize,
+    },
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let measurements = match cli.area {
         Area::Ledger {
@@ -65,7 +81,32 @@ async fn main() -> anyhow::Result<()> {
                 batch_clients,
                 only: cli.only,
             };
-            ledger::run(&options).await?
+            // One thread: the ledger's load waits on the database, not on the client.
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(ledger::run(&options))?
+        }
+        Area::Ai {
+            clients,
+            users,
+            facts_per_user,
+        } => {
+            let options = ai::Options {
+                seconds: cli.seconds,
+                rounds: cli.rounds,
+                clients,
+                users,
+                facts_per_user,
+                only: cli.only,
+            };
+            // Two threads, as pgbench runs its clients on (`-j 2`): a cache hit costs the
+            // client as much CPU as the server, and the in-process tier costs only the client.
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(ai::run(&options))?
         }
     };
     let missed = measurements

@@ -64,7 +64,32 @@ pub fn tpcb(
     progress(&format!(
         "pgbench TPC-B-like, {clients} clients, {seconds} s"
     ));
+    run(cluster, database, &[], clients, seconds)
+}
+
+/// Runs the built-in select-only script (`-S`: one primary-key lookup per transaction) with
+/// prepared statements, `clients` clients for `seconds`, on two threads.
+pub fn select_only(
+    cluster: &LocalCluster,
+    database: &str,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<PgbenchResult> {
+    progress(&format!(
+        "pgbench select-only, {clients} clients, {seconds} s"
+    ));
+    run(cluster, database, &["-S"], clients, seconds)
+}
+
+fn run(
+    cluster: &LocalCluster,
+    database: &str,
+    script: &[&str],
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<PgbenchResult> {
     let output = command(cluster, database)
+        .args(script)
         .args([
             "-n",
             "-M",

@@ -21,6 +21,8 @@ pub struct Measurement {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
     /// Anything else worth keeping with the figure (client count, sizes, ...).
     #[serde(flatten)]
@@ -45,6 +47,7 @@ impl Measurement {
             target_ratio: 0.0,
             better: None,
             p50_ms: None,
+            p95_ms: None,
             p99_ms: None,
             extra: serde_json::Map::new(),
         }
@@ -79,6 +82,7 @@ impl Measurement {
     #[must_use]
     pub fn latency(mut self, latency: &Latency) -> Self {
         self.p50_ms = Some(round(latency.p50_ms));
+        self.p95_ms = Some(round(latency.p95_ms));
         self.p99_ms = Some(round(latency.p99_ms));
         self
     }
@@ -125,6 +129,7 @@ impl Measurement {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Latency {
     pub p50_ms: f64,
+    pub p95_ms: f64,
     pub p99_ms: f64,
 }
 
@@ -140,6 +145,7 @@ impl Latency {
         };
         Self {
             p50_ms: at(0.50),
+            p95_ms: at(0.95),
             p99_ms: at(0.99),
         }
     }

@@ -21,7 +21,11 @@ pub struct CacheConfig {
     /// Entries of the optional in-process tier; 0 turns it off. Entries with a sliding TTL are
     /// never held there (each hit must reach the database to extend them).
     pub local_entries: u64,
-    /// How often hit counts gathered in memory are written to the entries.
+    /// How often hit counts gathered in memory are written to the entries. Each write updates
+    /// every entry hit since the last: a longer interval merges more hits of one entry into
+    /// one row update, at the price of counts that lag by as much (in the benchmark, hits
+    /// spread evenly over 100,000 entries: 0.46 of `pgbench -S` writing every second, 0.63
+    /// every 10 s, 0.66 never). [`crate::PgResponseCache::flush_hits`] writes them at once (at shutdown).
     pub hit_flush_interval: Duration,
     /// Rows one cleanup statement removes at most: each batch holds its locks briefly.
     pub cleanup_batch: u32,
@@ -39,7 +43,7 @@ impl Default for CacheConfig {
         Self {
             default_ttl: Duration::from_secs(3600),
             local_entries: 0,
-            hit_flush_interval: Duration::from_secs(1),
+            hit_flush_interval: Duration::from_secs(10),
             cleanup_batch: 10_000,
             notify_invalidations: true,
             connections: 8,

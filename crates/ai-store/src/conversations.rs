@@ -230,7 +230,7 @@ impl TryFrom<MessageRow> for Message {
     }
 }
 
-/// A row of [`MESSAGES_SQL`]: a message, or NULLs when the conversation has none in range.
+/// A row of [`messages_sql!`]: a message, or NULLs when the conversation has none in range.
 #[derive(sqlx::FromRow)]
 struct OptionalMessage {
     conversation_id: ConversationId,
@@ -275,20 +275,38 @@ impl OptionalMessage {
     }
 }
 
-/// Messages of a live conversation of the user: the newest first when `$5` (descending),
-/// oldest first otherwise, from `seq` after `$3` (ascending) or before `$3` (descending).
-/// One row with NULL message columns when the conversation has none in range; no row when
-/// the conversation is not there.
-const MESSAGES_SQL: &str = "SELECT c.id AS conversation_id, m.seq, m.role, m.content, m.token_count, m.metadata, m.created_at
-       FROM ai.conversations c
-       LEFT JOIN LATERAL (
-           SELECT * FROM ai.conversation_messages m
-            WHERE m.conversation_id = c.id AND m.user_id = c.user_id
-              AND CASE WHEN $5 THEN m.seq < $3 ELSE m.seq > $3 END
-            ORDER BY CASE WHEN $5 THEN -m.seq ELSE m.seq END
-            LIMIT $4
-       ) m ON true
-      WHERE c.id = $1 AND c.user_id = $2 AND c.deleted_at IS NULL";
+/// Messages of a live conversation of the user from `seq` `$3` on, in the direction `$cmp`
+/// and `$order` give, at most `$4`. One row with NULL message columns when the conversation
+/// has none in range; no row when the conversation is not there.
+///
+/// Two statements rather than one with the direction as a parameter: an `ORDER BY` on an
+/// expression of a parameter cannot walk the primary key, and would read and sort the whole
+/// conversation for a window of its last messages. For the same reason messages are not
+/// filtered by user: the conversation is, and the schema's foreign key on
+/// `(user_id, conversation_id)` keeps its messages its user's; a filter on the messages' user
+/// would lead the planner to intersect two indexes and sort every message.
+macro_rules! messages_sql {
+    ($cmp:literal, $order:literal) => {
+        concat!(
+            "SELECT c.id AS conversation_id, m.seq, m.role, m.content, m.token_count, m.metadata, m.created_at
+               FROM ai.conversations c
+               LEFT JOIN LATERAL (
+                   SELECT * FROM ai.conversation_messages m
+                    WHERE m.conversation_id = c.id AND m.seq ",
+            $cmp,
+            " $3
+                    ORDER BY m.seq ",
+            $order,
+            " LIMIT $4
+               ) m ON true
+              WHERE c.id = $1 AND c.user_id = $2 AND c.deleted_at IS NULL"
+        )
+    };
+}
+/// Oldest first, after `$3`.
+const MESSAGES_AFTER_SQL: &str = messages_sql!(">", "ASC");
+/// Newest first, before `$3`.
+const MESSAGES_BEFORE_SQL: &str = messages_sql!("<", "DESC");
 
 fn unexpected(what: &str) -> AiError {
     AiError::UnexpectedData(format!("unexpected {what} in schema ai"))
@@ -318,7 +336,7 @@ fn page_size(limit: u32) -> Result<i64, AiError> {
 }
 
 impl PgAiStore {
-    /// Messages of `conversation` in range (see [`MESSAGES_SQL`]), oldest first.
+    /// Messages of `conversation` in range (see [`messages_sql!`]), oldest first.
     async fn message_range(
         &self,
         user: UserId,
@@ -328,12 +346,16 @@ impl PgAiStore {
         newest_first: bool,
     ) -> Result<Vec<Message>, AiError> {
         let rows: Vec<OptionalMessage> = on_connection!(self, |connection| async {
-            Ok(sqlx::query_as(MESSAGES_SQL)
+            let statement = if newest_first {
+                MESSAGES_BEFORE_SQL
+            } else {
+                MESSAGES_AFTER_SQL
+            };
+            Ok(sqlx::query_as(statement)
                 .bind(conversation)
                 .bind(user)
                 .bind(from_seq)
                 .bind(limit)
-                .bind(newest_first)
                 .fetch_all(connection)
                 .await?)
         })?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ai_store::{
     AiError, Conversations, Message, NewConversation, NewMessage, Role, UserId, Window,
 };
+use db_core::sqlx;
 use serde_json::json;
 
 use crate::support::Fixture;
@@ -301,6 +302,23 @@ async fn another_user_can_neither_read_nor_write_a_conversation() {
             .unwrap()
             .len(),
         1
+    );
+    // Reads do not filter messages by user: the schema itself refuses a message whose user
+    // is not its conversation's.
+    let foreign = sqlx::query(
+        "INSERT INTO ai.conversation_messages (conversation_id, seq, user_id, role, content)
+         VALUES ($1, 2, $2, 'user', 'planted')",
+    )
+    .bind(conversation)
+    .bind(mallory)
+    .execute(fx.db.pool())
+    .await
+    .unwrap_err();
+    assert_eq!(
+        foreign
+            .as_database_error()
+            .and_then(|error| error.constraint()),
+        Some("conversation_messages_conversation_fkey")
     );
 }
 
