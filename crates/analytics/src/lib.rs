@@ -1,9 +1,37 @@
-//! Product analytics: metrics and events recorded in batches, time-bucketed queries, and the
-//! `daily_stats` rollup, in PostgreSQL schema `analytics`.
+//! Product analytics in PostgreSQL schema `analytics`: metric points and events recorded at a
+//! high rate without slowing the caller, the time-bucketed queries a dashboard asks, the
+//! `daily_stats` rollup, daily partitions with retention, and a bridge from the `metrics`
+//! facade.
 //!
-//! This crate owns schema `analytics` and ships its migrations ([`migration_set`]); services
-//! embed it as a library. It depends on `db-core` only, never on HTTP or on another domain
-//! crate. Start reading at [`migration_set`] and `migrations/analytics/`.
+//! - [`Recorder`]: a cloneable handle that buffers rows and writes them with `COPY` in
+//!   batches; its buffer is bounded and, when full, drops and counts ([`Overflow`]).
+//! - [`PgAnalytics`] implements [`Analytics`]: bucketed metric aggregates with percentiles
+//!   and empty buckets filled, event counts and unique users per kind and day, the rollup's
+//!   refresh (one instance at a time) and partition maintenance.
+//! - [`MetricsBridge`]: a `metrics` recorder layer whose selected counters, gauges and
+//!   histograms are snapshotted into `analytics.metrics` on an interval.
+//!
+//! This crate owns schema `analytics` and ships its migrations ([`migration_set`]); it depends
+//! on `db-core` only, never on HTTP or on another domain crate. Start reading at [`recorder`]
+//! and [`queries`].
+
+pub mod bridge;
+mod config;
+mod error;
+pub mod model;
+pub mod partitions;
+pub mod queries;
+pub mod recorder;
+mod store;
+
+pub use bridge::MetricsBridge;
+pub use config::{Overflow, PartitionConfig, RecorderConfig};
+pub use error::AnalyticsError;
+pub use model::{Event, Labels, MetricPoint};
+pub use partitions::PartitionReport;
+pub use queries::{Aggregates, Analytics, DailyStat, EventCount, MetricQuery, RefreshOutcome};
+pub use recorder::{Recorded, Recorder, RecorderStats};
+pub use store::PgAnalytics;
 
 #[allow(unused_imports, clippy::all)]
 mod embedded {

@@ -1,0 +1,236 @@
+//! [`Recorder`]: a cloneable handle that buffers metric points and events and never makes its
+//! caller wait on the database.
+//!
+//! `record_*` validates the row and puts it in a bounded channel (a `try_send`: no lock held,
+//! no I/O). One writer task per recorder takes rows from the channel and writes them with
+//! `COPY` in batches of [`RecorderConfig::batch_rows`], when a batch is full and at least
+//! every [`RecorderConfig::flush_interval`]. While the database fails, the writer keeps at
+//! most one batch of each kind and stops taking rows: the channel fills, and further rows are
+//! dropped and counted ([`Overflow`]) instead of growing memory. `flush().await` writes
+//! everything recorded before it; `close().await` writes everything and stops.
+
+mod copy;
+mod series;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use db_core::Db;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Overflow, RecorderConfig};
+use crate::error::AnalyticsError;
+use crate::model::{Event, MetricPoint};
+
+/// What became of one recorded row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recorded {
+    /// Buffered; the writer will write it.
+    Buffered,
+    /// The buffer was full: dropped and counted.
+    Dropped,
+}
+
+/// Rows by fate since the recorder started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RecorderStats {
+    /// Accepted into the buffer.
+    pub accepted: u64,
+    /// Written to the database.
+    pub written: u64,
+    /// Refused because the buffer was full (never accepted).
+    pub dropped: u64,
+    /// Accepted but never written: still buffered when `close` gave up on a failing database.
+    pub lost: u64,
+    /// Metric points of a series past its metric's cap.
+    pub rejected: u64,
+    /// Writes that failed (and were retried).
+    pub failed_writes: u64,
+}
+
+impl RecorderStats {
+    /// Accepted rows not yet written, rejected or lost.
+    pub fn pending(&self) -> u64 {
+        self.accepted
+            .saturating_sub(self.written + self.rejected + self.lost)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    lost: AtomicU64,
+    rejected: AtomicU64,
+    failed_writes: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> RecorderStats {
+        RecorderStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            failed_writes: self.failed_writes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+enum Row {
+    Metric(MetricPoint),
+    Event(Event),
+}
+
+impl Row {
+    fn kind(&self) -> &'static str {
+        match self {
+            Row::Metric(_) => "metric",
+            Row::Event(_) => "event",
+        }
+    }
+}
+
+enum Control {
+    Flush(oneshot::Sender<Result<(), AnalyticsError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// The buffered writer of metrics and events; see the module documentation. Clones share one
+/// buffer and one writer task; the writer writes what is left and stops when `close` is
+/// called or the last clone is dropped.
+#[derive(Clone)]
+pub struct Recorder {
+    rows: mpsc::Sender<Row>,
+    control: mpsc::Sender<Control>,
+    overflow: Overflow,
+    counters: Arc<Counters>,
+}
+
+impl Recorder {
+    /// Starts the writer task (on the current tokio runtime).
+    pub fn start(db: &Db, config: RecorderConfig) -> Self {
+        let (rows, rows_receiver) = mpsc::channel(config.buffer_rows.max(1));
+        let (control, control_receiver) = mpsc::channel(16);
+        let counters = Arc::new(Counters::default());
+        let overflow = config.overflow;
+        tokio::spawn(
+            writer::Writer::new(
+                db,
+                config,
+                counters.clone(),
+                rows_receiver,
+                control_receiver,
+            )
+            .run(),
+        );
+        Self {
+            rows,
+            control,
+            overflow,
+            counters,
+        }
+    }
+
+    /// Records a metric point. Refuses an invalid one with [`AnalyticsError::InvalidField`].
+    pub async fn record_metric(&self, point: MetricPoint) -> Result<Recorded, AnalyticsError> {
+        point.validate()?;
+        self.submit(Row::Metric(point)).await
+    }
+
+    /// Records an event. Refuses an invalid one with [`AnalyticsError::InvalidField`].
+    pub async fn record_event(&self, event: Event) -> Result<Recorded, AnalyticsError> {
+        event.validate()?;
+        self.submit(Row::Event(event)).await
+    }
+
+    /// Records every point, or none when one is invalid (the error names the first).
+    pub async fn record_metrics(
+        &self,
+        points: Vec<MetricPoint>,
+    ) -> Result<Vec<Recorded>, AnalyticsError> {
+        for point in &points {
+            point.validate()?;
+        }
+        let mut outcomes = Vec::with_capacity(points.len());
+        for point in points {
+            outcomes.push(self.submit(Row::Metric(point)).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Records every event, or none when one is invalid (the error names the first).
+    pub async fn record_events(&self, events: Vec<Event>) -> Result<Vec<Recorded>, AnalyticsError> {
+        for event in &events {
+            event.validate()?;
+        }
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(self.submit(Row::Event(event)).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn submit(&self, row: Row) -> Result<Recorded, AnalyticsError> {
+        let kind = row.kind();
+        let refused = match self.rows.try_send(row) {
+            Ok(()) => return Ok(self.accepted(kind)),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(AnalyticsError::Closed),
+            Err(mpsc::error::TrySendError::Full(row)) => row,
+        };
+        if let Overflow::Wait(patience) = self.overflow {
+            match self.rows.send_timeout(refused, patience).await {
+                Ok(()) => return Ok(self.accepted(kind)),
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                    return Err(AnalyticsError::Closed);
+                }
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {}
+            }
+        }
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("analytics_recorder_dropped_total", "kind" => kind).increment(1);
+        Ok(Recorded::Dropped)
+    }
+
+    fn accepted(&self, kind: &'static str) -> Recorded {
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("analytics_recorder_accepted_total", "kind" => kind).increment(1);
+        Recorded::Buffered
+    }
+
+    /// Writes every row recorded before this call. On a database failure the rows stay
+    /// buffered (and are retried) and the failure is returned.
+    pub async fn flush(&self) -> Result<(), AnalyticsError> {
+        let (reply, done) = oneshot::channel();
+        self.control
+            .send(Control::Flush(reply))
+            .await
+            .map_err(|_| AnalyticsError::Closed)?;
+        done.await.map_err(|_| AnalyticsError::Closed)?
+    }
+
+    /// Stops accepting rows, writes every buffered row (retrying a failing database for up to
+    /// [`RecorderConfig::close_timeout`], after which what is left is counted as lost) and
+    /// stops the writer. Returns the final counts. Closing twice is harmless.
+    pub async fn close(&self) -> RecorderStats {
+        let (reply, done) = oneshot::channel();
+        if self.control.send(Control::Close(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+        self.stats()
+    }
+
+    pub fn stats(&self) -> RecorderStats {
+        self.counters.snapshot()
+    }
+
+    /// Whether the recorder was closed (it accepts nothing more).
+    pub fn is_closed(&self) -> bool {
+        self.rows.is_closed()
+    }
+}
