@@ -24,7 +24,7 @@ use db_core::migrate::core_set;
 use db_core::sqlx;
 
 use crate::cluster::BenchCluster;
-use crate::compare::{Run, alternate, record, settle, wanted};
+use crate::compare::{Run, alternate, median, record, settle, wanted};
 use crate::load;
 use crate::pgbench;
 use crate::redis_server::RedisServer;
@@ -601,9 +601,4 @@ async fn insert_facts(
     Ok(sqlx::query_scalar("SELECT count(*) FROM ai.memory_facts")
         .fetch_one(bench.db.primary())
         .await?)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }

@@ -89,3 +89,9 @@ pub fn record(measurements: &mut Vec<Measurement>, measurement: Measurement) {
     measurement.print();
     measurements.push(measurement);
 }
+
+/// The middle value (the upper of the two middle ones for an even count); 0 for none.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}

@@ -1,11 +1,12 @@
 //! Benchmarks of the FODI areas, each against a reference measured in the same run on the same
 //! machine (these machines are shared and noisy: ratios, not absolute numbers, are the result).
 //!
-//! `cargo run --release -p bench -- ledger` (or `ai`) prints one JSON line per scenario on
+//! `cargo run --release -p bench -- ledger` (or `ai`, `analytics`) prints one JSON line per scenario on
 //! stdout (the shape of docs/benchmarks.md) and its progress on stderr. Areas are added as they
 //! are built.
 
 mod ai;
+mod analytics;
 mod cluster;
 mod compare;
 mod ledger;
@@ -63,6 +64,16 @@ enum Area {
         #[arg(long, default_value_t = 100)]
         facts_per_user: usize,
     },
+    /// Analytics: the recorder against COPY, record latency, bucketed queries and the
+    /// rollup's refresh over 10 million rows.
+    Analytics {
+        /// Rows of each ingestion scenario.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Rows in the tables of the query and refresh scenarios.
+        #[arg(long, default_value_t = 10_000_000)]
+        big_rows: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,6 +118,22 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(ai::run(&options))?
+        }
+        Area::Analytics { rows, big_rows } => {
+            let options = analytics::Options {
+                rounds: cli.rounds,
+                seconds: cli.seconds,
+                rows,
+                big_rows,
+                only: cli.only,
+            };
+            // Two threads: the recorder's producers and its writer each get a core, as in a
+            // service.
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(analytics::run(&options))?
         }
     };
     let missed = measurements
