@@ -113,7 +113,7 @@ fn event(n: usize, now: DateTime<Utc>) -> Event {
             "restaurant": "Trattoria da Bench, Via Roma 12",
             "items": [{"sku": "pizza-margherita", "qty": 2}, {"sku": "tiramisu", "qty": 1}],
             "total_cents": 2_350 + n % 1_000,
-            "channel": if n % 2 == 0 { "web" } else { "mobile" },
+            "channel": if n.is_multiple_of(2) { "web" } else { "mobile" },
             "coupon": null,
             "promo": "AUTUMN-2026",
             "currency": "EUR",
