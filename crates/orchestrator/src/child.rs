@@ -69,9 +69,9 @@ fn read_env_file(path: &std::path::Path) -> Result<Vec<(String, String)>, String
             continue;
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
-        let (key, value) = line.split_once('=').ok_or_else(|| {
-            format!("{}:{}: expected KEY=value", path.display(), number + 1)
-        })?;
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("{}:{}: expected KEY=value", path.display(), number + 1))?;
         let value = value.trim();
         let value = value
             .strip_prefix('"')

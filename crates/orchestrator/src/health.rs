@@ -37,7 +37,10 @@ impl HttpTarget {
             return Err(format!("health url {url:?} has no host"));
         }
         Ok(Self {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port,
             path: path.to_owned(),
         })

@@ -1,6 +1,35 @@
-//! Supervision of named processes: spawn, health checks, restart policy with backoff, stop
-//! with a grace period, captured logs and state events.
+//! Supervised processes for FODI: the Go backend, or any service, kept alive, healthy and
+//! controllable. The `supervisor` binary runs it standalone; the api-server embeds it.
 //!
-//! Architecture invariant: this crate needs no database and no HTTP server; the `supervisor`
-//! and `api-server` binaries compose it with those. It is filled in by the orchestrator work
-//! (see docs/architecture.md); today it holds no code.
+//! A [`Supervisor`] owns named [`ProcessSpec`]s. Each process has one task that alone changes
+//! its [`ProcessState`]; its exit is observed by awaiting the child (no polling), its health
+//! by an HTTP or TCP probe, and a process counts as running only once its probe passes. A
+//! process whose probe fails `failure_threshold` times in a row is hung and is restarted, like
+//! one that exited: at once the first time, then with exponential backoff (capped, jittered,
+//! reset after a stable period), until its restart budget for the window is spent and it
+//! becomes `Fatal` until started by hand. Every process runs in a process group of its own, and
+//! stopping it signals the whole group, then SIGKILLs it after the grace period: its own
+//! children never outlive it. Every state change is broadcast ([`Supervisor::subscribe`]),
+//! logged with tracing and counted through the `metrics` facade; output is kept line by line
+//! in a bounded ring per process and optionally in a rotated file.
+//!
+//! Architecture invariant: this crate needs no database and no HTTP framework (its HTTP
+//! probe is a minimal client of its own). Start reading at [`supervisor`] and [`runner`].
+
+mod child;
+mod error;
+pub mod health;
+mod logs;
+pub mod runner;
+pub mod spec;
+mod state;
+pub mod supervisor;
+
+pub use error::OrchestratorError;
+pub use logs::{LogLine, Stream};
+pub use spec::{
+    Backoff, Dependency, DependencyCondition, HealthCheck, HealthProbe, LogSpec, ProcessSpec,
+    RestartBudget, RestartPolicy, StopSignal, StopSpec,
+};
+pub use state::{ProcessEvent, ProcessState, ProcessStatus};
+pub use supervisor::Supervisor;

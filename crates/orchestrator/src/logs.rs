@@ -175,10 +175,11 @@ mod tests {
         let tail: Vec<String> = logs.tail(10).into_iter().map(|l| l.line).collect();
         assert_eq!(tail, ["line 7", "line 8", "line 9"]);
         assert_eq!(logs.tail(1)[0].line, "line 9");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 9\n");
+        // Two 7-byte lines fit in 20 bytes; a third rotates.
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "line 8\nline 9\n");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("p.log.1")).unwrap(),
-            "line 7\nline 8\n"
+            "line 6\nline 7\n"
         );
         assert!(dir.path().join("p.log.2").exists());
         assert!(!dir.path().join("p.log.3").exists(), "only two kept");

@@ -104,28 +104,40 @@ impl ProcessSpec {
             return Err(invalid("command is empty".into()));
         }
         if let HealthProbe::Http { url, .. } = &self.health.probe {
-            crate::health::HttpTarget::parse(url).map_err(|reason| invalid(reason))?;
+            crate::health::HttpTarget::parse(url).map_err(invalid)?;
         }
         if self.health.interval.is_zero() || self.health.timeout.is_zero() {
-            return Err(invalid("health interval and timeout must be positive".into()));
+            return Err(invalid(
+                "health interval and timeout must be positive".into(),
+            ));
         }
         if self.health.failure_threshold == 0 {
-            return Err(invalid("health failure_threshold must be at least 1".into()));
+            return Err(invalid(
+                "health failure_threshold must be at least 1".into(),
+            ));
         }
         if self.backoff.initial.is_zero() || self.backoff.max < self.backoff.initial {
             return Err(invalid(
                 "backoff initial must be positive and at most max".into(),
             ));
         }
-        if !(self.backoff.multiplier >= 1.0) || !(0.0..=1.0).contains(&self.backoff.jitter) {
+        // Written so that NaN fails too.
+        let multiplier_ok = self.backoff.multiplier.is_finite() && self.backoff.multiplier >= 1.0;
+        if !multiplier_ok || !(0.0..=1.0).contains(&self.backoff.jitter) {
             return Err(invalid(
                 "backoff multiplier must be at least 1 and jitter between 0 and 1".into(),
             ));
         }
         if self.budget.max_restarts == 0 || self.budget.window.is_zero() {
-            return Err(invalid("budget max_restarts and window must be positive".into()));
+            return Err(invalid(
+                "budget max_restarts and window must be positive".into(),
+            ));
         }
-        if self.depends_on.iter().any(|dependency| dependency.name == self.name) {
+        if self
+            .depends_on
+            .iter()
+            .any(|dependency| dependency.name == self.name)
+        {
             return Err(invalid("a process cannot depend on itself".into()));
         }
         Ok(())
@@ -134,7 +146,6 @@ impl ProcessSpec {
 
 /// How health is checked. A process counts as running only once its check passes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     #[serde(flatten)]
     pub probe: HealthProbe,

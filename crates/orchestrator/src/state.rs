@@ -21,7 +21,10 @@ pub enum ProcessState {
     /// Being stopped (signal sent, grace running).
     Stopping { pid: u32 },
     /// Exited, and the restart policy says to leave it so.
-    Exited { code: Option<i32>, signal: Option<i32> },
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
     /// Restarted more often than its budget allows; stays down until started by hand.
     Fatal { reason: String },
 }

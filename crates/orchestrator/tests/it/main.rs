@@ -1,0 +1,8 @@
+//! The orchestrator with real child processes (a small Python HTTP server, `child.py`):
+//! crash and hang recovery, backoff and the restart budget, process groups, dependency order,
+//! logs, and concurrent control.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod control;
+mod recovery;
+mod support;
