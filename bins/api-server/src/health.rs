@@ -7,7 +7,7 @@ use db_core::Db;
 use db_core::migrate::Migrator;
 use serde_json::json;
 
-use crate::problem::Problem;
+use admin_api::Problem;
 
 #[get("/health")]
 pub async fn health() -> HttpResponse {

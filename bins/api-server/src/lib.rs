@@ -12,7 +12,6 @@
 //! here.
 
 mod health;
-mod problem;
 pub mod settings;
 
 use std::net::TcpListener;

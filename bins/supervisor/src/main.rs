@@ -1,9 +1,132 @@
-//! `supervisor run --config supervisor.toml`: keeps the configured processes alive and healthy
-//! and serves their control API. The orchestrator work fills this in (see
-//! docs/architecture.md); until then the binary says so and exits with status 1.
-#![allow(clippy::print_stderr)]
+//! `supervisor run --config supervisor.toml` keeps the configured processes alive and healthy
+//! and serves their control API; `supervisor ctl ...` talks to a running one.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!("supervisor: process supervision is not built yet; see docs/architecture.md");
-    std::process::ExitCode::FAILURE
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use supervisor::config::{Config, TOKEN_ENV};
+use supervisor::ctl::{Client, print_logs, print_statuses};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "supervisor",
+    about = "Keeps processes alive and healthy; controls them over HTTP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Supervise the processes of the configuration until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, default_value = "supervisor.toml")]
+        config: PathBuf,
+    },
+    /// Control a running supervisor.
+    Ctl {
+        /// Its control API (default: the `listen` address of --config).
+        #[arg(long, env = "SUPERVISOR_URL")]
+        url: Option<String>,
+        /// Read the address and token from this configuration.
+        #[arg(long, default_value = "supervisor.toml")]
+        config: PathBuf,
+        /// Print the JSON answers as they are.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Action,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Every process, or one.
+    Status {
+        name: Option<String>,
+    },
+    Start {
+        name: String,
+    },
+    Stop {
+        name: String,
+    },
+    Restart {
+        name: String,
+    },
+    /// Its recent output.
+    Logs {
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        lines: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Ctl {
+            url,
+            config,
+            json,
+            action,
+        } => ctl(url, &config, json, &action),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("supervisor: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Config::load(path)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(supervisor::run(config))
+}
+
+fn ctl(
+    url: Option<String>,
+    path: &std::path::Path,
+    json: bool,
+    action: &Action,
+) -> anyhow::Result<()> {
+    let (url, token) = match (url, std::env::var(TOKEN_ENV)) {
+        (Some(url), Ok(token)) => (url, token),
+        (url, token) => {
+            let config = Config::load(path)?;
+            let url = url.unwrap_or_else(|| format!("http://{}", config.control.listen));
+            (url, token.unwrap_or_else(|_| config.token().to_owned()))
+        }
+    };
+    let client = Client::new(&url, &token);
+    let answer = match action {
+        Action::Status { name } => client.status(name.as_deref())?,
+        Action::Start { name } => client.act("start", name)?,
+        Action::Stop { name } => client.act("stop", name)?,
+        Action::Restart { name } => client.act("restart", name)?,
+        Action::Logs { name, lines } => client.logs(name, *lines)?,
+    };
+    if json {
+        println!("{answer}");
+    } else if matches!(action, Action::Logs { .. }) {
+        print_logs(&answer);
+    } else {
+        print_statuses(&answer);
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! RFC 9457 problem documents (`application/problem+json`), the body of every error response.
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -36,5 +36,22 @@ impl Problem {
         HttpResponse::build(status)
             .content_type("application/problem+json")
             .json(self)
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.title, self.status)
+    }
+}
+
+/// Handlers may return `Result<_, Problem>`.
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response()
     }
 }

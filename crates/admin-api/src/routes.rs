@@ -1,0 +1,177 @@
+//! The admin routes over a [`Supervisor`], every one behind the admin bearer token:
+//!
+//! | method | path | answer |
+//! | --- | --- | --- |
+//! | GET | `/api/v1/admin/processes` | every process's status, in dependency order |
+//! | GET | `/api/v1/admin/processes/{name}` | its status |
+//! | POST | `/api/v1/admin/processes/{name}/start` | its status once started (dependencies first) |
+//! | POST | `/api/v1/admin/processes/{name}/stop` | its status once stopped |
+//! | POST | `/api/v1/admin/processes/{name}/restart` | its status once restarted |
+//! | GET | `/api/v1/admin/processes/{name}/logs?lines=N` | its last N output lines (default 100) |
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use orchestrator::{OrchestratorError, Supervisor};
+use serde::Deserialize;
+
+use crate::auth;
+use crate::problem::Problem;
+
+/// Most log lines one request returns.
+pub const MAX_LOG_LINES: usize = 10_000;
+
+/// What the routes need: the supervisor and the token that guards them.
+pub struct AdminState {
+    pub supervisor: Arc<Supervisor>,
+    pub token: String,
+}
+
+/// Registers the routes; the app must hold a `web::Data<AdminState>`.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .app_data(web::QueryConfig::default().error_handler(|error, _| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "The query string is invalid",
+            )
+            .with_detail(error.to_string())
+            .into()
+        }))
+        .route("/api/v1/admin/processes", web::get().to(list))
+        .route("/api/v1/admin/processes/{name}", web::get().to(status))
+        .route(
+            "/api/v1/admin/processes/{name}/start",
+            web::post().to(start),
+        )
+        .route("/api/v1/admin/processes/{name}/stop", web::post().to(stop))
+        .route(
+            "/api/v1/admin/processes/{name}/restart",
+            web::post().to(restart),
+        )
+        .route("/api/v1/admin/processes/{name}/logs", web::get().to(logs));
+}
+
+/// The problem document for an orchestrator error.
+pub fn problem(error: &OrchestratorError) -> Problem {
+    let (status, kind, title) = match error {
+        OrchestratorError::UnknownProcess(_) => {
+            (StatusCode::NOT_FOUND, "unknown-process", "No such process")
+        }
+        OrchestratorError::StartFailed { .. } => (
+            StatusCode::CONFLICT,
+            "start-failed",
+            "The process could not be started",
+        ),
+        OrchestratorError::DependencyNotReady { .. } => (
+            StatusCode::CONFLICT,
+            "dependency-not-ready",
+            "A dependency of the process is not ready",
+        ),
+        OrchestratorError::ShuttingDown => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "The supervisor is shutting down",
+        ),
+        OrchestratorError::InvalidSpec { .. }
+        | OrchestratorError::UnknownDependency { .. }
+        | OrchestratorError::DependencyCycle(_)
+        | OrchestratorError::DuplicateProcess(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-configuration",
+            "The process configuration is invalid",
+        ),
+    };
+    Problem::new(status, kind, title).with_detail(error.to_string())
+}
+
+fn authorised(request: &HttpRequest, state: &AdminState) -> Result<(), Problem> {
+    auth::require(request, &state.token)
+}
+
+async fn list(request: HttpRequest, state: web::Data<AdminState>) -> Result<HttpResponse, Problem> {
+    authorised(&request, &state)?;
+    Ok(HttpResponse::Ok().json(state.supervisor.list()))
+}
+
+async fn status(
+    request: HttpRequest,
+    state: web::Data<AdminState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    authorised(&request, &state)?;
+    let status = state.supervisor.status(&name).map_err(|e| problem(&e))?;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+async fn start(
+    request: HttpRequest,
+    state: web::Data<AdminState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    authorised(&request, &state)?;
+    state
+        .supervisor
+        .start(&name)
+        .await
+        .map_err(|e| problem(&e))?;
+    status(request, state, name).await
+}
+
+async fn stop(
+    request: HttpRequest,
+    state: web::Data<AdminState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    authorised(&request, &state)?;
+    state
+        .supervisor
+        .stop(&name)
+        .await
+        .map_err(|e| problem(&e))?;
+    status(request, state, name).await
+}
+
+async fn restart(
+    request: HttpRequest,
+    state: web::Data<AdminState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    authorised(&request, &state)?;
+    state
+        .supervisor
+        .restart(&name)
+        .await
+        .map_err(|e| problem(&e))?;
+    status(request, state, name).await
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    lines: Option<usize>,
+}
+
+async fn logs(
+    request: HttpRequest,
+    state: web::Data<AdminState>,
+    name: web::Path<String>,
+    query: web::Query<LogsQuery>,
+) -> Result<HttpResponse, Problem> {
+    authorised(&request, &state)?;
+    let lines = query.lines.unwrap_or(100);
+    if lines == 0 || lines > MAX_LOG_LINES {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "The query string is invalid",
+        )
+        .with_detail(format!("lines must be 1 to {MAX_LOG_LINES}")));
+    }
+    let logs = state
+        .supervisor
+        .logs(&name, lines)
+        .map_err(|e| problem(&e))?;
+    Ok(HttpResponse::Ok().json(logs))
+}
