@@ -1,7 +1,7 @@
 //! Benchmarks of the FODI areas, each against a reference measured in the same run on the same
 //! machine (these machines are shared and noisy: ratios, not absolute numbers, are the result).
 //!
-//! `cargo run --release -p bench -- ledger` (or `ai`, `analytics`) prints one JSON line per scenario on
+//! `cargo run --release -p bench -- ledger` (or `ai`, `analytics`, `supervisor`) prints one JSON line per scenario on
 //! stdout (the shape of docs/benchmarks.md) and its progress on stderr. Areas are added as they
 //! are built.
 
@@ -14,6 +14,7 @@ mod load;
 mod pgbench;
 mod redis_server;
 mod report;
+mod supervisor;
 
 use clap::{Parser, Subcommand};
 
@@ -73,6 +74,15 @@ enum Area {
         /// Rows in the tables of the query and refresh scenarios.
         #[arg(long, default_value_t = 10_000_000)]
         big_rows: usize,
+    },
+    /// The supervisor binary against supervisord: crash and hang recovery, idle cost.
+    Supervisor {
+        /// kill -9 repetitions for each supervisor.
+        #[arg(long, default_value_t = 10)]
+        repetitions: usize,
+        /// SIGSTOP repetitions (ours; supervisord is given one).
+        #[arg(long, default_value_t = 3)]
+        hang_repetitions: usize,
     },
 }
 
@@ -134,6 +144,20 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(analytics::run(&options))?
+        }
+        Area::Supervisor {
+            repetitions,
+            hang_repetitions,
+        } => {
+            let options = supervisor::Options {
+                repetitions,
+                hang_repetitions,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(supervisor::run(&options))?
         }
     };
     let missed = measurements

@@ -18,6 +18,9 @@ pub struct Measurement {
     /// "lower" for times; absent when higher is better.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub better: Option<&'static str>,
+    /// No target: the figure is reported for what it tells, next to its reference.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub informational: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,6 +49,7 @@ impl Measurement {
             ratio: 0.0,
             target_ratio: 0.0,
             better: None,
+            informational: false,
             p50_ms: None,
             p95_ms: None,
             p99_ms: None,
@@ -72,6 +76,13 @@ impl Measurement {
         self
     }
 
+    /// Reported without a target (the issue asks for the figure, not for a bound).
+    #[must_use]
+    pub fn informational(mut self) -> Self {
+        self.informational = true;
+        self
+    }
+
     /// For times and sizes: lower is better (the target is then a ceiling).
     #[must_use]
     pub fn lower_is_better(mut self) -> Self {
@@ -95,6 +106,9 @@ impl Measurement {
 
     /// Whether the figure meets its target.
     pub fn meets_target(&self) -> bool {
+        if self.informational {
+            return true;
+        }
         match self.better {
             Some(_) => self.ratio <= self.target_ratio,
             None => self.ratio >= self.target_ratio,
@@ -106,7 +120,9 @@ impl Measurement {
             Ok(line) => println!("{line}"),
             Err(error) => eprintln!("cannot print a measurement: {error}"),
         }
-        let verdict = if self.meets_target() {
+        let verdict = if self.informational {
+            "informational, no"
+        } else if self.meets_target() {
             "meets"
         } else {
             "MISSES"

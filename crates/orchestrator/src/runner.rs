@@ -293,6 +293,9 @@ impl Runner {
             return;
         };
         alive.probing = true;
+        // Checks start `interval` apart, however long each takes: a hang is detected
+        // `threshold` intervals after the first failing check began (plus its timeout).
+        alive.next_probe = Instant::now() + self.spec.health.interval;
         let (probe, timeout) = (self.spec.health.probe.clone(), self.spec.health.timeout);
         let (generation, results) = (alive.generation, self.probe_sender.clone());
         tokio::spawn(async move {
@@ -319,7 +322,6 @@ impl Runner {
             ProbeResult::Healthy => {
                 alive.failures = 0;
                 alive.healthy_since.get_or_insert_with(Instant::now);
-                alive.next_probe = Instant::now() + health.interval;
                 Probed::Healthy
             }
             // Starting up: failures do not count yet, and it is asked again soon.
@@ -329,7 +331,6 @@ impl Runner {
             }
             ProbeResult::Unhealthy(why) => {
                 alive.failures += 1;
-                alive.next_probe = Instant::now() + health.interval;
                 if alive.failures >= health.failure_threshold {
                     Probed::Hung(format!(
                         "health check failed {} times in a row ({why}): hung",
@@ -363,7 +364,9 @@ impl Runner {
             }
             Probed::Hung(reason) => {
                 tracing::warn!(process = %process, %reason, "restarting a hung process");
+                let healthy_since = self.alive.as_ref().and_then(|alive| alive.healthy_since);
                 self.stop_child(&reason).await;
+                self.forget_backoff_if_stable(healthy_since);
                 self.after_failure(&reason);
             }
         }
@@ -383,11 +386,7 @@ impl Runner {
         // Its own children may have outlived it: they go with it.
         child::kill_group(alive.pid);
         let reason = describe(status);
-        if let Some(since) = alive.healthy_since
-            && since.elapsed() >= self.spec.backoff.reset_after
-        {
-            self.attempt = 0;
-        }
+        self.forget_backoff_if_stable(alive.healthy_since);
         let restart = match self.spec.restart {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => !status.success(),
@@ -404,6 +403,13 @@ impl Runner {
                 },
                 &reason,
             );
+        }
+    }
+
+    /// A run that was healthy for `reset_after` makes the next restart a first one again.
+    fn forget_backoff_if_stable(&mut self, healthy_since: Option<Instant>) {
+        if healthy_since.is_some_and(|since| since.elapsed() >= self.spec.backoff.reset_after) {
+            self.attempt = 0;
         }
     }
 
