@@ -121,22 +121,21 @@ impl Measurement {
             Err(error) => eprintln!("cannot print a measurement: {error}"),
         }
         let verdict = if self.informational {
-            "informational, no"
+            "informational".to_owned()
         } else if self.meets_target() {
-            "meets"
+            format!("meets target {}", self.target_ratio)
         } else {
-            "MISSES"
+            format!("MISSES target {}", self.target_ratio)
         };
         progress(&format!(
-            "{} {}: {} {} vs {} {} -> ratio {} ({verdict} target {})",
+            "{} {}: {} {} vs {} {} -> ratio {} ({verdict})",
             self.area,
             self.scenario,
             self.value,
             self.metric,
             self.reference_value,
             self.reference,
-            self.ratio,
-            self.target_ratio
+            self.ratio
         ));
     }
 }

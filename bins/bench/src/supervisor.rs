@@ -167,7 +167,8 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
             .against("supervisord_idle_cpu", theirs_cpu, 1.0)
             .lower_is_better()
             .informational()
-            .with("resolution_percent", 100.0 / 100.0 / window.as_secs_f64())
+            // One clock tick (1/100 s) over the window: the smallest figure above zero.
+            .with("resolution_percent", 1.0 / window.as_secs_f64())
             .with("processes", IDLE_PROCESSES as u64)
             .with("window_s", window.as_secs()),
     );
@@ -299,10 +300,10 @@ impl Ours {
                 .call()?
                 .into_body()
                 .read_json()?;
-            if answer["state"] == "running" {
-                if let Some(pid) = answer["pid"].as_u64() {
-                    return Ok(pid as u32);
-                }
+            if answer["state"] == "running"
+                && let Some(pid) = answer["pid"].as_u64()
+            {
+                return Ok(pid as u32);
             }
             if Instant::now() > deadline {
                 bail!("web{n} is not running: {answer}");
