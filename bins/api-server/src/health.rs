@@ -9,13 +9,19 @@ use serde_json::json;
 
 use admin_api::Problem;
 
+use crate::jobs::Jobs;
+
 #[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 #[get("/ready")]
-pub async fn ready(db: web::Data<Db>, migrator: web::Data<Migrator>) -> HttpResponse {
+pub async fn ready(
+    db: web::Data<Db>,
+    migrator: web::Data<Migrator>,
+    jobs: web::Data<Jobs>,
+) -> HttpResponse {
     let not_ready = |detail: String| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -39,14 +45,26 @@ pub async fn ready(db: web::Data<Db>, migrator: web::Data<Migrator>) -> HttpResp
                 .filter(|status| !status.is_current())
                 .map(|status| status.set.as_str())
                 .collect();
-            if behind.is_empty() {
-                HttpResponse::Ok()
-                    .json(json!({ "status": "ready", "database": "ok", "migrations": "current" }))
-            } else {
+            let jobs = jobs.statuses();
+            let dead: Vec<&str> = jobs
+                .iter()
+                .filter(|(_, status)| !status.alive)
+                .map(|(name, _)| *name)
+                .collect();
+            if !behind.is_empty() {
                 not_ready(format!(
                     "migrations are pending or drifted in: {}",
                     behind.join(", ")
                 ))
+            } else if !dead.is_empty() {
+                not_ready(format!("background jobs stopped: {}", dead.join(", ")))
+            } else {
+                HttpResponse::Ok().json(json!({
+                    "status": "ready",
+                    "database": "ok",
+                    "migrations": "current",
+                    "jobs": jobs,
+                }))
             }
         }
         Err(error) => {

@@ -11,18 +11,30 @@
 //! grow) and translate HTTP to calls and errors to problem documents; no domain rule lives
 //! here.
 
+pub mod access;
+mod admin;
 mod health;
+pub mod jobs;
+mod observability;
 pub mod settings;
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
+use ai_store::{AiConfig, PgAiStore};
+use analytics::{Analytics, PartitionConfig, PgAnalytics, Recorder, RecorderConfig};
 use anyhow::Context;
 use db_core::migrate::{MigrationSet, Migrator, UpOptions};
 use db_core::{DatabaseTarget, Db, LocalCluster};
+use ledger::{Ledger, LedgerConfig, PgLedger};
+use orchestrator::Supervisor;
 
-use settings::Settings;
+use access::Access;
+use jobs::Jobs;
+use settings::{JobSettings, Settings};
 
 /// Every migration set the api-server serves, in declaration order.
 pub fn all_sets() -> Vec<MigrationSet> {
@@ -50,13 +62,95 @@ pub struct Application {
     port: u16,
     server: Server,
     db: Db,
+    supervisor: Arc<Supervisor>,
+    recorder: Recorder,
+    jobs: web::Data<Jobs>,
     /// Held so the embedded cluster lives as long as the server (dropping it stops the
     /// cluster if this process started it).
     cluster: Option<LocalCluster>,
 }
 
+/// Whether the deployment manages migration set `set` (an empty list means all).
+fn manages(settings: &Settings, set: &str) -> bool {
+    settings.migrations.sets.is_empty() || settings.migrations.sets.iter().any(|s| s == set)
+}
+
+/// The background jobs of the sets the deployment manages.
+fn start_jobs(
+    settings: &JobSettings,
+    ai: Option<PgAiStore>,
+    ledger: Option<Arc<PgLedger>>,
+    analytics: Option<PgAnalytics>,
+) -> Jobs {
+    let mut jobs = Jobs::default();
+    if let Some(ai) = ai {
+        jobs.spawn("ai_maintenance", settings.ai_maintenance, move || {
+            let ai = ai.clone();
+            Box::pin(async move {
+                ai.run_maintenance()
+                    .await
+                    .map(|report| format!("{report:?}"))
+                    .map_err(|error| error.to_string())
+            })
+        });
+    }
+    if let Some(ledger) = ledger {
+        jobs.spawn("ledger_sealer", settings.ledger_sealer, move || {
+            let ledger = ledger.clone();
+            Box::pin(async move {
+                // Everything final at this moment, a block at a time.
+                let mut blocks = 0_u32;
+                while let Some(_block) = ledger
+                    .seal_next_block()
+                    .await
+                    .map_err(|error| error.to_string())?
+                {
+                    blocks += 1;
+                    if blocks >= 100 {
+                        break;
+                    }
+                }
+                Ok(format!("{blocks} blocks sealed"))
+            })
+        });
+    }
+    if let Some(analytics) = analytics {
+        let refresher = analytics.clone();
+        jobs.spawn(
+            "daily_stats_refresh",
+            settings.daily_stats_refresh,
+            move || {
+                let analytics = refresher.clone();
+                Box::pin(async move {
+                    analytics
+                        .refresh_daily_stats()
+                        .await
+                        .map(|outcome| format!("{outcome:?}"))
+                        .map_err(|error| error.to_string())
+                })
+            },
+        );
+        jobs.spawn(
+            "partition_maintenance",
+            settings.partition_maintenance,
+            move || {
+                let analytics = analytics.clone();
+                Box::pin(async move {
+                    analytics
+                        .maintain_partitions()
+                        .await
+                        .map(|report| format!("{report:?}"))
+                        .map_err(|error| error.to_string())
+                })
+            },
+        );
+    }
+    jobs
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check()?;
         let target = DatabaseTarget::resolve(&settings.database).await?;
         let embedded = target.cluster.is_some();
         let migrator = Migrator::new(all_sets())?.select(&settings.migrations.sets)?;
@@ -66,6 +160,27 @@ impl Application {
             tracing::info!(applied = report.applied_count(), "migrations are current");
         }
         let db = Db::connect_with(&settings.database, target.options.clone()).await?;
+        let prometheus = observability::prometheus();
+
+        let ai = if manages(&settings, "ai") {
+            Some(PgAiStore::start(db.clone(), AiConfig::default()).await?)
+        } else {
+            None
+        };
+        let ledger = manages(&settings, "blockchain")
+            .then(|| Arc::new(PgLedger::new(db.clone(), LedgerConfig::default())));
+        let analytics = manages(&settings, "analytics")
+            .then(|| PgAnalytics::new(db.clone(), PartitionConfig::default()));
+        let recorder = Recorder::start(&db, RecorderConfig::default());
+        let jobs = web::Data::new(start_jobs(&settings.jobs, ai, ledger, analytics));
+
+        let access = Access::new(&settings.auth);
+        let supervisor = Arc::new(Supervisor::new(admin::processes(&settings.orchestrator))?);
+        if let Err(error) = supervisor.start_all().await {
+            // The API serves regardless; the admin routes report the backend's state.
+            tracing::error!(%error, "the supervised backend could not be started");
+        }
+        let admin_data = web::Data::new(admin::admin_state(supervisor.clone(), access.clone()));
 
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address).with_context(|| {
@@ -77,12 +192,21 @@ impl Application {
         let port = listener.local_addr()?.port();
         let db_data = web::Data::new(db.clone());
         let migrator_data = web::Data::new(migrator);
+        let prometheus_data = web::Data::new(prometheus);
+        let access_data = web::Data::new(access);
+        let jobs_data = jobs.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(db_data.clone())
                 .app_data(migrator_data.clone())
+                .app_data(prometheus_data.clone())
+                .app_data(access_data.clone())
+                .app_data(admin_data.clone())
+                .app_data(jobs_data.clone())
                 .service(health::health)
                 .service(health::ready)
+                .service(observability::metrics_endpoint)
+                .configure(admin::configure)
         })
         .listen(listener)?
         // Signals are ours (see run_until_stopped): actix would treat SIGINT as a forced stop.
@@ -101,6 +225,9 @@ impl Application {
             port,
             server,
             db,
+            supervisor,
+            recorder,
+            jobs,
             cluster,
         })
     }
@@ -116,7 +243,9 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM (actix stops accepting and lets in-flight requests
-    /// finish), then closes the pools and stops the embedded cluster if it was started here.
+    /// finish), then stops the background jobs, writes what the analytics recorder holds,
+    /// stops the supervised processes, closes the pools and stops the embedded cluster if it
+    /// was started here.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let on_signal = tokio::spawn(async move {
@@ -130,7 +259,15 @@ impl Application {
         });
         let served = self.server.await;
         on_signal.abort();
+        self.jobs.stop();
+        let recorded = self.recorder.close().await;
+        if recorded.lost > 0 {
+            tracing::error!(rows = recorded.lost, "analytics rows lost at shutdown");
+        }
+        self.supervisor.shutdown().await;
         self.db.close().await;
+        // Give the pool's connections a moment to say goodbye before the cluster stops.
+        tokio::time::sleep(Duration::from_millis(10)).await;
         drop(self.cluster);
         served
     }

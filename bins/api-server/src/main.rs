@@ -1,3 +1,5 @@
+#![allow(clippy::print_stdout)]
+
 use std::path::PathBuf;
 
 use api_server::Application;
@@ -12,12 +14,21 @@ struct Cli {
     /// Configuration file (default: ./fodi.toml when it exists).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Print the effective configuration (defaults, file, environment; secrets redacted) as
+    /// TOML and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings: Settings = app_config::load(cli.config.as_deref())?;
+    let mut settings: Settings = app_config::load(cli.config.as_deref())?;
+    settings.apply_seed_environment(|name| std::env::var(name).ok());
+    if cli.print_config {
+        print!("{}", toml::to_string_pretty(&settings.redacted())?);
+        return Ok(());
+    }
     init_tracing(&settings.log);
     let application = Application::build(settings).await?;
     application.run_until_stopped().await?;

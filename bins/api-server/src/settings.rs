@@ -1,5 +1,8 @@
 //! The api-server's configuration, loaded in layers by `app-config`.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use db_core::DbConfig;
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +13,131 @@ pub struct Settings {
     pub database: DbConfig,
     pub migrations: MigrationSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub orchestrator: OrchestratorSettings,
+    pub jobs: JobSettings,
+}
+
+/// Bearer tokens. Admin tokens may do everything; API tokens may write (and read); reads need
+/// a token only when `read_requires_token`. Without any token the server serves loopback only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub admin_tokens: Vec<String>,
+    pub api_tokens: Vec<String>,
+    pub read_requires_token: bool,
+}
+
+/// The backend process the api-server supervises (the seed system's Go backend). The seed's
+/// variables `ORCHESTRATOR_ENABLED`, `GO_BACKEND_BINARY` and `GO_BACKEND_URL` override these.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrchestratorSettings {
+    pub enabled: bool,
+    /// The backend's program.
+    pub binary: Option<PathBuf>,
+    pub args: Vec<String>,
+    /// Where the backend serves; its health check is `url` + `health_path`.
+    pub url: String,
+    pub health_path: String,
+}
+
+impl Default for OrchestratorSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            binary: None,
+            args: Vec::new(),
+            url: "http://127.0.0.1:8081".into(),
+            health_path: "/health".into(),
+        }
+    }
+}
+
+/// How often the background jobs run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Expired cache entries, old messages and examples (`ai`).
+    #[serde(with = "humantime_serde")]
+    pub ai_maintenance: Duration,
+    /// Sealing final transfers into blocks (`blockchain`).
+    #[serde(with = "humantime_serde")]
+    pub ledger_sealer: Duration,
+    /// Recomputing `analytics.daily_stats`.
+    #[serde(with = "humantime_serde")]
+    pub daily_stats_refresh: Duration,
+    /// Creating the coming days' analytics partitions, dropping expired ones.
+    #[serde(with = "humantime_serde")]
+    pub partition_maintenance: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            ai_maintenance: Duration::from_secs(60),
+            ledger_sealer: Duration::from_secs(1),
+            daily_stats_refresh: Duration::from_secs(300),
+            partition_maintenance: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Settings {
+    /// Applies the seed system's environment variables, which predate this configuration:
+    /// `ORCHESTRATOR_ENABLED` (`true`/`1`), `GO_BACKEND_BINARY`, `GO_BACKEND_URL`.
+    pub fn apply_seed_environment(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        if let Some(enabled) = lookup("ORCHESTRATOR_ENABLED") {
+            self.orchestrator.enabled = matches!(enabled.trim(), "1" | "true" | "TRUE" | "yes");
+        }
+        if let Some(binary) = lookup("GO_BACKEND_BINARY") {
+            self.orchestrator.binary = Some(binary.into());
+        }
+        if let Some(url) = lookup("GO_BACKEND_URL") {
+            self.orchestrator.url = url;
+        }
+    }
+
+    /// Refuses settings the server must not run with.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let loopback = matches!(self.server.host.as_str(), "127.0.0.1" | "::1" | "localhost");
+        let no_tokens = self.auth.admin_tokens.is_empty() && self.auth.api_tokens.is_empty();
+        if !loopback && no_tokens {
+            anyhow::bail!(
+                "refusing to serve {} without tokens: set auth.admin_tokens and auth.api_tokens \
+                 (FODI__AUTH__ADMIN_TOKENS), or bind 127.0.0.1",
+                self.server.host
+            );
+        }
+        for token in self.auth.admin_tokens.iter().chain(&self.auth.api_tokens) {
+            if token.len() < 16 {
+                anyhow::bail!("a token is shorter than 16 characters");
+            }
+        }
+        if self.orchestrator.enabled && self.orchestrator.binary.is_none() {
+            anyhow::bail!("orchestrator.enabled needs orchestrator.binary (or GO_BACKEND_BINARY)");
+        }
+        Ok(())
+    }
+
+    /// The settings as `--print-config` shows them: tokens and passwords replaced.
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        let hide = |tokens: &mut Vec<String>| {
+            for token in tokens.iter_mut() {
+                *token = "***".into();
+            }
+        };
+        hide(&mut shown.auth.admin_tokens);
+        hide(&mut shown.auth.api_tokens);
+        shown.database.url = shown.database.url.as_deref().map(db_core::redact_url);
+        shown.database.replica_url = shown
+            .database
+            .replica_url
+            .as_deref()
+            .map(db_core::redact_url);
+        shown
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

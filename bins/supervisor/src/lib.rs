@@ -27,10 +27,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.control.listen)
         .with_context(|| format!("cannot listen on {}", config.control.listen))?;
     let address = listener.local_addr()?;
-    let state = web::Data::new(AdminState {
-        supervisor: supervisor.clone(),
-        token: config.token().to_owned(),
-    });
+    let state = web::Data::new(AdminState::with_token(
+        supervisor.clone(),
+        config.token().to_owned(),
+    ));
     let metrics = web::Data::new(metrics);
     let server = HttpServer::new(move || {
         App::new()

@@ -22,10 +22,23 @@ use crate::problem::Problem;
 /// Most log lines one request returns.
 pub const MAX_LOG_LINES: usize = 10_000;
 
-/// What the routes need: the supervisor and the token that guards them.
+/// Decides whether a request may use the admin routes; `Err` is the 401 or 403 to answer.
+pub type Authorise = Arc<dyn Fn(&HttpRequest) -> Result<(), Problem> + Send + Sync>;
+
+/// What the routes need: the supervisor and who may use them.
 pub struct AdminState {
     pub supervisor: Arc<Supervisor>,
-    pub token: String,
+    pub authorise: Authorise,
+}
+
+impl AdminState {
+    /// Routes guarded by one bearer token.
+    pub fn with_token(supervisor: Arc<Supervisor>, token: String) -> Self {
+        Self {
+            supervisor,
+            authorise: Arc::new(move |request| auth::require(request, &token)),
+        }
+    }
 }
 
 /// Registers the routes; the app must hold a `web::Data<AdminState>`.
@@ -88,7 +101,7 @@ pub fn problem(error: &OrchestratorError) -> Problem {
 }
 
 fn authorised(request: &HttpRequest, state: &AdminState) -> Result<(), Problem> {
-    auth::require(request, &state.token)
+    (state.authorise)(request)
 }
 
 async fn list(request: HttpRequest, state: web::Data<AdminState>) -> Result<HttpResponse, Problem> {

@@ -1,6 +1,8 @@
 //! The api-server over real HTTP on port 0, against a real PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
+
 use api_server::Application;
 use api_server::settings::Settings;
 use db_core::DbConfig;
@@ -8,7 +10,7 @@ use db_core::testing::TestDb;
 use serde_json::Value;
 
 /// Builds and runs the server in the background; returns its base URL and stop handle.
-async fn spawn(
+pub(crate) async fn spawn(
     settings: Settings,
 ) -> (
     String,
@@ -31,7 +33,7 @@ async fn spawn(
     (base, handle, running)
 }
 
-fn with_database(db: &TestDb) -> Settings {
+pub(crate) fn with_database(db: &TestDb) -> Settings {
     Settings {
         database: DbConfig::with_url(db.url()),
         ..Settings::default()

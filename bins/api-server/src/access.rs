@@ -1,0 +1,98 @@
+//! Who may do what: admin tokens may do everything, API tokens may write and read, and reads
+//! need a token only when `auth.read_requires_token`. Without any token configured (a
+//! loopback-only development server; `Settings::check` refuses anything else) everything is
+//! open. Tokens are compared in constant time and never logged.
+
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use admin_api::Problem;
+use admin_api::auth::{bearer, token_matches};
+
+use crate::settings::AuthSettings;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Read,
+    Write,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Api,
+    Admin,
+}
+
+/// The configured tokens.
+#[derive(Clone)]
+pub struct Access {
+    admin: Vec<String>,
+    api: Vec<String>,
+    read_requires_token: bool,
+}
+
+impl Access {
+    pub fn new(settings: &AuthSettings) -> Self {
+        Self {
+            admin: settings.admin_tokens.clone(),
+            api: settings.api_tokens.clone(),
+            read_requires_token: settings.read_requires_token,
+        }
+    }
+
+    fn open(&self) -> bool {
+        self.admin.is_empty() && self.api.is_empty()
+    }
+
+    /// The caller's role by its bearer token: `Ok(None)` without one, an error for one that
+    /// matches nothing.
+    fn role(&self, request: &HttpRequest) -> Result<Option<Role>, Problem> {
+        let Some(offered) = bearer(request) else {
+            return Ok(None);
+        };
+        // Every token is compared, so the time taken does not tell which list matched.
+        let admin = self
+            .admin
+            .iter()
+            .fold(false, |found, token| token_matches(offered, token) | found);
+        let api = self
+            .api
+            .iter()
+            .fold(false, |found, token| token_matches(offered, token) | found);
+        match (admin, api) {
+            (true, _) => Ok(Some(Role::Admin)),
+            (false, true) => Ok(Some(Role::Api)),
+            (false, false) => Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-token",
+                "The bearer token is not valid",
+            )),
+        }
+    }
+
+    /// `Ok` when the request may do what `needs` says; else the 401 or 403 to answer.
+    pub fn check(&self, request: &HttpRequest, needs: Needs) -> Result<(), Problem> {
+        if self.open() {
+            return Ok(());
+        }
+        let role = self.role(request)?;
+        let missing = || {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "missing-token",
+                "A bearer token is required",
+            )
+        };
+        match (needs, role) {
+            (Needs::Read, _) if !self.read_requires_token => Ok(()),
+            (_, Some(Role::Admin)) | (Needs::Read | Needs::Write, Some(Role::Api)) => Ok(()),
+            (Needs::Admin, Some(Role::Api)) => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "This token may not use the admin routes",
+            )),
+            (_, None) => Err(missing()),
+        }
+    }
+}

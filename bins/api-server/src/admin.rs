@@ -1,0 +1,106 @@
+//! Admin control of supervised processes: the shared admin routes (`admin-api`) behind the
+//! admin token, and the seed system's backend routes, kept for its clients:
+//! `POST /api/v1/admin/backend/{start,stop,restart}` and `GET /api/v1/admin/backend/status`,
+//! which act on the process named [`BACKEND`].
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use admin_api::{AdminState, Problem};
+use orchestrator::{HealthCheck, HealthProbe, ProcessSpec, Supervisor};
+
+use crate::access::{Access, Needs};
+use crate::settings::OrchestratorSettings;
+
+/// The supervised backend's process name.
+pub const BACKEND: &str = "backend";
+
+/// The processes to supervise: the backend when the orchestrator is enabled.
+pub fn processes(settings: &OrchestratorSettings) -> Vec<ProcessSpec> {
+    let Some(binary) = settings.binary.as_ref().filter(|_| settings.enabled) else {
+        return Vec::new();
+    };
+    let mut spec = ProcessSpec::new(BACKEND, binary.display().to_string());
+    spec.args.clone_from(&settings.args);
+    spec.health = HealthCheck {
+        probe: HealthProbe::Http {
+            url: format!(
+                "{}{}",
+                settings.url.trim_end_matches('/'),
+                settings.health_path
+            ),
+            expected_status: 200,
+        },
+        ..HealthCheck::default()
+    };
+    vec![spec]
+}
+
+/// The admin routes' state: the supervisor, guarded by the admin tokens.
+pub fn admin_state(supervisor: Arc<Supervisor>, access: Access) -> AdminState {
+    AdminState {
+        supervisor,
+        authorise: Arc::new(move |request| access.check(request, Needs::Admin)),
+    }
+}
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route(
+            "/api/v1/admin/backend/status",
+            web::get().to(backend_status),
+        )
+        .route(
+            "/api/v1/admin/backend/{action}",
+            web::post().to(backend_action),
+        );
+    admin_api::configure(config);
+}
+
+fn backend_not_supervised() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "backend-not-supervised",
+        "No backend is supervised",
+    )
+    .with_detail("set orchestrator.enabled and orchestrator.binary (or ORCHESTRATOR_ENABLED and GO_BACKEND_BINARY)")
+}
+
+async fn backend_status(
+    request: HttpRequest,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, Problem> {
+    (state.authorise)(&request)?;
+    let status = state
+        .supervisor
+        .status(BACKEND)
+        .map_err(|_| backend_not_supervised())?;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+async fn backend_action(
+    request: HttpRequest,
+    state: web::Data<AdminState>,
+    action: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    (state.authorise)(&request)?;
+    state
+        .supervisor
+        .status(BACKEND)
+        .map_err(|_| backend_not_supervised())?;
+    let supervisor = &state.supervisor;
+    let result = match action.as_str() {
+        "start" => supervisor.start(BACKEND).await,
+        "stop" => supervisor.stop(BACKEND).await,
+        "restart" => supervisor.restart(BACKEND).await,
+        other => {
+            return Err(
+                Problem::new(StatusCode::NOT_FOUND, "unknown-action", "No such action")
+                    .with_detail(format!("{other:?}: use start, stop or restart")),
+            );
+        }
+    };
+    result.map_err(|error| admin_api::routes::problem(&error))?;
+    backend_status(request, state).await
+}

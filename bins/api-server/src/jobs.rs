@@ -1,0 +1,120 @@
+//! The background jobs the api-server owns, each on its own interval, with its last run
+//! reported by `/ready` and `/metrics`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+/// One run: `Ok` with a short summary, or the error.
+pub type JobRun = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// What is known of a job.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobStatus {
+    pub interval_ms: u64,
+    pub runs: u64,
+    pub failures: u64,
+    /// Unix milliseconds.
+    pub last_run_at_ms: Option<u64>,
+    pub last_duration_ms: Option<u64>,
+    pub last_ok: Option<bool>,
+    /// The last run's summary or error.
+    pub last_result: Option<String>,
+    /// Whether its task is still running (a job that panicked is not).
+    pub alive: bool,
+}
+
+#[derive(Default)]
+pub struct Jobs {
+    statuses: Arc<Mutex<BTreeMap<&'static str, JobStatus>>>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Jobs {
+    /// Runs `job` every `interval` (the first run after one interval), each run bounded by the
+    /// interval's end only by itself: runs never overlap.
+    pub fn spawn<F>(&mut self, name: &'static str, interval: Duration, job: F)
+    where
+        F: Fn() -> JobRun + Send + 'static,
+    {
+        let statuses = self.statuses.clone();
+        statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                name,
+                JobStatus {
+                    interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+                    alive: true,
+                    ..JobStatus::default()
+                },
+            );
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let started = Instant::now();
+                let result = job().await;
+                let took = started.elapsed();
+                let outcome = if result.is_ok() { "ok" } else { "error" };
+                metrics::counter!("fodi_job_runs_total", "job" => name, "outcome" => outcome)
+                    .increment(1);
+                metrics::histogram!("fodi_job_duration_seconds", "job" => name)
+                    .record(took.as_secs_f64());
+                let now_ms = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|elapsed| elapsed.as_millis() as u64)
+                    .unwrap_or(0);
+                if result.is_ok() {
+                    metrics::gauge!("fodi_job_last_success_timestamp_seconds", "job" => name)
+                        .set(now_ms as f64 / 1_000.0);
+                } else if let Err(error) = &result {
+                    tracing::warn!(job = name, %error, "background job failed");
+                }
+                let mut statuses = statuses.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(status) = statuses.get_mut(name) {
+                    status.runs += 1;
+                    status.failures += u64::from(result.is_err());
+                    status.last_run_at_ms = Some(now_ms);
+                    status.last_duration_ms =
+                        Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+                    status.last_ok = Some(result.is_ok());
+                    status.last_result = Some(match result {
+                        Ok(summary) => summary,
+                        Err(error) => error,
+                    });
+                }
+            }
+        });
+        self.tasks.push((name, task));
+    }
+
+    /// Every job's status, by name.
+    pub fn statuses(&self) -> BTreeMap<&'static str, JobStatus> {
+        let mut statuses = self
+            .statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for (name, task) in &self.tasks {
+            if let Some(status) = statuses.get_mut(name) {
+                status.alive = !task.is_finished();
+            }
+        }
+        statuses
+    }
+
+    /// Stops every job (a run in progress is abandoned: each is safe to interrupt).
+    pub fn stop(&self) {
+        for (_, task) in &self.tasks {
+            task.abort();
+        }
+    }
+}

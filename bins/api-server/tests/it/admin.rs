@@ -1,0 +1,332 @@
+//! Tokens, the admin routes over a real supervised backend (the seed's backend routes
+//! included), `/metrics`, the background jobs in `/ready`, and a shutdown that stops the
+//! backend.
+
+use std::time::{Duration, Instant};
+
+use api_server::settings::{AuthSettings, OrchestratorSettings, Settings};
+use db_core::testing::TestDb;
+use serde_json::Value;
+
+use crate::{spawn, with_database};
+
+const ADMIN: &str = "admin-token-0123456789";
+const API: &str = "api-token-0123456789ab";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn backend(port: u16) -> OrchestratorSettings {
+    OrchestratorSettings {
+        enabled: true,
+        binary: Some("/usr/bin/python3".into()),
+        args: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../crates/orchestrator/tests/it/child.py"
+            )
+            .to_owned(),
+            "--port".into(),
+            port.to_string(),
+        ],
+        url: format!("http://127.0.0.1:{port}"),
+        health_path: "/health".into(),
+    }
+}
+
+fn secured(db: &TestDb) -> Settings {
+    Settings {
+        auth: AuthSettings {
+            admin_tokens: vec![ADMIN.into()],
+            api_tokens: vec![API.into()],
+            read_requires_token: false,
+        },
+        ..with_database(db)
+    }
+}
+
+async fn call(method: &str, url: &str, token: Option<&str>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let request = match method {
+        "POST" => client.post(url),
+        _ => client.get(url),
+    };
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    if status >= 400 {
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "every error is a problem document"
+        );
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn backend_state(base: &str, wanted: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = call(
+            "GET",
+            &format!("{base}/api/v1/admin/backend/status"),
+            Some(ADMIN),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        if body["state"] == wanted {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "backend is {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+#[tokio::test]
+async fn the_admin_routes_control_a_real_backend_behind_the_admin_token() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let port = free_port();
+    let settings = Settings {
+        orchestrator: backend(port),
+        ..secured(&db)
+    };
+    let (base, handle, running) = spawn(settings).await;
+    let processes = format!("{base}/api/v1/admin/processes");
+
+    // Refusals: no token, a wrong one, an API token on an admin route.
+    let (status, body) = call("GET", &processes, None).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (401, Some("/problems/missing-token"))
+    );
+    let (status, _) = call("GET", &processes, Some("wrong-token-0123456789")).await;
+    assert_eq!(status, 401);
+    let (status, body) = call(
+        "POST",
+        &format!("{base}/api/v1/admin/backend/stop"),
+        Some(API),
+    )
+    .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (403, Some("/problems/forbidden"))
+    );
+
+    let running_backend = backend_state(&base, "running").await;
+    let first_pid = running_backend["pid"].as_u64().unwrap();
+    let (status, list) = call("GET", &processes, Some(ADMIN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["name"], "backend");
+
+    let (status, restarted) = call(
+        "POST",
+        &format!("{base}/api/v1/admin/backend/restart"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 200, "{restarted}");
+    assert_ne!(restarted["pid"].as_u64(), Some(first_pid));
+    assert!(!alive(first_pid));
+    let second = backend_state(&base, "running").await["pid"]
+        .as_u64()
+        .unwrap();
+
+    let (status, stopped) = call(
+        "POST",
+        &format!("{base}/api/v1/admin/backend/stop"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!((status, stopped["state"].as_str()), (200, Some("stopped")));
+    assert!(!alive(second));
+    let (status, started) = call(
+        "POST",
+        &format!("{base}/api/v1/admin/processes/backend/start"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    let third = backend_state(&base, "running").await["pid"]
+        .as_u64()
+        .unwrap();
+    let (status, logs) = call(
+        "GET",
+        &format!("{processes}/backend/logs?lines=5"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        logs.as_array()
+            .unwrap()
+            .iter()
+            .any(|line| line["line"] == "child started")
+    );
+    let (status, _) = call(
+        "POST",
+        &format!("{base}/api/v1/admin/backend/explode"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Metrics: the backend's state and the jobs, in Prometheus text format.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("orchestrator_up{process=\"backend\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fodi_job_alive{job=\"ledger_sealer\"} 1"),
+        "{metrics}"
+    );
+
+    // A graceful stop takes the backend down with the server.
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+    assert!(!alive(third), "the backend outlived the api-server");
+}
+
+#[tokio::test]
+async fn without_a_backend_the_seed_routes_say_so() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(secured(&db)).await;
+    let (status, body) = call(
+        "GET",
+        &format!("{base}/api/v1/admin/backend/status"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (404, Some("/problems/backend-not-supervised"))
+    );
+    let (status, body) = call(
+        "GET",
+        &format!("{base}/api/v1/admin/processes"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!((status, body), (200, serde_json::json!([])));
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn ready_reports_every_background_job() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = with_database(&db);
+    settings.jobs.ledger_sealer = Duration::from_millis(50);
+    let (base, handle, running) = spawn(settings).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let jobs = loop {
+        let ready: Value = reqwest::get(format!("{base}/ready"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["jobs"]["ledger_sealer"]["runs"].as_u64().unwrap_or(0) > 0 {
+            break ready["jobs"].clone();
+        }
+        assert!(Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for job in [
+        "ai_maintenance",
+        "ledger_sealer",
+        "daily_stats_refresh",
+        "partition_maintenance",
+    ] {
+        assert_eq!(jobs[job]["alive"], true, "{job}: {jobs}");
+    }
+    assert_eq!(jobs["ledger_sealer"]["last_ok"], true, "{jobs}");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[test]
+fn settings_refuse_an_open_public_bind_and_redact_secrets() {
+    let mut settings = Settings::default();
+    settings.server.host = "0.0.0.0".into();
+    let refused = settings.check().unwrap_err().to_string();
+    assert!(refused.contains("without tokens"), "{refused}");
+    settings.auth.admin_tokens = vec![ADMIN.into()];
+    settings.check().unwrap();
+    settings.auth.api_tokens = vec!["short".into()];
+    assert!(settings.check().is_err());
+
+    settings.database.url = Some("postgres://fodi:secret@db.internal/fodi".into());
+    let shown = toml::to_string(&settings.redacted()).unwrap();
+    assert!(
+        !shown.contains(ADMIN) && !shown.contains("secret"),
+        "{shown}"
+    );
+    assert!(shown.contains("***"));
+
+    let mut seeded = Settings::default();
+    seeded.apply_seed_environment(|name| match name {
+        "ORCHESTRATOR_ENABLED" => Some("true".into()),
+        "GO_BACKEND_BINARY" => Some("/opt/backend".into()),
+        "GO_BACKEND_URL" => Some("http://127.0.0.1:9000".into()),
+        _ => None,
+    });
+    assert!(seeded.orchestrator.enabled);
+    assert_eq!(seeded.orchestrator.url, "http://127.0.0.1:9000");
+    assert_eq!(
+        seeded.orchestrator.binary.unwrap().to_str(),
+        Some("/opt/backend")
+    );
+}
+
+#[test]
+fn print_config_shows_the_effective_configuration_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fodi.toml");
+    std::fs::write(
+        &path,
+        format!("[auth]\nadmin_tokens = [\"{ADMIN}\"]\n[server]\nport = 9999\n"),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--print-config")
+        .env("GO_BACKEND_URL", "http://127.0.0.1:7777")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(shown.contains("port = 9999"), "{shown}");
+    assert!(
+        shown.contains("http://127.0.0.1:7777"),
+        "the seed's variable is honoured"
+    );
+    assert!(!shown.contains(ADMIN), "{shown}");
+}
