@@ -96,3 +96,34 @@ impl Access {
         }
     }
 }
+
+/// Extractors that admit a request by its token: a handler taking `CanWrite` runs only for
+/// callers allowed to write.
+macro_rules! access_extractor {
+    ($name:ident, $needs:expr) => {
+        pub struct $name;
+
+        impl actix_web::FromRequest for $name {
+            type Error = Problem;
+            type Future = std::future::Ready<Result<Self, Problem>>;
+
+            fn from_request(
+                request: &HttpRequest,
+                _: &mut actix_web::dev::Payload,
+            ) -> Self::Future {
+                let admitted = match request.app_data::<actix_web::web::Data<Access>>() {
+                    Some(access) => access.check(request, $needs).map(|()| $name),
+                    None => Err(Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "The request failed on the server",
+                    )),
+                };
+                std::future::ready(admitted)
+            }
+        }
+    };
+}
+
+access_extractor!(CanRead, Needs::Read);
+access_extractor!(CanWrite, Needs::Write);

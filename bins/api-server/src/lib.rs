@@ -13,6 +13,7 @@
 
 pub mod access;
 mod admin;
+pub mod api;
 mod health;
 pub mod jobs;
 mod observability;
@@ -169,6 +170,9 @@ impl Application {
         };
         let ledger = manages(&settings, "blockchain")
             .then(|| Arc::new(PgLedger::new(db.clone(), LedgerConfig::default())));
+        let ledger_data: Option<web::Data<api::ledger::SharedLedger>> = ledger
+            .clone()
+            .map(|ledger| web::Data::new(ledger as api::ledger::SharedLedger));
         let analytics = manages(&settings, "analytics")
             .then(|| PgAnalytics::new(db.clone(), PartitionConfig::default()));
         let recorder = Recorder::start(&db, RecorderConfig::default());
@@ -196,7 +200,8 @@ impl Application {
         let access_data = web::Data::new(access);
         let jobs_data = jobs.clone();
         let server = HttpServer::new(move || {
-            App::new()
+            let mut app = App::new()
+                .configure(api::configure_errors)
                 .app_data(db_data.clone())
                 .app_data(migrator_data.clone())
                 .app_data(prometheus_data.clone())
@@ -207,6 +212,13 @@ impl Application {
                 .service(health::ready)
                 .service(observability::metrics_endpoint)
                 .configure(admin::configure)
+                .configure(api::users::configure);
+            if let Some(ledger) = &ledger_data {
+                app = app
+                    .app_data(ledger.clone())
+                    .configure(api::ledger::configure);
+            }
+            app.default_service(web::to(api::not_found))
         })
         .listen(listener)?
         // Signals are ours (see run_until_stopped): actix would treat SIGINT as a forced stop.

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod ledger;
 
 use api_server::Application;
 use api_server::settings::Settings;

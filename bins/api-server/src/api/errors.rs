@@ -1,0 +1,115 @@
+//! Every domain error as a problem document with a stable `type` (`/problems/<kind>`): 4xx for
+//! what the caller can change, 503 while the database is unavailable, and a bare 500 (details
+//! logged, never sent) for the rest.
+
+use actix_web::http::StatusCode;
+use admin_api::Problem;
+use db_core::DbError;
+use ledger::LedgerError;
+
+fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Problem {
+    Problem::new(status, kind, title).with_detail(detail)
+}
+
+/// Database failures: unavailable (retry later) or internal (logged, not described).
+pub fn database(error: &DbError) -> Problem {
+    match error {
+        DbError::PoolTimedOut
+        | DbError::PoolClosed
+        | DbError::ConnectionLost { .. }
+        | DbError::Unreachable { .. }
+        | DbError::SerializationFailure { .. }
+        | DbError::Deadlock { .. }
+        | DbError::StatementTimeout { .. }
+        | DbError::LockNotAvailable { .. } => {
+            tracing::warn!(%error, "database unavailable");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                "The database is unavailable; try again",
+            )
+        }
+        _ => internal(error),
+    }
+}
+
+/// A failure the caller cannot act on: logged with its cause, answered without it.
+pub fn internal(error: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(%error, "request failed");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "The request failed on the server",
+    )
+}
+
+pub fn ledger(error: &LedgerError) -> Problem {
+    use LedgerError as E;
+    let detail = error.to_string();
+    let unprocessable = |kind, title| {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            kind,
+            title,
+            detail.clone(),
+        )
+    };
+    let not_found = |kind, title| problem(StatusCode::NOT_FOUND, kind, title, detail.clone());
+    let conflict = |kind, title| problem(StatusCode::CONFLICT, kind, title, detail.clone());
+    match error {
+        E::InvalidAmount { .. } => unprocessable("invalid-amount", "The amount must be positive"),
+        E::AmountOutOfRange => unprocessable("amount-out-of-range", "The amount is out of range"),
+        E::InvalidDecimal { .. } => {
+            unprocessable("invalid-amount", "The amount is not a decimal number")
+        }
+        E::InvalidAsset { .. } => unprocessable("invalid-asset", "The asset code is invalid"),
+        E::InvalidField { .. } => unprocessable("invalid-field", "A field is invalid"),
+        E::BatchSize { .. } => unprocessable("batch-size", "The batch size is out of range"),
+        E::SameWallet => unprocessable("same-wallet", "A transfer needs two different wallets"),
+        E::LimitNotAllowed { .. } | E::LimitAboveBalance { .. } => {
+            unprocessable("limit-refused", "The limit is refused")
+        }
+        E::WalletNotFound(_) => not_found("wallet-not-found", "No such wallet"),
+        E::UserNotFound(_) => not_found("user-not-found", "No such user"),
+        E::PendingNotFound(_) => not_found("pending-not-found", "No such pending transfer"),
+        E::NftNotFound(_) => not_found("nft-not-found", "No such NFT"),
+        E::WalletClosed(_) => conflict("wallet-closed", "The wallet is closed"),
+        E::WalletNotEmpty { .. } => conflict("wallet-not-empty", "The wallet is not empty"),
+        E::AssetMismatch { .. } => conflict("asset-mismatch", "The wallets hold different assets"),
+        E::InsufficientFunds { .. } => conflict("insufficient-funds", "Insufficient funds"),
+        E::Overflow { .. } => conflict("balance-overflow", "The balance would overflow"),
+        E::IdConflict { .. } => conflict(
+            "idempotency-conflict",
+            "The transfer id was used before with other fields",
+        ),
+        E::PendingAlreadyResolved(_) => conflict(
+            "pending-resolved",
+            "The pending transfer is already resolved",
+        ),
+        E::PendingExpired(_) => conflict("pending-expired", "The pending transfer has expired"),
+        E::PendingNotExpired(_) => conflict(
+            "pending-not-expired",
+            "The pending transfer has not expired",
+        ),
+        E::AmountExceedsPending { .. } => conflict(
+            "amount-exceeds-pending",
+            "The amount exceeds the pending transfer",
+        ),
+        E::LinkedEventFailed => conflict(
+            "linked-transfer-failed",
+            "Not applied: another transfer of the linked batch failed",
+        ),
+        E::RewardConflict { .. } => conflict(
+            "reward-conflict",
+            "The reward was paid before with other terms",
+        ),
+        E::NftNotOwned { .. } => conflict("nft-not-owned", "The NFT is not owned by that user"),
+        E::NftBurned(_) => conflict("nft-burned", "The NFT has been burned"),
+        E::NftConflict(_) => conflict(
+            "nft-conflict",
+            "The NFT id was used before with other fields",
+        ),
+        E::Db(error) => database(error),
+        E::UnexpectedResult(_) => internal(error),
+    }
+}

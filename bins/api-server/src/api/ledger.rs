@@ -1,0 +1,579 @@
+//! `/api/v1/ledger`: wallets, transfers (single, batch, pending post and void), NFTs, rewards
+//! and sealed blocks, over the [`Ledger`] trait.
+//!
+//! Amounts travel as decimal strings of tokens (`"12.5"`), so that no client loses precision
+//! to a floating-point number; answers carry the ledger's integer units as well. A transfer's
+//! id is its idempotency key: the `Idempotency-Key` header (a UUID, or any text mapped to one)
+//! or the body's `id`; a retry with the same key is answered with the stored transfer
+//! (`"replayed": true`) and applies nothing again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use admin_api::Problem;
+use chrono::{DateTime, Utc};
+use ledger::{
+    Amount, Asset, BatchMode, Ledger, LedgerError, MintNft, MoveNft, NftId, NftTransferId,
+    RewardRequest, TransferId, TransferRequest, UserId, WalletId,
+};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::access::{CanRead, CanWrite};
+use crate::api::body::Body;
+use crate::api::errors;
+
+pub type SharedLedger = Arc<dyn Ledger>;
+
+/// Most entries or rows one read returns.
+const MAX_PAGE: u32 = 500;
+/// Names `Idempotency-Key` values that are not UUIDs (UUIDv5 in this namespace).
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f64_695f_6c65_6467_6572_5f69_6b65_7931);
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/api/v1/ledger/wallets", web::post().to(open_wallet))
+        .route("/api/v1/ledger/wallets/{id}", web::get().to(wallet))
+        .route(
+            "/api/v1/ledger/wallets/{id}/statement",
+            web::get().to(statement),
+        )
+        .route(
+            "/api/v1/ledger/wallets/{id}/balance",
+            web::get().to(balance_at),
+        )
+        .route("/api/v1/ledger/transfers", web::post().to(transfer))
+        .route("/api/v1/ledger/transfers/batch", web::post().to(batch))
+        .route("/api/v1/ledger/transfers/{id}", web::get().to(get_transfer))
+        .route(
+            "/api/v1/ledger/transfers/{id}/post",
+            web::post().to(post_pending),
+        )
+        .route(
+            "/api/v1/ledger/transfers/{id}/void",
+            web::post().to(void_pending),
+        )
+        .route("/api/v1/ledger/nfts", web::post().to(mint))
+        .route("/api/v1/ledger/nfts", web::get().to(nfts_of))
+        .route("/api/v1/ledger/nfts/{id}", web::get().to(nft))
+        .route(
+            "/api/v1/ledger/nfts/{id}/transfer",
+            web::post().to(move_nft),
+        )
+        .route("/api/v1/ledger/nfts/{id}/burn", web::post().to(burn_nft))
+        .route("/api/v1/ledger/rewards", web::post().to(pay_reward))
+        .route("/api/v1/ledger/rewards", web::get().to(rewards_of))
+        .route("/api/v1/ledger/blocks", web::get().to(blocks))
+        .route("/api/v1/ledger/blocks/verify", web::get().to(verify_blocks));
+}
+
+/// For `map_err`: the error by value.
+#[allow(clippy::needless_pass_by_value)]
+fn fail(error: LedgerError) -> Problem {
+    errors::ledger(&error)
+}
+
+fn bad_query(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+        "The query string is invalid",
+    )
+    .with_detail(detail)
+}
+
+fn page(limit: Option<u32>, default: u32) -> Result<u32, Problem> {
+    match limit.unwrap_or(default) {
+        0 => Err(bad_query("limit must be at least 1")),
+        limit if limit > MAX_PAGE => Err(bad_query(format!("limit must be at most {MAX_PAGE}"))),
+        limit => Ok(limit),
+    }
+}
+
+fn amount(text: &str) -> Result<Amount, Problem> {
+    Amount::parse_decimal(text).map_err(fail)
+}
+
+fn asset(code: Option<&str>) -> Result<Asset, Problem> {
+    match code {
+        None => Ok(Asset::fodi()),
+        Some(code) => Asset::new(code).map_err(fail),
+    }
+}
+
+/// The transfer id a request names: its `Idempotency-Key` header, else `body_id`, else new.
+fn transfer_id(
+    request: &HttpRequest,
+    body_id: Option<Uuid>,
+) -> Result<Option<TransferId>, Problem> {
+    let header = match request.headers().get("Idempotency-Key") {
+        None => None,
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|key| !key.is_empty() && key.len() <= 255)
+                .ok_or_else(|| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-idempotency-key",
+                        "The Idempotency-Key header is invalid",
+                    )
+                    .with_detail("1 to 255 visible ASCII characters")
+                })?;
+            Some(
+                Uuid::parse_str(key)
+                    .unwrap_or_else(|_| Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes())),
+            )
+        }
+    };
+    match (header, body_id) {
+        (Some(header), Some(body)) if header != body => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency-key-mismatch",
+            "The Idempotency-Key header and the body's id differ",
+        )),
+        (header, body) => Ok(header.or(body).map(TransferId)),
+    }
+}
+
+/// 201 for a transfer applied now, 200 for a replay.
+fn applied(applied: &ledger::Applied) -> HttpResponse {
+    let status = if applied.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    HttpResponse::build(status).json(applied)
+}
+
+// --- wallets -------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenWallet {
+    user_id: Uuid,
+    asset: Option<String>,
+}
+
+async fn open_wallet(
+    _: CanWrite,
+    ledger: web::Data<SharedLedger>,
+    Body(body): Body<OpenWallet>,
+) -> Result<HttpResponse, Problem> {
+    let asset = asset(body.asset.as_deref())?;
+    let wallet = ledger
+        .open_user_wallet(UserId(body.user_id), &asset)
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(wallet_view(&wallet)))
+}
+
+fn wallet_view(wallet: &ledger::Wallet) -> serde_json::Value {
+    let mut view = serde_json::to_value(wallet).unwrap_or_default();
+    view["available"] = json!(wallet.available());
+    view["spendable"] = json!(wallet.spendable());
+    view
+}
+
+async fn wallet(
+    _: CanRead,
+    ledger: web::Data<SharedLedger>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    let wallet = ledger.wallet(WalletId(*id)).await.map_err(fail)?;
+    Ok(HttpResponse::Ok().json(wallet_view(&wallet)))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatementQuery {
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn statement(
+    _: CanRead,
+    ledger: web::Data<SharedLedger>,
+    id: web::Path<Uuid>,
+    query: web::Query<StatementQuery>,
+) -> Result<HttpResponse, Problem> {
+    let limit = page(query.limit, 50)?;
+    let statement = ledger
+        .statement(WalletId(*id), query.before, limit)
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(statement))
+}
+
+#[derive(Debug, Deserialize)]
+struct BalanceQuery {
+    at: Option<DateTime<Utc>>,
+}
+
+async fn balance_at(
+    _: CanRead,
+    ledger: web::Data<SharedLedger>,
+    id: web::Path<Uuid>,
+    query: web::Query<BalanceQuery>,
+) -> Result<HttpResponse, Problem> {
+    let at = query.at.unwrap_or_else(Utc::now);
+    let posted = ledger.balance_at(WalletId(*id), at).await.map_err(fail)?;
+    Ok(HttpResponse::Ok().json(json!({ "wallet": *id, "at": at, "posted": posted })))
+}
+
+// --- transfers -----------------------------------------------------------------------------
+
+/// A transfer, or a hold when `hold_timeout_ms` is given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTransfer {
+    id: Option<Uuid>,
+    debit: Uuid,
+    credit: Uuid,
+    /// Tokens, as a decimal string.
+    amount: String,
+    hold_timeout_ms: Option<u64>,
+    reason: Option<String>,
+    reference: Option<String>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl NewTransfer {
+    fn into_request(self, id: Option<TransferId>) -> Result<TransferRequest, Problem> {
+        let amount = amount(&self.amount)?;
+        let (debit, credit) = (WalletId(self.debit), WalletId(self.credit));
+        let mut request = match self.hold_timeout_ms {
+            None => TransferRequest::transfer(debit, credit, amount),
+            Some(0) => {
+                return Err(fail(LedgerError::InvalidField {
+                    field: "hold_timeout_ms",
+                    reason: "must be positive".into(),
+                }));
+            }
+            Some(ms) => TransferRequest::hold(debit, credit, amount, Duration::from_millis(ms)),
+        };
+        if let Some(id) = id.or(self.id.map(TransferId)) {
+            request = request.with_id(id);
+        }
+        if let Some(reason) = self.reason {
+            request = request.with_reason(reason);
+        }
+        if let Some(reference) = self.reference {
+            request = request.with_reference(reference);
+        }
+        if let Some(metadata) = self.metadata {
+            request = request.with_metadata(metadata);
+        }
+        Ok(request)
+    }
+}
+
+async fn transfer(
+    _: CanWrite,
+    request: HttpRequest,
+    ledger: web::Data<SharedLedger>,
+    Body(body): Body<NewTransfer>,
+) -> Result<HttpResponse, Problem> {
+    let id = transfer_id(&request, body.id)?;
+    let result = ledger
+        .transfer(body.into_request(id)?)
+        .await
+        .map_err(fail)?;
+    Ok(applied(&result))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBatch {
+    mode: BatchMode,
+    transfers: Vec<NewTransfer>,
+}
+
+async fn batch(
+    _: CanWrite,
+    ledger: web::Data<SharedLedger>,
+    Body(body): Body<NewBatch>,
+) -> Result<HttpResponse, Problem> {
+    let requests = body
+        .transfers
+        .into_iter()
+        .enumerate()
+        .map(|(index, transfer)| {
+            transfer.into_request(None).map_err(|problem| {
+                let detail = problem.detail.clone().unwrap_or_default();
+                problem.with_detail(format!("transfers[{index}]: {detail}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = ledger.submit(requests, body.mode).await.map_err(fail)?;
+    let items: Vec<serde_json::Value> = results
+        .iter()
+        .map(|result| match result {
+            Ok(applied) => json!({ "ok": applied }),
+            Err(error) => json!({ "error": errors::ledger(error) }),
+        })
+        .collect();
+    let applied = results.iter().filter(|result| result.is_ok()).count();
+    Ok(HttpResponse::Ok().json(json!({ "applied": applied, "results": items })))
+}
+
+async fn get_transfer(
+    _: CanRead,
+    ledger: web::Data<SharedLedger>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    match ledger.get_transfer(TransferId(*id)).await.map_err(fail)? {
+        Some(transfer) => Ok(HttpResponse::Ok().json(transfer)),
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "transfer-not-found",
+            "No such transfer",
+        )),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolve {
+    /// The posting's (or voiding's) own id.
+    id: Option<Uuid>,
+    /// Post part of the hold (tokens); all of it when absent.
+    amount: Option<String>,
+}
+
+async fn post_pending(
+    _: CanWrite,
+    request: HttpRequest,
+    ledger: web::Data<SharedLedger>,
+    pending: web::Path<Uuid>,
+    Body(body): Body<Resolve>,
+) -> Result<HttpResponse, Problem> {
+    let amount = body.amount.as_deref().map(amount).transpose()?;
+    let mut post = TransferRequest::post(TransferId(*pending), amount);
+    if let Some(id) = transfer_id(&request, body.id)? {
+        post = post.with_id(id);
+    }
+    Ok(applied(&ledger.transfer(post).await.map_err(fail)?))
+}
+
+async fn void_pending(
+    _: CanWrite,
+    request: HttpRequest,
+    ledger: web::Data<SharedLedger>,
+    pending: web::Path<Uuid>,
+    Body(body): Body<Resolve>,
+) -> Result<HttpResponse, Problem> {
+    if body.amount.is_some() {
+        return Err(fail(LedgerError::InvalidField {
+            field: "amount",
+            reason: "a void releases the whole hold".into(),
+        }));
+    }
+    let mut void = TransferRequest::void(TransferId(*pending));
+    if let Some(id) = transfer_id(&request, body.id)? {
+        void = void.with_id(id);
+    }
+    Ok(applied(&ledger.transfer(void).await.map_err(fail)?))
+}
+
+// --- NFTs ----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewNft {
+    id: Option<Uuid>,
+    owner: Uuid,
+    collection: String,
+    token_uri: Option<String>,
+    #[serde(default)]
+    metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn mint(
+    _: CanWrite,
+    ledger: web::Data<SharedLedger>,
+    Body(body): Body<NewNft>,
+) -> Result<HttpResponse, Problem> {
+    let nft = ledger
+        .mint_nft(MintNft {
+            id: body.id.map_or_else(NftId::new, NftId),
+            owner: UserId(body.owner),
+            collection: body.collection,
+            token_uri: body.token_uri,
+            metadata: body.metadata,
+        })
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Created().json(nft))
+}
+
+#[derive(Debug, Deserialize)]
+struct OwnerQuery {
+    owner: Uuid,
+}
+
+async fn nfts_of(
+    _: CanRead,
+    ledger: web::Data<SharedLedger>,
+    query: web::Query<OwnerQuery>,
+) -> Result<HttpResponse, Problem> {
+    let nfts = ledger.nfts_of(UserId(query.owner)).await.map_err(fail)?;
+    Ok(HttpResponse::Ok().json(nfts))
+}
+
+async fn nft(
+    _: CanRead,
+    ledger: web::Data<SharedLedger>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    let id = NftId(*id);
+    let nft = ledger.nft(id).await.map_err(fail)?;
+    let history = ledger.nft_history(id).await.map_err(fail)?;
+    Ok(HttpResponse::Ok().json(json!({ "nft": nft, "history": history })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NftMove {
+    id: Option<Uuid>,
+    from: Uuid,
+    to: Option<Uuid>,
+}
+
+async fn move_nft(
+    _: CanWrite,
+    ledger: web::Data<SharedLedger>,
+    nft: web::Path<Uuid>,
+    Body(body): Body<NftMove>,
+) -> Result<HttpResponse, Problem> {
+    let Some(to) = body.to else {
+        return Err(fail(LedgerError::InvalidField {
+            field: "to",
+            reason: "a transfer needs a new owner (burn it instead)".into(),
+        }));
+    };
+    nft_movement(&ledger, *nft, body.id, body.from, Some(to)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NftBurn {
+    id: Option<Uuid>,
+    from: Uuid,
+}
+
+async fn burn_nft(
+    _: CanWrite,
+    ledger: web::Data<SharedLedger>,
+    nft: web::Path<Uuid>,
+    Body(body): Body<NftBurn>,
+) -> Result<HttpResponse, Problem> {
+    nft_movement(&ledger, *nft, body.id, body.from, None).await
+}
+
+async fn nft_movement(
+    ledger: &SharedLedger,
+    nft: Uuid,
+    id: Option<Uuid>,
+    from: Uuid,
+    to: Option<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    let moved = ledger
+        .move_nft(MoveNft {
+            id: id.map_or_else(NftTransferId::new, NftTransferId),
+            nft: NftId(nft),
+            from: UserId(from),
+            to: to.map(UserId),
+        })
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(moved))
+}
+
+// --- rewards -------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewReward {
+    user_id: Uuid,
+    reason: String,
+    reference: String,
+    amount: String,
+    asset: Option<String>,
+    order_id: Option<Uuid>,
+}
+
+async fn pay_reward(
+    _: CanWrite,
+    ledger: web::Data<SharedLedger>,
+    Body(body): Body<NewReward>,
+) -> Result<HttpResponse, Problem> {
+    let reward = ledger
+        .pay_reward(RewardRequest {
+            user: UserId(body.user_id),
+            reason: body.reason,
+            reference: body.reference,
+            amount: amount(&body.amount)?,
+            asset: asset(body.asset.as_deref())?,
+            order_id: body.order_id,
+        })
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(reward))
+}
+
+#[derive(Debug, Deserialize)]
+struct RewardsQuery {
+    user: Uuid,
+    limit: Option<u32>,
+}
+
+async fn rewards_of(
+    _: CanRead,
+    ledger: web::Data<SharedLedger>,
+    query: web::Query<RewardsQuery>,
+) -> Result<HttpResponse, Problem> {
+    let limit = page(query.limit, 50)?;
+    let rewards = ledger
+        .rewards_of(UserId(query.user), limit)
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(rewards))
+}
+
+// --- blocks --------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct BlocksQuery {
+    from: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn blocks(
+    _: CanRead,
+    ledger: web::Data<SharedLedger>,
+    query: web::Query<BlocksQuery>,
+) -> Result<HttpResponse, Problem> {
+    let limit = page(query.limit, 50)?;
+    let from = query.from.unwrap_or(0);
+    if from < 0 {
+        return Err(bad_query("from must not be negative"));
+    }
+    let blocks = ledger.blocks(from, limit).await.map_err(fail)?;
+    Ok(HttpResponse::Ok().json(blocks))
+}
+
+async fn verify_blocks(
+    _: CanRead,
+    ledger: web::Data<SharedLedger>,
+) -> Result<HttpResponse, Problem> {
+    let verification = ledger.verify_chain().await.map_err(fail)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "valid": verification.is_valid(),
+        "verification": verification,
+    })))
+}

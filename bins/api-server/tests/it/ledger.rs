@@ -1,0 +1,451 @@
+//! The ledger and users over HTTP: a whole flow (rewards, transfers with idempotent retries,
+//! holds, batches, NFTs, blocks), problem documents for bad input, and write tokens.
+
+use db_core::testing::TestDb;
+use serde_json::{Value, json};
+
+use crate::{spawn, with_database};
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut request = match method {
+            "POST" => self.client.post(url),
+            _ => self.client.get(url),
+        };
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        if status >= 400 {
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json",
+                "{method} {path}"
+            );
+        }
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send("POST", path, Some(body), None).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send("GET", path, None, None).await
+    }
+
+    async fn user(&self, email: &str) -> String {
+        let (status, user) = self.post("/api/v1/users", json!({ "email": email })).await;
+        assert_eq!(status, 201, "{user}");
+        user["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn wallet(&self, user: &str) -> String {
+        let (status, wallet) = self
+            .post("/api/v1/ledger/wallets", json!({ "user_id": user }))
+            .await;
+        assert_eq!(status, 200, "{wallet}");
+        wallet["id"].as_str().unwrap().to_owned()
+    }
+}
+
+const TOKEN: u64 = 1_000_000_000;
+
+#[tokio::test]
+async fn a_ledger_flow_over_http() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let api = Api {
+        base,
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let (alice, bob) = (
+        api.user("alice@example.com").await,
+        api.user("bob@example.com").await,
+    );
+    let (status, again) = api
+        .post("/api/v1/users", json!({ "email": "alice@example.com" }))
+        .await;
+    assert_eq!(
+        (status, again["type"].as_str()),
+        (409, Some("/problems/email-taken"))
+    );
+    let (alice_wallet, bob_wallet) = (api.wallet(&alice).await, api.wallet(&bob).await);
+
+    // Funds come as a reward from the rewards pool, once per (user, reason, reference).
+    let reward =
+        json!({ "user_id": alice, "reason": "signup", "reference": "welcome", "amount": "100" });
+    let (status, paid) = api.post("/api/v1/ledger/rewards", reward.clone()).await;
+    assert_eq!(status, 200, "{paid}");
+    let (status, _) = api.post("/api/v1/ledger/rewards", reward).await;
+    assert_eq!(
+        status, 200,
+        "paying the same reward again pays nothing more"
+    );
+    let (_, wallet) = api
+        .get(&format!("/api/v1/ledger/wallets/{alice_wallet}"))
+        .await;
+    assert_eq!(wallet["posted"], 100 * TOKEN);
+
+    // A transfer, retried with its Idempotency-Key: applied once.
+    let transfer = json!({ "debit": alice_wallet, "credit": bob_wallet, "amount": "12.5", "reason": "dinner" });
+    let (status, first) = api
+        .send(
+            "POST",
+            "/api/v1/ledger/transfers",
+            Some(transfer.clone()),
+            Some("order-1"),
+        )
+        .await;
+    assert_eq!(
+        (status, first["replayed"].as_bool()),
+        (201, Some(false)),
+        "{first}"
+    );
+    let (status, retry) = api
+        .send(
+            "POST",
+            "/api/v1/ledger/transfers",
+            Some(transfer.clone()),
+            Some("order-1"),
+        )
+        .await;
+    assert_eq!((status, retry["replayed"].as_bool()), (200, Some(true)));
+    assert_eq!(retry["transfer"]["id"], first["transfer"]["id"]);
+    let mut changed = transfer.clone();
+    changed["amount"] = json!("13");
+    let (status, conflict) = api
+        .send(
+            "POST",
+            "/api/v1/ledger/transfers",
+            Some(changed),
+            Some("order-1"),
+        )
+        .await;
+    assert_eq!(
+        (status, conflict["type"].as_str()),
+        (409, Some("/problems/idempotency-conflict"))
+    );
+    let (_, bob_view) = api
+        .get(&format!("/api/v1/ledger/wallets/{bob_wallet}"))
+        .await;
+    assert_eq!(bob_view["posted"], 12 * TOKEN + TOKEN / 2);
+    let id = first["transfer"]["id"].as_str().unwrap();
+    let (status, stored) = api.get(&format!("/api/v1/ledger/transfers/{id}")).await;
+    assert_eq!((status, stored["reason"].as_str()), (200, Some("dinner")));
+
+    // A hold, posted in part; a void of it afterwards is refused.
+    let hold = json!({ "debit": alice_wallet, "credit": bob_wallet, "amount": "10", "hold_timeout_ms": 60_000 });
+    let (status, held) = api.post("/api/v1/ledger/transfers", hold).await;
+    assert_eq!(status, 201, "{held}");
+    let pending = held["transfer"]["id"].as_str().unwrap();
+    let (status, posted) = api
+        .post(
+            &format!("/api/v1/ledger/transfers/{pending}/post"),
+            json!({ "amount": "4" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{posted}");
+    let (status, refused) = api
+        .post(
+            &format!("/api/v1/ledger/transfers/{pending}/void"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["type"].as_str()),
+        (409, Some("/problems/pending-resolved"))
+    );
+
+    // A linked batch with one impossible transfer applies nothing.
+    let (status, batch) = api
+        .post(
+            "/api/v1/ledger/transfers/batch",
+            json!({ "mode": "linked", "transfers": [
+                { "debit": alice_wallet, "credit": bob_wallet, "amount": "1" },
+                { "debit": bob_wallet, "credit": alice_wallet, "amount": "1000000" },
+            ]}),
+        )
+        .await;
+    assert_eq!(
+        (status, batch["applied"].as_u64()),
+        (200, Some(0)),
+        "{batch}"
+    );
+    assert_eq!(
+        batch["results"][1]["error"]["type"],
+        "/problems/insufficient-funds"
+    );
+    assert_eq!(
+        batch["results"][0]["error"]["type"],
+        "/problems/linked-transfer-failed"
+    );
+
+    let (status, statement) = api
+        .get(&format!(
+            "/api/v1/ledger/wallets/{alice_wallet}/statement?limit=10"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        statement["entries"].as_array().unwrap().len(),
+        4,
+        "{statement}"
+    );
+    let (status, balance) = api
+        .get(&format!("/api/v1/ledger/wallets/{bob_wallet}/balance"))
+        .await;
+    assert_eq!(
+        (status, balance["posted"].as_u64()),
+        (200, Some(16 * TOKEN + TOKEN / 2))
+    );
+
+    // NFTs: minted, transferred, burned.
+    let (status, nft) = api
+        .post(
+            "/api/v1/ledger/nfts",
+            json!({ "owner": alice, "collection": "badges" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{nft}");
+    let nft_id = nft["id"].as_str().unwrap();
+    let (status, moved) = api
+        .post(
+            &format!("/api/v1/ledger/nfts/{nft_id}/transfer"),
+            json!({ "from": alice, "to": bob }),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    let (status, wrong) = api
+        .post(
+            &format!("/api/v1/ledger/nfts/{nft_id}/burn"),
+            json!({ "from": alice }),
+        )
+        .await;
+    assert_eq!(
+        (status, wrong["type"].as_str()),
+        (409, Some("/problems/nft-not-owned"))
+    );
+    let (_, bobs) = api.get(&format!("/api/v1/ledger/nfts?owner={bob}")).await;
+    assert_eq!(bobs.as_array().unwrap().len(), 1);
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/ledger/nfts/{nft_id}/burn"),
+            json!({ "from": bob }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, history) = api.get(&format!("/api/v1/ledger/nfts/{nft_id}")).await;
+    assert_eq!(history["history"].as_array().unwrap().len(), 3, "{history}");
+
+    let (status, rewards) = api
+        .get(&format!("/api/v1/ledger/rewards?user={alice}"))
+        .await;
+    assert_eq!((status, rewards.as_array().unwrap().len()), (200, 1));
+    let (status, verification) = api.get("/api/v1/ledger/blocks/verify").await;
+    assert_eq!((status, verification["valid"].as_bool()), (200, Some(true)));
+    let (status, _) = api.get("/api/v1/ledger/blocks?limit=5").await;
+    assert_eq!(status, 200);
+
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_document_never_a_500() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let api = Api {
+        base: base.clone(),
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let alice = api.user("carol@example.com").await;
+    let wallet = api.wallet(&alice).await;
+    let other = api.wallet(&api.user("dave@example.com").await).await;
+    let transfer = |amount: Value| json!({ "debit": wallet, "credit": other, "amount": amount });
+
+    let raw = |body: &'static str, content_type: &'static str| {
+        let (client, base) = (api.client.clone(), base.clone());
+        async move {
+            let response = client
+                .post(format!("{base}/api/v1/ledger/transfers"))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, problem) = raw("{\"debit\": ", "application/json").await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (400, Some("/problems/malformed-json"))
+    );
+    let (status, _) = raw("{}", "text/plain").await;
+    assert_eq!(status, 415);
+
+    let (status, problem) = api
+        .post("/api/v1/ledger/transfers", transfer(json!(5)))
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (400, Some("/problems/invalid-field"))
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("amount"),
+        "{problem}"
+    );
+    let (status, problem) = api
+        .post("/api/v1/ledger/transfers", transfer(json!("-1")))
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("/problems/invalid-amount")),
+        "{problem}"
+    );
+    let (status, problem) = api
+        .post("/api/v1/ledger/transfers", transfer(json!("99999999999")))
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("/problems/amount-out-of-range")),
+        "{problem}"
+    );
+    let (status, problem) = api
+        .post("/api/v1/ledger/transfers", transfer(json!("1")))
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (409, Some("/problems/insufficient-funds"))
+    );
+    let mut unknown = transfer(json!("1"));
+    unknown["credit"] = json!(uuid::Uuid::new_v4());
+    let (status, problem) = api.post("/api/v1/ledger/transfers", unknown).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (404, Some("/problems/wallet-not-found")),
+        "{problem}"
+    );
+    let mut extra = transfer(json!("1"));
+    extra["colour"] = json!("blue");
+    let (status, _) = api.post("/api/v1/ledger/transfers", extra).await;
+    assert_eq!(status, 400, "unknown fields are refused");
+
+    let (status, problem) = api.get("/api/v1/ledger/wallets/not-a-uuid").await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (400, Some("/problems/invalid-path"))
+    );
+    let (status, problem) = api
+        .get(&format!("/api/v1/ledger/wallets/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (404, Some("/problems/wallet-not-found"))
+    );
+    let (status, _) = api
+        .get(&format!(
+            "/api/v1/ledger/wallets/{wallet}/statement?limit=100000"
+        ))
+        .await;
+    assert_eq!(status, 400);
+    let (status, problem) = api.get("/api/v1/nowhere").await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (404, Some("/problems/no-such-route"))
+    );
+    let (status, problem) = api.post("/api/v1/users", json!({ "email": "a@@b" })).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("/problems/invalid-field"))
+    );
+
+    let huge =
+        json!({ "debit": wallet, "credit": other, "amount": "1", "reason": "x".repeat(300_000) });
+    let (status, problem) = api.post("/api/v1/ledger/transfers", huge).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (413, Some("/problems/body-too-large"))
+    );
+    let (status, problem) = api
+        .send(
+            "POST",
+            "/api/v1/ledger/transfers",
+            Some(transfer(json!("1"))),
+            Some(" "),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (400, Some("/problems/invalid-idempotency-key"))
+    );
+
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn writes_need_a_token_and_reads_do_not_unless_configured() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = with_database(&db);
+    settings.auth.api_tokens = vec!["api-token-0123456789ab".into()];
+    let (base, handle, running) = spawn(settings.clone()).await;
+    let anonymous = Api {
+        base: base.clone(),
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let (status, problem) = anonymous
+        .post("/api/v1/users", json!({ "email": "e@example.com" }))
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (401, Some("/problems/missing-token"))
+    );
+    let writer = Api {
+        base,
+        client: reqwest::Client::new(),
+        token: Some("api-token-0123456789ab".into()),
+    };
+    let user = writer.user("e@example.com").await;
+    let (status, _) = anonymous.get(&format!("/api/v1/users/{user}")).await;
+    assert_eq!(status, 200, "reads are open by default");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+
+    settings.auth.read_requires_token = true;
+    let (base, handle, running) = spawn(settings).await;
+    let anonymous = Api {
+        base,
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let (status, _) = anonymous.get(&format!("/api/v1/users/{user}")).await;
+    assert_eq!(status, 401);
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
