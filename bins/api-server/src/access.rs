@@ -127,3 +127,4 @@ macro_rules! access_extractor {
 
 access_extractor!(CanRead, Needs::Read);
 access_extractor!(CanWrite, Needs::Write);
+access_extractor!(CanAdmin, Needs::Admin);

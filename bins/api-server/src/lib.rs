@@ -168,6 +168,8 @@ impl Application {
         } else {
             None
         };
+        let ai_data: Option<web::Data<api::ai::SharedAi>> =
+            ai.clone().map(|ai| web::Data::new(Arc::new(ai)));
         let ledger = manages(&settings, "blockchain")
             .then(|| Arc::new(PgLedger::new(db.clone(), LedgerConfig::default())));
         let ledger_data: Option<web::Data<api::ledger::SharedLedger>> = ledger
@@ -175,7 +177,15 @@ impl Application {
             .map(|ledger| web::Data::new(ledger as api::ledger::SharedLedger));
         let analytics = manages(&settings, "analytics")
             .then(|| PgAnalytics::new(db.clone(), PartitionConfig::default()));
+        if let Some(analytics) = &analytics
+            && let Err(error) = analytics.maintain_partitions().await
+        {
+            // Rows land in the default partitions meanwhile; the job tries again.
+            tracing::warn!(%error, "cannot create the analytics partitions yet");
+        }
+        let analytics_data = analytics.clone().map(web::Data::new);
         let recorder = Recorder::start(&db, RecorderConfig::default());
+        let recorder_data = web::Data::new(recorder.clone());
         let jobs = web::Data::new(start_jobs(&settings.jobs, ai, ledger, analytics));
 
         let access = Access::new(&settings.auth);
@@ -213,6 +223,15 @@ impl Application {
                 .service(observability::metrics_endpoint)
                 .configure(admin::configure)
                 .configure(api::users::configure);
+            if let Some(ai) = &ai_data {
+                app = app.app_data(ai.clone()).configure(api::ai::configure);
+            }
+            if let Some(analytics) = &analytics_data {
+                app = app
+                    .app_data(analytics.clone())
+                    .app_data(recorder_data.clone())
+                    .configure(api::analytics::configure);
+            }
             if let Some(ledger) = &ledger_data {
                 app = app
                     .app_data(ledger.clone())

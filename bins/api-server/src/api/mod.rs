@@ -1,6 +1,8 @@
 //! The REST API under `/api/v1`: one module per route family, each translating HTTP to calls
 //! of a crate's trait and the crate's errors to problem documents ([`errors`]).
 
+pub mod ai;
+pub mod analytics;
 pub mod body;
 pub mod errors;
 pub mod ledger;

@@ -6,14 +6,14 @@ use serde_json::{Value, json};
 
 use crate::{spawn, with_database};
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    token: Option<String>,
+pub(crate) struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub token: Option<String>,
 }
 
 impl Api {
-    async fn send(
+    pub async fn send(
         &self,
         method: &str,
         path: &str,
@@ -46,15 +46,15 @@ impl Api {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send("POST", path, Some(body), None).await
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send("GET", path, None, None).await
     }
 
-    async fn user(&self, email: &str) -> String {
+    pub async fn user(&self, email: &str) -> String {
         let (status, user) = self.post("/api/v1/users", json!({ "email": email })).await;
         assert_eq!(status, 201, "{user}");
         user["id"].as_str().unwrap().to_owned()

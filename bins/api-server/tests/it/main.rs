@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod ai;
+mod analytics;
 mod ledger;
 
 use api_server::Application;
@@ -115,7 +117,7 @@ async fn without_a_database_url_it_starts_migrates_and_stops_the_embedded_cluste
 #[tokio::test]
 async fn a_deployment_that_leaves_out_core_is_ready_without_it() {
     // The core backend owns `public` in such deployments; only the listed sets are checked.
-    let db = TestDb::new(vec![analytics::migration_set()]).await;
+    let db = TestDb::new(vec![::analytics::migration_set()]).await;
     let mut settings = with_database(&db);
     settings.migrations.sets = vec!["analytics".into()];
     let (base, handle, running) = spawn(settings).await;

@@ -1,0 +1,562 @@
+//! `/api/v1/ai/users/{user}/...`: the AI store of one user (cache, conversations and
+//! messages, memory facts, learning examples, forgetting) and `/api/v1/ai/examples/export`,
+//! the training export as an NDJSON stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use admin_api::Problem;
+use ai_store::{
+    AiError, ConversationId, Conversations, ExportScope, FactSearch, Feedback, LearningLog, Memory,
+    NewConversation, NewExample, NewMessage, Observation, PgAiStore, ResponseCache, Role, Ttl,
+    UserId, Window,
+};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::access::{CanAdmin, CanRead, CanWrite};
+use crate::api::body::Body;
+use crate::api::errors;
+
+pub type SharedAi = Arc<PgAiStore>;
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    let user = "/api/v1/ai/users/{user}";
+    config
+        .route(&format!("{user}/cache/{{key}}"), web::get().to(cache_get))
+        .route(&format!("{user}/cache/{{key}}"), web::put().to(cache_put))
+        .route(
+            &format!("{user}/cache/{{key}}"),
+            web::delete().to(cache_delete),
+        )
+        .route(
+            &format!("{user}/conversations"),
+            web::post().to(create_conversation),
+        )
+        .route(
+            &format!("{user}/conversations"),
+            web::get().to(list_conversations),
+        )
+        .route(
+            &format!("{user}/conversations/{{id}}"),
+            web::get().to(conversation),
+        )
+        .route(
+            &format!("{user}/conversations/{{id}}"),
+            web::delete().to(delete_conversation),
+        )
+        .route(
+            &format!("{user}/conversations/{{id}}/messages"),
+            web::post().to(append),
+        )
+        .route(
+            &format!("{user}/conversations/{{id}}/messages"),
+            web::get().to(messages),
+        )
+        .route(
+            &format!("{user}/conversations/{{id}}/window"),
+            web::get().to(window),
+        )
+        .route(&format!("{user}/facts"), web::get().to(facts))
+        .route(&format!("{user}/facts/search"), web::get().to(search_facts))
+        .route(&format!("{user}/facts/{{key}}"), web::put().to(remember))
+        .route(&format!("{user}/facts/{{key}}"), web::get().to(fact))
+        .route(&format!("{user}/examples"), web::post().to(record_example))
+        .route(user, web::delete().to(forget_user))
+        .route("/api/v1/ai/examples/export", web::get().to(export));
+}
+
+#[allow(clippy::needless_pass_by_value)]
+fn fail(error: AiError) -> Problem {
+    ai_problem(&error)
+}
+
+/// The problem document of an AI store error.
+pub fn ai_problem(error: &AiError) -> Problem {
+    let detail = error.to_string();
+    let with = |status, kind, title| Problem::new(status, kind, title).with_detail(detail.clone());
+    match error {
+        AiError::InvalidField { .. } => with(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            "A field is invalid",
+        ),
+        AiError::UserNotFound(_) => with(StatusCode::NOT_FOUND, "user-not-found", "No such user"),
+        AiError::ConversationNotFound(_) => with(
+            StatusCode::NOT_FOUND,
+            "conversation-not-found",
+            "No such conversation",
+        ),
+        AiError::ExampleConflict { .. } => with(
+            StatusCode::CONFLICT,
+            "example-conflict",
+            "The idempotency key was used before with other content",
+        ),
+        AiError::Db(error) => errors::database(error),
+        AiError::Compute(_) | AiError::Export(_) | AiError::UnexpectedData(_) => {
+            errors::internal(error)
+        }
+    }
+}
+
+fn user(path: Uuid) -> UserId {
+    UserId(path)
+}
+
+// --- cache ---------------------------------------------------------------------------------
+
+async fn cache_get(
+    _: CanRead,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, key) = path.into_inner();
+    match ai.cache().get(user(owner), &key).await.map_err(fail)? {
+        Some(value) => Ok(HttpResponse::Ok().json(value)),
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "cache-miss",
+            "No live entry under that key",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CachePut {
+    value: serde_json::Value,
+    /// Lifetime in seconds; absent: the default. With `sliding`, renewed by each hit.
+    ttl_seconds: Option<u64>,
+    #[serde(default)]
+    sliding: bool,
+    /// Never expires (no `ttl_seconds` then).
+    #[serde(default)]
+    forever: bool,
+}
+
+async fn cache_put(
+    _: CanWrite,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, String)>,
+    Body(body): Body<CachePut>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, key) = path.into_inner();
+    let invalid = |reason: &str| {
+        fail(AiError::InvalidField {
+            field: "ttl_seconds",
+            reason: reason.into(),
+        })
+    };
+    let ttl = match (body.ttl_seconds, body.sliding, body.forever) {
+        (None, false, false) => Ttl::Default,
+        (None, false, true) => Ttl::Never,
+        (Some(seconds), sliding, false) if seconds > 0 && seconds <= 366 * 86_400 => {
+            let duration = Duration::from_secs(seconds);
+            if sliding {
+                Ttl::Sliding(duration)
+            } else {
+                Ttl::Absolute(duration)
+            }
+        }
+        (None, true, _) => return Err(invalid("a sliding entry needs ttl_seconds")),
+        (Some(_), _, true) => return Err(invalid("forever takes no ttl_seconds")),
+        (Some(_), _, _) => return Err(invalid("must be 1 second to 366 days")),
+    };
+    ai.cache()
+        .set(user(owner), &key, &body.value, ttl)
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn cache_delete(
+    _: CanWrite,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, key) = path.into_inner();
+    if ai.cache().delete(user(owner), &key).await.map_err(fail)? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "cache-miss",
+            "No entry under that key",
+        ))
+    }
+}
+
+// --- conversations -------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversationBody {
+    title: Option<String>,
+    #[serde(default)]
+    metadata: serde_json::Value,
+}
+
+async fn create_conversation(
+    _: CanWrite,
+    ai: web::Data<SharedAi>,
+    owner: web::Path<Uuid>,
+    Body(body): Body<ConversationBody>,
+) -> Result<HttpResponse, Problem> {
+    let conversation = ai
+        .create_conversation(
+            user(*owner),
+            NewConversation {
+                title: body.title,
+                metadata: body.metadata,
+            },
+        )
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Created().json(conversation))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    /// The last conversation of the previous page.
+    after: Option<Uuid>,
+    limit: Option<u32>,
+}
+
+async fn list_conversations(
+    _: CanRead,
+    ai: web::Data<SharedAi>,
+    owner: web::Path<Uuid>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, Problem> {
+    let owner = user(*owner);
+    let after = match query.after {
+        Some(id) => Some(
+            ai.conversation(owner, ConversationId(id))
+                .await
+                .map_err(fail)?,
+        ),
+        None => None,
+    };
+    let page = ai
+        .list_conversations(owner, after.as_ref(), query.limit.unwrap_or(50))
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+async fn conversation(
+    _: CanRead,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, id) = path.into_inner();
+    let conversation = ai
+        .conversation(user(owner), ConversationId(id))
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(conversation))
+}
+
+async fn delete_conversation(
+    _: CanWrite,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, id) = path.into_inner();
+    ai.delete_conversation(user(owner), ConversationId(id))
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    role: Role,
+    content: String,
+    #[serde(default)]
+    token_count: u32,
+    #[serde(default)]
+    metadata: serde_json::Value,
+}
+
+async fn append(
+    _: CanWrite,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, Uuid)>,
+    Body(body): Body<MessageBody>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, id) = path.into_inner();
+    let message = ai
+        .append_message(
+            user(owner),
+            ConversationId(id),
+            NewMessage {
+                role: body.role,
+                content: body.content,
+                token_count: body.token_count,
+                metadata: body.metadata,
+            },
+        )
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Created().json(message))
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagesQuery {
+    /// The last `seq` of the previous page (0 for the first).
+    after_seq: Option<i32>,
+    limit: Option<u32>,
+}
+
+async fn messages(
+    _: CanRead,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, Uuid)>,
+    query: web::Query<MessagesQuery>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, id) = path.into_inner();
+    let messages = ai
+        .messages(
+            user(owner),
+            ConversationId(id),
+            query.after_seq.unwrap_or(0),
+            query.limit.unwrap_or(100),
+        )
+        .await
+        .map_err(fail)?;
+    let next_after_seq = messages.last().map(|message| message.seq);
+    Ok(HttpResponse::Ok().json(json!({ "messages": messages, "next_after_seq": next_after_seq })))
+}
+
+#[derive(Debug, Deserialize)]
+struct WindowQuery {
+    /// The last N messages.
+    last: Option<u32>,
+    /// As many recent messages as fit this many tokens.
+    tokens: Option<u32>,
+}
+
+async fn window(
+    _: CanRead,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, Uuid)>,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, id) = path.into_inner();
+    let window = match (query.last, query.tokens) {
+        (Some(last), None) => Window::LastMessages(last),
+        (None, Some(tokens)) => Window::TokenBudget(tokens),
+        _ => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "The query string is invalid",
+            )
+            .with_detail("give exactly one of last and tokens"));
+        }
+    };
+    let messages = ai
+        .window(user(owner), ConversationId(id), window)
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(messages))
+}
+
+// --- memory facts --------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FactBody {
+    content: String,
+    category: Option<String>,
+    confidence: f32,
+    source: Option<String>,
+    #[serde(default)]
+    metadata: serde_json::Value,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+async fn remember(
+    _: CanWrite,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, String)>,
+    Body(body): Body<FactBody>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, key) = path.into_inner();
+    let mut observation = Observation::new(key, body.content, body.confidence);
+    observation.category = body.category;
+    if let Some(source) = body.source {
+        observation.source = source;
+    }
+    observation.metadata = body.metadata;
+    observation.expires_at = body.expires_at;
+    let fact = ai.remember(user(owner), observation).await.map_err(fail)?;
+    Ok(HttpResponse::Ok().json(fact))
+}
+
+async fn fact(
+    _: CanRead,
+    ai: web::Data<SharedAi>,
+    path: web::Path<(Uuid, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (owner, key) = path.into_inner();
+    let owner = user(owner);
+    match ai.fact(owner, &key).await.map_err(fail)? {
+        Some(fact) => {
+            let history = ai.fact_history(owner, &key).await.map_err(fail)?;
+            Ok(HttpResponse::Ok().json(json!({ "fact": fact, "history": history })))
+        }
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "fact-not-found",
+            "No such fact",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FactsQuery {
+    category: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn facts(
+    _: CanRead,
+    ai: web::Data<SharedAi>,
+    owner: web::Path<Uuid>,
+    query: web::Query<FactsQuery>,
+) -> Result<HttpResponse, Problem> {
+    let facts = ai
+        .facts(
+            user(*owner),
+            query.category.as_deref(),
+            query.limit.unwrap_or(100),
+        )
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(facts))
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchQuery {
+    q: String,
+    category: Option<String>,
+    /// A JSON object the facts' metadata must contain.
+    metadata: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn search_facts(
+    _: CanRead,
+    ai: web::Data<SharedAi>,
+    owner: web::Path<Uuid>,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, Problem> {
+    let metadata = match &query.metadata {
+        Some(text) => Some(serde_json::from_str(text).map_err(|error| {
+            fail(AiError::InvalidField {
+                field: "metadata",
+                reason: format!("not JSON: {error}"),
+            })
+        })?),
+        None => None,
+    };
+    let search = FactSearch {
+        text: query.q.clone(),
+        category: query.category.clone(),
+        metadata,
+        limit: query.limit.unwrap_or(20),
+    };
+    let found = ai.search_facts(user(*owner), &search).await.map_err(fail)?;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+// --- learning data -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExampleBody {
+    idempotency_key: String,
+    prompt: String,
+    response: String,
+    feedback: Feedback,
+    #[serde(default)]
+    metadata: serde_json::Value,
+}
+
+async fn record_example(
+    _: CanWrite,
+    ai: web::Data<SharedAi>,
+    owner: web::Path<Uuid>,
+    Body(body): Body<ExampleBody>,
+) -> Result<HttpResponse, Problem> {
+    let recorded = ai
+        .record_example(
+            user(*owner),
+            NewExample {
+                idempotency_key: body.idempotency_key,
+                prompt: body.prompt,
+                response: body.response,
+                feedback: body.feedback,
+                metadata: body.metadata,
+            },
+        )
+        .await
+        .map_err(fail)?;
+    let status = if recorded.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(recorded))
+}
+
+#[derive(Debug, Deserialize)]
+struct ExportQuery {
+    user: Option<Uuid>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+/// Streams the examples as JSON lines while they are read from the database's cursor: the
+/// server holds one chunk at a time whatever the export's size. Every user's data: admin only.
+async fn export(
+    _: CanAdmin,
+    ai: web::Data<SharedAi>,
+    query: web::Query<ExportQuery>,
+) -> HttpResponse {
+    let scope = ExportScope {
+        user: query.user.map(UserId),
+        since: query.since,
+        until: query.until,
+    };
+    let (writer, reader) = tokio::io::duplex(64 * 1024);
+    let ai = ai.get_ref().clone();
+    tokio::spawn(async move {
+        let mut writer = writer;
+        if let Err(error) = ai.export_jsonl(&scope, &mut writer).await {
+            // The status line is gone already; the truncated stream ends the response.
+            tracing::warn!(%error, "the learning-data export stopped");
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(tokio_util::io::ReaderStream::new(reader))
+}
+
+// --- forgetting ----------------------------------------------------------------------------
+
+async fn forget_user(
+    _: CanWrite,
+    ai: web::Data<SharedAi>,
+    owner: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    let report = ai.forget_user(user(*owner)).await.map_err(fail)?;
+    Ok(HttpResponse::Ok().json(report))
+}

@@ -1,0 +1,230 @@
+//! `/api/v1/analytics`: recording metrics and events (one or a batch; buffered by the
+//! recorder, answered with 202), bucketed metric queries, event counts and the daily rollup.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use admin_api::Problem;
+use analytics::{
+    Analytics, AnalyticsError, Event, Labels, MetricPoint, MetricQuery, PgAnalytics, Recorded,
+    Recorder,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::access::{CanRead, CanWrite};
+use crate::api::body::Body;
+use crate::api::errors;
+
+/// Rows one request may record.
+pub const MAX_BATCH: usize = 10_000;
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/api/v1/analytics/metrics", web::post().to(record_metrics))
+        .route("/api/v1/analytics/events", web::post().to(record_events))
+        .route(
+            "/api/v1/analytics/metrics/{name}/buckets",
+            web::get().to(buckets),
+        )
+        .route(
+            "/api/v1/analytics/events/counts",
+            web::get().to(event_counts),
+        )
+        .route("/api/v1/analytics/daily-stats", web::get().to(daily_stats));
+}
+
+/// The problem document of an analytics error.
+pub fn analytics_problem(error: &AnalyticsError) -> Problem {
+    match error {
+        AnalyticsError::InvalidField { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            "A field is invalid",
+        )
+        .with_detail(error.to_string()),
+        AnalyticsError::Closed => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "The server is shutting down",
+        ),
+        AnalyticsError::Db(error) => errors::database(error),
+        AnalyticsError::Flush(_) => errors::internal(error),
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)]
+fn fail(error: AnalyticsError) -> Problem {
+    analytics_problem(&error)
+}
+
+/// One row, or a batch of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    Many(Vec<T>),
+    One(T),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Result<Vec<T>, Problem> {
+        let rows = match self {
+            Self::One(row) => vec![row],
+            Self::Many(rows) => rows,
+        };
+        if rows.is_empty() || rows.len() > MAX_BATCH {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "batch-size",
+                "The batch size is out of range",
+            )
+            .with_detail(format!("1 to {MAX_BATCH} rows")));
+        }
+        Ok(rows)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricBody {
+    name: String,
+    value: f64,
+    #[serde(default)]
+    labels: Labels,
+    /// Now when absent.
+    time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    kind: String,
+    user_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    #[serde(default)]
+    properties: serde_json::Value,
+    time: Option<DateTime<Utc>>,
+}
+
+fn accepted(outcomes: &[Recorded]) -> HttpResponse {
+    let dropped = outcomes
+        .iter()
+        .filter(|outcome| **outcome == Recorded::Dropped)
+        .count();
+    HttpResponse::Accepted().json(json!({
+        "buffered": outcomes.len() - dropped,
+        "dropped": dropped,
+    }))
+}
+
+async fn record_metrics(
+    _: CanWrite,
+    recorder: web::Data<Recorder>,
+    Body(body): Body<OneOrMany<MetricBody>>,
+) -> Result<HttpResponse, Problem> {
+    let now = Utc::now();
+    let points = body
+        .into_vec()?
+        .into_iter()
+        .map(|row| MetricPoint {
+            name: row.name,
+            value: row.value,
+            labels: row.labels,
+            time: row.time.unwrap_or(now),
+        })
+        .collect();
+    let outcomes = recorder.record_metrics(points).await.map_err(fail)?;
+    Ok(accepted(&outcomes))
+}
+
+async fn record_events(
+    _: CanWrite,
+    recorder: web::Data<Recorder>,
+    Body(body): Body<OneOrMany<EventBody>>,
+) -> Result<HttpResponse, Problem> {
+    let now = Utc::now();
+    let events = body
+        .into_vec()?
+        .into_iter()
+        .map(|row| Event {
+            kind: row.kind,
+            user_id: row.user_id,
+            session_id: row.session_id,
+            properties: row.properties,
+            time: row.time.unwrap_or(now),
+        })
+        .collect();
+    let outcomes = recorder.record_events(events).await.map_err(fail)?;
+    Ok(accepted(&outcomes))
+}
+
+#[derive(Debug, Deserialize)]
+struct BucketsQuery {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket_seconds: u64,
+    /// A JSON object of labels the series must carry, e.g. `{"route":"/orders"}`.
+    labels: Option<String>,
+}
+
+async fn buckets(
+    _: CanRead,
+    analytics: web::Data<PgAnalytics>,
+    name: web::Path<String>,
+    query: web::Query<BucketsQuery>,
+) -> Result<HttpResponse, Problem> {
+    let labels: Labels = match &query.labels {
+        Some(text) => serde_json::from_str(text).map_err(|error| {
+            fail(AnalyticsError::InvalidField {
+                field: "labels",
+                reason: format!("a JSON object of strings: {error}"),
+            })
+        })?,
+        None => Labels::new(),
+    };
+    let buckets = analytics
+        .metric_buckets(&MetricQuery {
+            name: name.into_inner(),
+            labels,
+            from: query.from,
+            to: query.to,
+            bucket: Duration::from_secs(query.bucket_seconds),
+        })
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(buckets))
+}
+
+#[derive(Debug, Deserialize)]
+struct DaysQuery {
+    from: NaiveDate,
+    to: NaiveDate,
+    kind: Option<String>,
+}
+
+async fn event_counts(
+    _: CanRead,
+    analytics: web::Data<PgAnalytics>,
+    query: web::Query<DaysQuery>,
+) -> Result<HttpResponse, Problem> {
+    let counts = analytics
+        .event_counts(query.from, query.to, query.kind.as_deref())
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(counts))
+}
+
+async fn daily_stats(
+    _: CanRead,
+    analytics: web::Data<PgAnalytics>,
+    query: web::Query<DaysQuery>,
+) -> Result<HttpResponse, Problem> {
+    let stats = analytics
+        .daily_stats(query.from, query.to, query.kind.as_deref())
+        .await
+        .map_err(fail)?;
+    Ok(HttpResponse::Ok().json(stats))
+}
