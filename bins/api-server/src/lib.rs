@@ -16,6 +16,7 @@ mod admin;
 pub mod api;
 mod health;
 pub mod jobs;
+pub mod live;
 mod observability;
 pub mod settings;
 
@@ -58,6 +59,22 @@ async fn shutdown_signal() -> std::io::Result<&'static str> {
     })
 }
 
+/// Stops a running server as SIGTERM would: live clients are told goodbye, then the server
+/// stops accepting and finishes in-flight requests.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: actix_web::dev::ServerHandle,
+    live: live::LiveHub,
+}
+
+impl StopHandle {
+    /// `graceful`: let in-flight requests finish.
+    pub async fn stop(&self, graceful: bool) {
+        self.live.close_all();
+        self.server.stop(graceful).await;
+    }
+}
+
 /// A built server, bound and ready to run.
 pub struct Application {
     port: u16,
@@ -66,6 +83,8 @@ pub struct Application {
     supervisor: Arc<Supervisor>,
     recorder: Recorder,
     jobs: web::Data<Jobs>,
+    live: live::LiveHub,
+    live_tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Held so the embedded cluster lives as long as the server (dropping it stops the
     /// cluster if this process started it).
     cluster: Option<LocalCluster>,
@@ -186,7 +205,7 @@ impl Application {
         let analytics_data = analytics.clone().map(web::Data::new);
         let recorder = Recorder::start(&db, RecorderConfig::default());
         let recorder_data = web::Data::new(recorder.clone());
-        let jobs = web::Data::new(start_jobs(&settings.jobs, ai, ledger, analytics));
+        let jobs = web::Data::new(start_jobs(&settings.jobs, ai, ledger.clone(), analytics));
 
         let access = Access::new(&settings.auth);
         let supervisor = Arc::new(Supervisor::new(admin::processes(&settings.orchestrator))?);
@@ -195,6 +214,11 @@ impl Application {
             tracing::error!(%error, "the supervised backend could not be started");
         }
         let admin_data = web::Data::new(admin::admin_state(supervisor.clone(), access.clone()));
+        let (live, live_tasks) = live::LiveHub::start(
+            ledger.clone().map(|ledger| ledger as Arc<dyn Ledger>),
+            &supervisor,
+        );
+        let live_data = web::Data::new(live.clone());
 
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address).with_context(|| {
@@ -222,6 +246,8 @@ impl Application {
                 .service(health::ready)
                 .service(observability::metrics_endpoint)
                 .configure(admin::configure)
+                .app_data(live_data.clone())
+                .route("/ws", web::get().to(live::websocket))
                 .configure(api::users::configure);
             if let Some(ai) = &ai_data {
                 app = app.app_data(ai.clone()).configure(api::ai::configure);
@@ -259,6 +285,8 @@ impl Application {
             supervisor,
             recorder,
             jobs,
+            live,
+            live_tasks,
             cluster,
         })
     }
@@ -269,8 +297,11 @@ impl Application {
     }
 
     /// A handle that stops the server as SIGTERM would (tests, embedding).
-    pub fn stop_handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            live: self.live.clone(),
+        }
     }
 
     /// Serves until SIGINT/SIGTERM (actix stops accepting and lets in-flight requests
@@ -278,7 +309,7 @@ impl Application {
     /// stops the supervised processes, closes the pools and stops the embedded cluster if it
     /// was started here.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let handle = self.server.handle();
+        let handle = self.stop_handle();
         let on_signal = tokio::spawn(async move {
             match shutdown_signal().await {
                 Ok(signal) => tracing::info!(signal, "shutting down; finishing in-flight requests"),
@@ -290,6 +321,9 @@ impl Application {
         });
         let served = self.server.await;
         on_signal.abort();
+        for task in &self.live_tasks {
+            task.abort();
+        }
         self.jobs.stop();
         let recorded = self.recorder.close().await;
         if recorded.lost > 0 {

@@ -96,6 +96,9 @@ pub trait Ledger: Send + Sync {
 
     /// Committed transfers after `after`, in ledger order (see [`crate::pg::feed`]).
     async fn changes_after(&self, after: Position, limit: u32) -> Result<FeedPage, LedgerError>;
+    /// The position of the newest final transfer: following the feed from there delivers
+    /// what commits from now on.
+    async fn feed_head(&self) -> Result<Position, LedgerError>;
     async fn feed_cursor(&self, consumer: &str) -> Result<Position, LedgerError>;
     async fn save_feed_cursor(&self, consumer: &str, position: Position)
     -> Result<(), LedgerError>;

@@ -5,6 +5,7 @@ mod admin;
 mod ai;
 mod analytics;
 mod ledger;
+mod live;
 
 use api_server::Application;
 use api_server::settings::Settings;
@@ -17,7 +18,7 @@ pub(crate) async fn spawn(
     settings: Settings,
 ) -> (
     String,
-    actix_web::dev::ServerHandle,
+    api_server::StopHandle,
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
     let settings = Settings {

@@ -62,6 +62,19 @@ pub(crate) async fn changes_after(
     Ok(FeedPage { transfers, next })
 }
 
+/// The position of the newest final transfer ([`Position::START`] when there is none): where
+/// a consumer interested only in what happens from now on starts.
+pub(crate) async fn head(connection: &mut PgConnection) -> Result<Position, LedgerError> {
+    let newest: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT tx_id, seq FROM blockchain.fodi_transactions
+          WHERE tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint
+          ORDER BY tx_id DESC, seq DESC LIMIT 1",
+    )
+    .fetch_optional(connection)
+    .await?;
+    Ok(newest.map_or(Position::START, |(tx_id, seq)| Position { tx_id, seq }))
+}
+
 /// The position `consumer` saved last, or [`Position::START`].
 pub(crate) async fn cursor(
     connection: &mut PgConnection,

@@ -380,6 +380,10 @@ impl Ledger for PgLedger {
         ))
     }
 
+    async fn feed_head(&self) -> Result<Position, LedgerError> {
+        on_connection!(self, |connection| feed::head(connection))
+    }
+
     async fn feed_cursor(&self, consumer: &str) -> Result<Position, LedgerError> {
         on_connection!(self, |connection| feed::cursor(connection, consumer))
     }

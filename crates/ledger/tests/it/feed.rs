@@ -124,3 +124,41 @@ async fn consumers_keep_their_position() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn following_from_the_head_delivers_only_what_commits_afterwards() {
+    let fx = Fixture::new().await;
+    assert_eq!(fx.ledger.feed_head().await.unwrap(), Position::START);
+    let (alice, bob) = (fx.funded(10).await, fx.funded(0).await);
+    let first = fx
+        .ledger
+        .transfer(TransferRequest::transfer(alice.id, bob.id, units(1)))
+        .await
+        .unwrap();
+    // Finality waits for every older transaction of the cluster (other tests' too).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let head = loop {
+        let head = fx.ledger.feed_head().await.unwrap();
+        if head == first.transfer.position || tokio::time::Instant::now() > deadline {
+            break head;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(head, first.transfer.position, "the newest final transfer");
+    let later = fx
+        .ledger
+        .transfer(TransferRequest::transfer(alice.id, bob.id, units(2)))
+        .await
+        .unwrap();
+    let page = loop {
+        let page = fx.ledger.changes_after(head, 100).await.unwrap();
+        if !page.transfers.is_empty() || tokio::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        page.transfers.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [later.transfer.id]
+    );
+}

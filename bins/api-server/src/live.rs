@@ -1,0 +1,306 @@
+//! `GET /ws`: a WebSocket stream of live events (committed transfers, process state changes).
+//!
+//! One hub per server: a task follows the ledger's change feed from its head (committed
+//! transfers, in ledger order) and another forwards the supervisor's events; both publish to
+//! a broadcast channel. Each client gets the events its filter selects, as JSON text frames
+//! (`{"type":"transfer","transfer":{...}}`, `{"type":"process","event":{...}}`). Filters come
+//! from the query string (`?topics=transfers,processes&wallets=<id>,<id>&processes=backend`)
+//! and may be replaced at any time by a text frame `{"subscribe":{...same fields...}}`.
+//!
+//! The per-client queue is the broadcast channel's capacity ([`CLIENT_QUEUE`]): a client that
+//! falls that far behind is disconnected (close code 1008, "too slow"), so a slow client
+//! never grows the server's memory. The server pings every [`HEARTBEAT`]; a client silent for
+//! two heartbeats is disconnected.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason, Message};
+use futures_util::StreamExt;
+use ledger::{Ledger, Transfer};
+use orchestrator::{ProcessEvent, Supervisor};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::access::CanRead;
+
+/// Events a client may lag behind before it is disconnected.
+pub const CLIENT_QUEUE: usize = 1_024;
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How often the ledger's feed is read when it had nothing new.
+const FEED_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    Transfer { transfer: Transfer },
+    Process { event: ProcessEvent },
+}
+
+/// Where live events come from; cheap to clone.
+#[derive(Clone)]
+pub struct LiveHub {
+    events: broadcast::Sender<Arc<LiveEvent>>,
+    /// Set when the server shuts down: every client is sent a close frame (a WebSocket would
+    /// otherwise hold the graceful shutdown until its timeout).
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl LiveHub {
+    /// Starts following the ledger (when there is one) and the supervisor.
+    pub fn start(
+        ledger: Option<Arc<dyn Ledger>>,
+        supervisor: &Supervisor,
+    ) -> (Self, Vec<JoinHandle<()>>) {
+        let (events, _) = broadcast::channel(CLIENT_QUEUE);
+        let hub = Self {
+            events,
+            closing: tokio::sync::watch::Sender::new(false),
+        };
+        let mut tasks = Vec::new();
+        if let Some(ledger) = ledger {
+            tasks.push(tokio::spawn(follow_ledger(ledger, hub.events.clone())));
+        }
+        let mut processes = supervisor.subscribe();
+        let sender = hub.events.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match processes.recv().await {
+                    Ok(event) => {
+                        let _ = sender.send(Arc::new(LiveEvent::Process { event }));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }));
+        (hub, tasks)
+    }
+
+    /// Closes every client's connection (going away).
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+}
+
+async fn follow_ledger(ledger: Arc<dyn Ledger>, events: broadcast::Sender<Arc<LiveEvent>>) {
+    let mut position = loop {
+        match ledger.feed_head().await {
+            Ok(head) => break head,
+            Err(error) => {
+                tracing::warn!(%error, "live events: cannot read the ledger's feed head yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    loop {
+        match ledger.changes_after(position, 500).await {
+            Ok(page) => {
+                let full = page.transfers.len() == 500;
+                for transfer in page.transfers {
+                    // No subscriber is not an error: the events are simply not wanted now.
+                    let _ = events.send(Arc::new(LiveEvent::Transfer { transfer }));
+                }
+                position = page.next;
+                if !full {
+                    tokio::time::sleep(FEED_POLL).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "live events: cannot read the ledger's feed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// What a client wants; every field narrows, an empty one selects all.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// `transfers`, `processes`; comma-separated in a query string.
+    #[serde(default, deserialize_with = "list")]
+    pub topics: Vec<String>,
+    /// Transfers debiting or crediting one of these wallets.
+    #[serde(default, deserialize_with = "list")]
+    pub wallets: Vec<String>,
+    /// Events of these processes.
+    #[serde(default, deserialize_with = "list")]
+    pub processes: Vec<String>,
+}
+
+/// A list given as JSON array or as one comma-separated string (query strings).
+fn list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(match Either::deserialize(deserializer)? {
+        Either::Many(items) => items,
+        Either::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+struct Selector {
+    transfers: bool,
+    processes: bool,
+    wallets: HashSet<Uuid>,
+    names: HashSet<String>,
+}
+
+impl Selector {
+    fn new(filter: &Filter) -> Result<Self, String> {
+        for topic in &filter.topics {
+            if topic != "transfers" && topic != "processes" {
+                return Err(format!("unknown topic {topic:?}: transfers or processes"));
+            }
+        }
+        let wants =
+            |topic: &str| filter.topics.is_empty() || filter.topics.iter().any(|t| t == topic);
+        let wallets = filter
+            .wallets
+            .iter()
+            .map(|wallet| {
+                Uuid::parse_str(wallet).map_err(|_| format!("{wallet:?} is not a wallet id"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            transfers: wants("transfers"),
+            processes: wants("processes"),
+            wallets,
+            names: filter.processes.iter().cloned().collect(),
+        })
+    }
+
+    fn selects(&self, event: &LiveEvent) -> bool {
+        match event {
+            LiveEvent::Transfer { transfer } => {
+                self.transfers
+                    && (self.wallets.is_empty()
+                        || self.wallets.contains(&transfer.debit_wallet.0)
+                        || self.wallets.contains(&transfer.credit_wallet.0))
+            }
+            LiveEvent::Process { event } => {
+                self.processes && (self.names.is_empty() || self.names.contains(&event.process))
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeFrame {
+    subscribe: Filter,
+}
+
+pub async fn websocket(
+    _: CanRead,
+    request: HttpRequest,
+    body: web::Payload,
+    hub: web::Data<LiveHub>,
+    filter: web::Query<Filter>,
+) -> actix_web::Result<HttpResponse> {
+    let selector = Selector::new(&filter).map_err(|reason| {
+        admin_api::Problem::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "The query string is invalid",
+        )
+        .with_detail(reason)
+    })?;
+    let (response, session, stream) = actix_ws::handle(&request, body)?;
+    let events = hub.events.subscribe();
+    let closing = hub.closing.subscribe();
+    actix_web::rt::spawn(serve(session, stream, events, selector, closing));
+    Ok(response)
+}
+
+async fn serve(
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::MessageStream,
+    mut events: broadcast::Receiver<Arc<LiveEvent>>,
+    mut selector: Selector,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut last_heard = Instant::now();
+    let close = loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Ping(bytes))) => {
+                    last_heard = Instant::now();
+                    if session.pong(&bytes).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Ok(Message::Pong(_))) => last_heard = Instant::now(),
+                Some(Ok(Message::Text(text))) => {
+                    last_heard = Instant::now();
+                    let reply = match serde_json::from_str::<SubscribeFrame>(&text)
+                        .map_err(|error| error.to_string())
+                        .and_then(|frame| Selector::new(&frame.subscribe))
+                    {
+                        Ok(new) => {
+                            selector = new;
+                            serde_json::json!({ "type": "subscribed" })
+                        }
+                        Err(reason) => serde_json::json!({ "type": "error", "detail": reason }),
+                    };
+                    if session.text(reply.to_string()).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Ok(Message::Close(reason))) => break reason,
+                Some(Ok(_)) => last_heard = Instant::now(),
+                Some(Err(_)) | None => break None,
+            },
+            event = events.recv() => match event {
+                Ok(event) => {
+                    if selector.selects(&event) {
+                        let Ok(text) = serde_json::to_string(&*event) else { continue };
+                        if session.text(text).await.is_err() {
+                            break None;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "disconnecting a WebSocket client that fell behind");
+                    metrics::counter!("fodi_ws_slow_clients_dropped_total").increment(1);
+                    break Some(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some(format!("too slow: {missed} events missed")),
+                    });
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    break Some(CloseReason { code: CloseCode::Away, description: None });
+                }
+            },
+            _ = closing.wait_for(|closing| *closing) => {
+                break Some(CloseReason { code: CloseCode::Away, description: None });
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > HEARTBEAT * 2 {
+                    break Some(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some("no answer to pings".into()),
+                    });
+                }
+                if session.ping(b"").await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    let _ = session.close(close).await;
+}

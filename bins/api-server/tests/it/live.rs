@@ -1,0 +1,108 @@
+//! The WebSocket stream: a client receives the transfer it caused, filtered by wallet, and can
+//! change its subscription.
+
+use std::time::Duration;
+
+use db_core::testing::TestDb;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::ledger::Api;
+use crate::{spawn, with_database};
+
+#[tokio::test]
+async fn a_websocket_client_receives_the_transfer_it_caused() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let api = Api {
+        base: base.clone(),
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let (alice, bob) = (
+        api.user("ws-alice@example.com").await,
+        api.user("ws-bob@example.com").await,
+    );
+    let (_, alice_wallet) = api
+        .post("/api/v1/ledger/wallets", json!({ "user_id": alice }))
+        .await;
+    let (_, bob_wallet) = api
+        .post("/api/v1/ledger/wallets", json!({ "user_id": bob }))
+        .await;
+    let (alice_wallet, bob_wallet) = (
+        alice_wallet["id"].as_str().unwrap(),
+        bob_wallet["id"].as_str().unwrap(),
+    );
+    api.post(
+        "/api/v1/ledger/rewards",
+        json!({ "user_id": alice, "reason": "signup", "reference": "ws", "amount": "5" }),
+    )
+    .await;
+
+    let ws_base = base.replace("http://", "ws://");
+    let refused = tokio_tungstenite::connect_async(format!("{ws_base}/ws?topics=gossip")).await;
+    assert!(refused.is_err(), "an unknown topic is refused");
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+        "{ws_base}/ws?topics=transfers&wallets={bob_wallet}"
+    ))
+    .await
+    .unwrap();
+
+    let (status, sent) = api
+        .post(
+            "/api/v1/ledger/transfers",
+            json!({ "debit": alice_wallet, "credit": bob_wallet, "amount": "1.5" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{sent}");
+    let id = sent["transfer"]["id"].clone();
+    let received = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Message::Text(text) = socket.next().await.unwrap().unwrap() {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(
+                    event["type"], "transfer",
+                    "only the subscribed topic: {event}"
+                );
+                if event["transfer"]["id"] == id {
+                    return event;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the transfer arrived over the WebSocket");
+    assert_eq!(received["transfer"]["credit_wallet"], bob_wallet);
+
+    socket
+        .send(Message::text(
+            json!({ "subscribe": { "topics": ["processes"] } }).to_string(),
+        ))
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Message::Text(text) = socket.next().await.unwrap().unwrap() {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] != "transfer" {
+                    return frame;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer["type"], "subscribed");
+
+    // The server says goodbye on shutdown rather than waiting for the client.
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+    let last = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(last, Some(Ok(Message::Close(_))) | None | Some(Err(_))),
+        "{last:?}"
+    );
+}
