@@ -17,6 +17,7 @@ pub mod api;
 mod health;
 pub mod jobs;
 pub mod live;
+mod middleware;
 mod observability;
 pub mod settings;
 
@@ -219,6 +220,9 @@ impl Application {
             &supervisor,
         );
         let live_data = web::Data::new(live.clone());
+        let timeout_data =
+            web::Data::new(middleware::RequestTimeout(settings.server.request_timeout));
+        let cors_origins = settings.server.cors_origins.clone();
 
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address).with_context(|| {
@@ -235,6 +239,9 @@ impl Application {
         let jobs_data = jobs.clone();
         let server = HttpServer::new(move || {
             let mut app = App::new()
+                .wrap(actix_web::middleware::from_fn(middleware::observe))
+                .wrap(middleware::cors(&cors_origins))
+                .app_data(timeout_data.clone())
                 .configure(api::configure_errors)
                 .app_data(db_data.clone())
                 .app_data(migrator_data.clone())

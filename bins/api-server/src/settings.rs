@@ -147,6 +147,13 @@ pub struct ServerSettings {
     pub host: String,
     /// 0 picks a free port (tests); the chosen port is logged and returned by `Application`.
     pub port: u16,
+    /// A request taking longer is answered 503 (`timeout`); streams and WebSockets only need
+    /// to start within it.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Origins browsers may call from (`["https://app.example.com"]`, or `["*"]`); empty: no
+    /// cross-origin calls.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -154,6 +161,8 @@ impl Default for ServerSettings {
         Self {
             host: "127.0.0.1".into(),
             port: 8080,
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
         }
     }
 }

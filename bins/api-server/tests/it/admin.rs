@@ -330,3 +330,46 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
     );
     assert!(!shown.contains(ADMIN), "{shown}");
 }
+
+#[tokio::test]
+async fn requests_carry_an_id_and_cors_answers_configured_origins() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = with_database(&db);
+    settings.server.cors_origins = vec!["https://app.example.com".into()];
+    let (base, handle, running) = spawn(settings).await;
+    let client = reqwest::Client::new();
+    let echoed = client
+        .get(format!("{base}/health"))
+        .header("X-Request-Id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+    let generated = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(generated.headers()["x-request-id"].len(), 36, "a UUID");
+
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, format!("{base}/api/v1/users"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let stranger = client
+        .get(format!("{base}/health"))
+        .header("Origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !stranger
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

@@ -25,6 +25,7 @@ pub(crate) async fn spawn(
         server: api_server::settings::ServerSettings {
             host: "127.0.0.1".into(),
             port: 0,
+            ..settings.server.clone()
         },
         ..settings
     };

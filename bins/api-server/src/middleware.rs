@@ -1,0 +1,82 @@
+//! What wraps every request: a request id (the caller's `X-Request-Id`, else a new UUIDv7)
+//! echoed in the response and carried by the request's log line, a timeout, and CORS.
+
+use std::time::{Duration, Instant};
+
+use actix_cors::Cors;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web;
+use admin_api::Problem;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Ids, timing, the timeout and one log line per request.
+pub async fn observe(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let timeout = request
+        .app_data::<web::Data<RequestTimeout>>()
+        .map_or(Duration::from_secs(30), |timeout| timeout.0);
+    let (method, path) = (request.method().clone(), request.path().to_owned());
+    let started = Instant::now();
+    let response = match tokio::time::timeout(timeout, next.call(request)).await {
+        Ok(response) => response?.map_into_boxed_body(),
+        Err(_) => {
+            tracing::warn!(request_id = %id, %method, %path, "request timed out");
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "The request took too long",
+            )
+            .into());
+        }
+    };
+    let mut response = response;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let status = response.status().as_u16();
+    tracing::info!(
+        request_id = %id,
+        %method,
+        %path,
+        status,
+        duration_ms = started.elapsed().as_secs_f64() * 1_000.0,
+        "request"
+    );
+    metrics::histogram!("fodi_http_request_duration_seconds", "method" => method.to_string(), "status" => status.to_string())
+        .record(started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+/// `server.request_timeout`, for [`observe`].
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTimeout(pub Duration);
+
+/// CORS as configured: none without origins, any origin for `*`.
+pub fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .expose_headers([REQUEST_ID])
+        .max_age(3600);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
+}
