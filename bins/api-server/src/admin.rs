@@ -67,7 +67,10 @@ fn backend_not_supervised() -> Problem {
     .with_detail("set orchestrator.enabled and orchestrator.binary (or ORCHESTRATOR_ENABLED and GO_BACKEND_BINARY)")
 }
 
-async fn backend_status(
+/// The supervised backend's status (the seed's route)
+#[utoipa::path(get, path = "/api/v1/admin/backend/status", tag = "admin",
+    responses((status = 200, body = serde_json::Value), (status = 404, body = admin_api::Problem)))]
+pub async fn backend_status(
     request: HttpRequest,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, Problem> {
@@ -79,7 +82,10 @@ async fn backend_status(
     Ok(HttpResponse::Ok().json(status))
 }
 
-async fn backend_action(
+/// Start, stop or restart the supervised backend (the seed's routes)
+#[utoipa::path(post, path = "/api/v1/admin/backend/{action}", tag = "admin", params(("action" = String, Path, description = "start, stop or restart")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = admin_api::Problem), (status = 409, body = admin_api::Problem)))]
+pub async fn backend_action(
     request: HttpRequest,
     state: web::Data<AdminState>,
     action: web::Path<String>,

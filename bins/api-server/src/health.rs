@@ -11,11 +11,16 @@ use admin_api::Problem;
 
 use crate::jobs::Jobs;
 
+/// The process is alive
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = serde_json::Value)))]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// The database is reachable, migrations are current and the background jobs run
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses((status = 200, body = serde_json::Value), (status = 503, body = admin_api::Problem)))]
 #[get("/ready")]
 pub async fn ready(
     db: web::Data<Db>,

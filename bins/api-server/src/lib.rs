@@ -12,13 +12,14 @@
 //! here.
 
 pub mod access;
-mod admin;
+pub mod admin;
 pub mod api;
-mod health;
+pub mod health;
 pub mod jobs;
 pub mod live;
 mod middleware;
 mod observability;
+pub mod openapi;
 pub mod settings;
 
 use std::net::TcpListener;
@@ -252,6 +253,10 @@ impl Application {
                 .service(health::health)
                 .service(health::ready)
                 .service(observability::metrics_endpoint)
+                .service(openapi::document)
+                .service(openapi::page)
+                .service(openapi::bundle)
+                .service(openapi::styles)
                 .configure(admin::configure)
                 .app_data(live_data.clone())
                 .route("/ws", web::get().to(live::websocket))

@@ -4,7 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A stable identifier of the kind of problem, e.g. `/problems/not-ready`.
     #[serde(rename = "type")]

@@ -104,12 +104,21 @@ fn authorised(request: &HttpRequest, state: &AdminState) -> Result<(), Problem> 
     (state.authorise)(request)
 }
 
-async fn list(request: HttpRequest, state: web::Data<AdminState>) -> Result<HttpResponse, Problem> {
+/// Every supervised process, in dependency order
+#[utoipa::path(get, path = "/api/v1/admin/processes", tag = "admin",
+    responses((status = 200, body = serde_json::Value), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list(
+    request: HttpRequest,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, Problem> {
     authorised(&request, &state)?;
     Ok(HttpResponse::Ok().json(state.supervisor.list()))
 }
 
-async fn status(
+/// A process's status
+#[utoipa::path(get, path = "/api/v1/admin/processes/{name}", tag = "admin", params(("name" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn status(
     request: HttpRequest,
     state: web::Data<AdminState>,
     name: web::Path<String>,
@@ -119,7 +128,10 @@ async fn status(
     Ok(HttpResponse::Ok().json(status))
 }
 
-async fn start(
+/// Start a process (dependencies first)
+#[utoipa::path(post, path = "/api/v1/admin/processes/{name}/start", tag = "admin", params(("name" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn start(
     request: HttpRequest,
     state: web::Data<AdminState>,
     name: web::Path<String>,
@@ -133,7 +145,10 @@ async fn start(
     status(request, state, name).await
 }
 
-async fn stop(
+/// Stop a process
+#[utoipa::path(post, path = "/api/v1/admin/processes/{name}/stop", tag = "admin", params(("name" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+pub async fn stop(
     request: HttpRequest,
     state: web::Data<AdminState>,
     name: web::Path<String>,
@@ -147,7 +162,10 @@ async fn stop(
     status(request, state, name).await
 }
 
-async fn restart(
+/// Restart a process
+#[utoipa::path(post, path = "/api/v1/admin/processes/{name}/restart", tag = "admin", params(("name" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn restart(
     request: HttpRequest,
     state: web::Data<AdminState>,
     name: web::Path<String>,
@@ -161,12 +179,17 @@ async fn restart(
     status(request, state, name).await
 }
 
-#[derive(Deserialize)]
-struct LogsQuery {
-    lines: Option<usize>,
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// 1 to 10,000; 100 when absent.
+    pub lines: Option<usize>,
 }
 
-async fn logs(
+/// A process's recent output lines
+#[utoipa::path(get, path = "/api/v1/admin/processes/{name}/logs", tag = "admin", params(("name" = String, Path), LogsQuery),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn logs(
     request: HttpRequest,
     state: web::Data<AdminState>,
     name: web::Path<String>,

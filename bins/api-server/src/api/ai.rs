@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::access::{CanAdmin, CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::api::errors;
+use crate::openapi::ProblemDocument;
 
 pub type SharedAi = Arc<PgAiStore>;
 
@@ -109,7 +110,10 @@ fn user(path: Uuid) -> UserId {
 
 // --- cache ---------------------------------------------------------------------------------
 
-async fn cache_get(
+/// A live cache entry
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+pub async fn cache_get(
     _: CanRead,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, String)>,
@@ -125,9 +129,9 @@ async fn cache_get(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CachePut {
+pub struct CachePut {
     value: serde_json::Value,
     /// Lifetime in seconds; absent: the default. With `sliding`, renewed by each hit.
     ttl_seconds: Option<u64>,
@@ -138,7 +142,10 @@ struct CachePut {
     forever: bool,
 }
 
-async fn cache_put(
+/// Store a cache entry
+#[utoipa::path(put, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", request_body = CachePut, params(("user" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 204), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn cache_put(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, String)>,
@@ -173,7 +180,10 @@ async fn cache_put(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn cache_delete(
+/// Remove a cache entry
+#[utoipa::path(delete, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 204), (status = 404, body = ProblemDocument)))]
+pub async fn cache_delete(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, String)>,
@@ -192,15 +202,18 @@ async fn cache_delete(
 
 // --- conversations -------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConversationBody {
+pub struct ConversationBody {
     title: Option<String>,
     #[serde(default)]
     metadata: serde_json::Value,
 }
 
-async fn create_conversation(
+/// Start a conversation
+#[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", request_body = ConversationBody, params(("user" = Uuid, Path)),
+    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn create_conversation(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
@@ -219,14 +232,18 @@ async fn create_conversation(
     Ok(HttpResponse::Created().json(conversation))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
     /// The last conversation of the previous page.
     after: Option<Uuid>,
     limit: Option<u32>,
 }
 
-async fn list_conversations(
+/// A user's conversations, most recently active first
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", params(("user" = Uuid, Path), ListQuery),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn list_conversations(
     _: CanRead,
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
@@ -248,7 +265,10 @@ async fn list_conversations(
     Ok(HttpResponse::Ok().json(page))
 }
 
-async fn conversation(
+/// A conversation
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+pub async fn conversation(
     _: CanRead,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
@@ -261,7 +281,10 @@ async fn conversation(
     Ok(HttpResponse::Ok().json(conversation))
 }
 
-async fn delete_conversation(
+/// Delete a conversation (purged after the grace period)
+#[utoipa::path(delete, path = "/api/v1/ai/users/{user}/conversations/{id}", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ProblemDocument)))]
+pub async fn delete_conversation(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
@@ -273,9 +296,11 @@ async fn delete_conversation(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MessageBody {
+pub struct MessageBody {
+    /// `system`, `user`, `assistant` or `tool`.
+    #[schema(value_type = String, example = "user")]
     role: Role,
     content: String,
     #[serde(default)]
@@ -284,7 +309,10 @@ struct MessageBody {
     metadata: serde_json::Value,
 }
 
-async fn append(
+/// Append a message
+#[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", request_body = MessageBody, params(("user" = Uuid, Path), ("id" = Uuid, Path)),
+    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn append(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
@@ -307,14 +335,18 @@ async fn append(
     Ok(HttpResponse::Created().json(message))
 }
 
-#[derive(Debug, Deserialize)]
-struct MessagesQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessagesQuery {
     /// The last `seq` of the previous page (0 for the first).
     after_seq: Option<i32>,
     limit: Option<u32>,
 }
 
-async fn messages(
+/// A page of messages in order
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), MessagesQuery),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn messages(
     _: CanRead,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
@@ -334,15 +366,19 @@ async fn messages(
     Ok(HttpResponse::Ok().json(json!({ "messages": messages, "next_after_seq": next_after_seq })))
 }
 
-#[derive(Debug, Deserialize)]
-struct WindowQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WindowQuery {
     /// The last N messages.
     last: Option<u32>,
     /// As many recent messages as fit this many tokens.
     tokens: Option<u32>,
 }
 
-async fn window(
+/// The most recent messages that fit a count or a token budget
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/window", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), WindowQuery),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn window(
     _: CanRead,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
@@ -370,9 +406,9 @@ async fn window(
 
 // --- memory facts --------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FactBody {
+pub struct FactBody {
     content: String,
     category: Option<String>,
     confidence: f32,
@@ -382,7 +418,10 @@ struct FactBody {
     expires_at: Option<DateTime<Utc>>,
 }
 
-async fn remember(
+/// Record an observation of a fact
+#[utoipa::path(put, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", request_body = FactBody, params(("user" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn remember(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, String)>,
@@ -400,7 +439,10 @@ async fn remember(
     Ok(HttpResponse::Ok().json(fact))
 }
 
-async fn fact(
+/// A fact and its history
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn fact(
     _: CanRead,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, String)>,
@@ -420,13 +462,17 @@ async fn fact(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct FactsQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FactsQuery {
     category: Option<String>,
     limit: Option<u32>,
 }
 
-async fn facts(
+/// Live facts, most recently updated first
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts", tag = "ai", params(("user" = Uuid, Path), FactsQuery),
+    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument)))]
+pub async fn facts(
     _: CanRead,
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
@@ -443,8 +489,9 @@ async fn facts(
     Ok(HttpResponse::Ok().json(facts))
 }
 
-#[derive(Debug, Deserialize)]
-struct SearchQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
     q: String,
     category: Option<String>,
     /// A JSON object the facts' metadata must contain.
@@ -452,7 +499,10 @@ struct SearchQuery {
     limit: Option<u32>,
 }
 
-async fn search_facts(
+/// Full-text search over the user's facts, most relevant first
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/search", tag = "ai", params(("user" = Uuid, Path), SearchQuery),
+    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument)))]
+pub async fn search_facts(
     _: CanRead,
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
@@ -479,18 +529,23 @@ async fn search_facts(
 
 // --- learning data -------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ExampleBody {
+pub struct ExampleBody {
     idempotency_key: String,
     prompt: String,
     response: String,
+    /// `{"kind": "positive" | "negative" | "neutral"}` or `{"kind": "correction", "text": "..."}`.
+    #[schema(value_type = Object)]
     feedback: Feedback,
     #[serde(default)]
     metadata: serde_json::Value,
 }
 
-async fn record_example(
+/// Record a learning example, once per idempotency key
+#[utoipa::path(post, path = "/api/v1/ai/users/{user}/examples", tag = "ai", request_body = ExampleBody, params(("user" = Uuid, Path)),
+    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn record_example(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
@@ -517,8 +572,9 @@ async fn record_example(
     Ok(HttpResponse::build(status).json(recorded))
 }
 
-#[derive(Debug, Deserialize)]
-struct ExportQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
     user: Option<Uuid>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
@@ -526,7 +582,10 @@ struct ExportQuery {
 
 /// Streams the examples as JSON lines while they are read from the database's cursor: the
 /// server holds one chunk at a time whatever the export's size. Every user's data: admin only.
-async fn export(
+/// Learning examples as JSON lines, streamed (admin)
+#[utoipa::path(get, path = "/api/v1/ai/examples/export", tag = "ai", params(ExportQuery),
+    responses((status = 200, content_type = "application/x-ndjson", body = String), (status = 403, body = ProblemDocument)))]
+pub async fn export(
     _: CanAdmin,
     ai: web::Data<SharedAi>,
     query: web::Query<ExportQuery>,
@@ -552,7 +611,10 @@ async fn export(
 
 // --- forgetting ----------------------------------------------------------------------------
 
-async fn forget_user(
+/// Forget everything of a user in the AI store
+#[utoipa::path(delete, path = "/api/v1/ai/users/{user}", tag = "ai", params(("user" = Uuid, Path)),
+    responses((status = 200, body = serde_json::Value)))]
+pub async fn forget_user(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,

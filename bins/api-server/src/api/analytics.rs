@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::api::errors;
+use crate::openapi::ProblemDocument;
 
 /// Rows one request may record.
 pub const MAX_BATCH: usize = 10_000;
@@ -64,7 +65,7 @@ fn fail(error: AnalyticsError) -> Problem {
 /// One row, or a batch of them.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum OneOrMany<T> {
+pub enum OneOrMany<T> {
     Many(Vec<T>),
     One(T),
 }
@@ -87,9 +88,9 @@ impl<T> OneOrMany<T> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MetricBody {
+pub struct MetricBody {
     name: String,
     value: f64,
     #[serde(default)]
@@ -98,9 +99,9 @@ struct MetricBody {
     time: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EventBody {
+pub struct EventBody {
     kind: String,
     user_id: Option<Uuid>,
     session_id: Option<Uuid>,
@@ -120,7 +121,10 @@ fn accepted(outcomes: &[Recorded]) -> HttpResponse {
     }))
 }
 
-async fn record_metrics(
+/// Record metric points (one, or an array of up to 10,000)
+#[utoipa::path(post, path = "/api/v1/analytics/metrics", tag = "analytics", request_body = Vec<MetricBody>,
+    responses((status = 202, body = serde_json::Value), (status = 422, body = ProblemDocument)))]
+pub async fn record_metrics(
     _: CanWrite,
     recorder: web::Data<Recorder>,
     Body(body): Body<OneOrMany<MetricBody>>,
@@ -140,7 +144,10 @@ async fn record_metrics(
     Ok(accepted(&outcomes))
 }
 
-async fn record_events(
+/// Record events (one, or an array of up to 10,000)
+#[utoipa::path(post, path = "/api/v1/analytics/events", tag = "analytics", request_body = Vec<EventBody>,
+    responses((status = 202, body = serde_json::Value), (status = 422, body = ProblemDocument)))]
+pub async fn record_events(
     _: CanWrite,
     recorder: web::Data<Recorder>,
     Body(body): Body<OneOrMany<EventBody>>,
@@ -161,8 +168,9 @@ async fn record_events(
     Ok(accepted(&outcomes))
 }
 
-#[derive(Debug, Deserialize)]
-struct BucketsQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BucketsQuery {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     bucket_seconds: u64,
@@ -170,7 +178,10 @@ struct BucketsQuery {
     labels: Option<String>,
 }
 
-async fn buckets(
+/// Time-bucketed aggregates of a metric
+#[utoipa::path(get, path = "/api/v1/analytics/metrics/{name}/buckets", tag = "analytics", params(("name" = String, Path), BucketsQuery),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn buckets(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,
     name: web::Path<String>,
@@ -198,14 +209,18 @@ async fn buckets(
     Ok(HttpResponse::Ok().json(buckets))
 }
 
-#[derive(Debug, Deserialize)]
-struct DaysQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DaysQuery {
     from: NaiveDate,
     to: NaiveDate,
     kind: Option<String>,
 }
 
-async fn event_counts(
+/// Events and unique users per kind and UTC day
+#[utoipa::path(get, path = "/api/v1/analytics/events/counts", tag = "analytics", params(DaysQuery),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn event_counts(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,
     query: web::Query<DaysQuery>,
@@ -217,7 +232,10 @@ async fn event_counts(
     Ok(HttpResponse::Ok().json(counts))
 }
 
-async fn daily_stats(
+/// The daily rollup, as of its last refresh
+#[utoipa::path(get, path = "/api/v1/analytics/daily-stats", tag = "analytics", params(DaysQuery),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn daily_stats(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,
     query: web::Query<DaysQuery>,

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::api::errors;
+use crate::openapi::ProblemDocument;
 
 pub type SharedLedger = Arc<dyn Ledger>;
 
@@ -153,14 +154,17 @@ fn applied(applied: &ledger::Applied) -> HttpResponse {
 
 // --- wallets -------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OpenWallet {
+pub struct OpenWallet {
     user_id: Uuid,
     asset: Option<String>,
 }
 
-async fn open_wallet(
+/// Open (or get) a user's wallet of an asset
+#[utoipa::path(post, path = "/api/v1/ledger/wallets", tag = "ledger", request_body = OpenWallet,
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn open_wallet(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     Body(body): Body<OpenWallet>,
@@ -180,7 +184,10 @@ fn wallet_view(wallet: &ledger::Wallet) -> serde_json::Value {
     view
 }
 
-async fn wallet(
+/// A wallet with its balances and limit
+#[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}", tag = "ledger", params(("id" = Uuid, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+pub async fn wallet(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     id: web::Path<Uuid>,
@@ -189,13 +196,17 @@ async fn wallet(
     Ok(HttpResponse::Ok().json(wallet_view(&wallet)))
 }
 
-#[derive(Debug, Deserialize)]
-struct StatementQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatementQuery {
     before: Option<i64>,
     limit: Option<u32>,
 }
 
-async fn statement(
+/// A page of a wallet's history, newest first, with running balances
+#[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/statement", tag = "ledger", params(("id" = Uuid, Path), StatementQuery),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument), (status = 404, body = ProblemDocument)))]
+pub async fn statement(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     id: web::Path<Uuid>,
@@ -209,12 +220,16 @@ async fn statement(
     Ok(HttpResponse::Ok().json(statement))
 }
 
-#[derive(Debug, Deserialize)]
-struct BalanceQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BalanceQuery {
     at: Option<DateTime<Utc>>,
 }
 
-async fn balance_at(
+/// A wallet's posted balance at a time (now by default)
+#[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/balance", tag = "ledger", params(("id" = Uuid, Path), BalanceQuery),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+pub async fn balance_at(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     id: web::Path<Uuid>,
@@ -228,9 +243,9 @@ async fn balance_at(
 // --- transfers -----------------------------------------------------------------------------
 
 /// A transfer, or a hold when `hold_timeout_ms` is given.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTransfer {
+pub struct NewTransfer {
     id: Option<Uuid>,
     debit: Uuid,
     credit: Uuid,
@@ -239,6 +254,7 @@ struct NewTransfer {
     hold_timeout_ms: Option<u64>,
     reason: Option<String>,
     reference: Option<String>,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -272,7 +288,12 @@ impl NewTransfer {
     }
 }
 
-async fn transfer(
+/// Apply a transfer (or a hold), idempotently by its id or Idempotency-Key
+#[utoipa::path(post, path = "/api/v1/ledger/transfers", tag = "ledger", request_body = NewTransfer,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID, or any text mapped to one")),
+    responses((status = 201, description = "applied now", body = serde_json::Value), (status = 200, description = "a replay", body = serde_json::Value),
+        (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn transfer(
     _: CanWrite,
     request: HttpRequest,
     ledger: web::Data<SharedLedger>,
@@ -286,14 +307,19 @@ async fn transfer(
     Ok(applied(&result))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewBatch {
+pub struct NewBatch {
+    /// `linked` (all or none) or `independent`.
+    #[schema(value_type = String, example = "linked")]
     mode: BatchMode,
     transfers: Vec<NewTransfer>,
 }
 
-async fn batch(
+/// Apply up to 10,000 transfers, linked (all or none) or independent
+#[utoipa::path(post, path = "/api/v1/ledger/transfers/batch", tag = "ledger", request_body = NewBatch,
+    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument)))]
+pub async fn batch(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     Body(body): Body<NewBatch>,
@@ -321,7 +347,10 @@ async fn batch(
     Ok(HttpResponse::Ok().json(json!({ "applied": applied, "results": items })))
 }
 
-async fn get_transfer(
+/// A transfer
+#[utoipa::path(get, path = "/api/v1/ledger/transfers/{id}", tag = "ledger", params(("id" = Uuid, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+pub async fn get_transfer(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     id: web::Path<Uuid>,
@@ -336,16 +365,19 @@ async fn get_transfer(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Resolve {
+pub struct Resolve {
     /// The posting's (or voiding's) own id.
     id: Option<Uuid>,
     /// Post part of the hold (tokens); all of it when absent.
     amount: Option<String>,
 }
 
-async fn post_pending(
+/// Post a pending transfer, wholly or partly
+#[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/post", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
+    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+pub async fn post_pending(
     _: CanWrite,
     request: HttpRequest,
     ledger: web::Data<SharedLedger>,
@@ -360,7 +392,10 @@ async fn post_pending(
     Ok(applied(&ledger.transfer(post).await.map_err(fail)?))
 }
 
-async fn void_pending(
+/// Void a pending transfer
+#[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/void", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
+    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+pub async fn void_pending(
     _: CanWrite,
     request: HttpRequest,
     ledger: web::Data<SharedLedger>,
@@ -382,18 +417,22 @@ async fn void_pending(
 
 // --- NFTs ----------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewNft {
+pub struct NewNft {
     id: Option<Uuid>,
     owner: Uuid,
     collection: String,
     token_uri: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: serde_json::Map<String, serde_json::Value>,
 }
 
-async fn mint(
+/// Mint an NFT
+#[utoipa::path(post, path = "/api/v1/ledger/nfts", tag = "ledger", request_body = NewNft,
+    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+pub async fn mint(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     Body(body): Body<NewNft>,
@@ -411,12 +450,16 @@ async fn mint(
     Ok(HttpResponse::Created().json(nft))
 }
 
-#[derive(Debug, Deserialize)]
-struct OwnerQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OwnerQuery {
     owner: Uuid,
 }
 
-async fn nfts_of(
+/// A user's NFTs
+#[utoipa::path(get, path = "/api/v1/ledger/nfts", tag = "ledger", params(OwnerQuery),
+    responses((status = 200, body = serde_json::Value)))]
+pub async fn nfts_of(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     query: web::Query<OwnerQuery>,
@@ -425,7 +468,10 @@ async fn nfts_of(
     Ok(HttpResponse::Ok().json(nfts))
 }
 
-async fn nft(
+/// An NFT and its history
+#[utoipa::path(get, path = "/api/v1/ledger/nfts/{id}", tag = "ledger", params(("id" = Uuid, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+pub async fn nft(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     id: web::Path<Uuid>,
@@ -436,15 +482,18 @@ async fn nft(
     Ok(HttpResponse::Ok().json(json!({ "nft": nft, "history": history })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NftMove {
+pub struct NftMove {
     id: Option<Uuid>,
     from: Uuid,
     to: Option<Uuid>,
 }
 
-async fn move_nft(
+/// Transfer an NFT to another user
+#[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/transfer", tag = "ledger", request_body = NftMove, params(("id" = Uuid, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+pub async fn move_nft(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     nft: web::Path<Uuid>,
@@ -459,14 +508,17 @@ async fn move_nft(
     nft_movement(&ledger, *nft, body.id, body.from, Some(to)).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NftBurn {
+pub struct NftBurn {
     id: Option<Uuid>,
     from: Uuid,
 }
 
-async fn burn_nft(
+/// Burn an NFT
+#[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/burn", tag = "ledger", request_body = NftBurn, params(("id" = Uuid, Path)),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+pub async fn burn_nft(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     nft: web::Path<Uuid>,
@@ -475,7 +527,7 @@ async fn burn_nft(
     nft_movement(&ledger, *nft, body.id, body.from, None).await
 }
 
-async fn nft_movement(
+pub async fn nft_movement(
     ledger: &SharedLedger,
     nft: Uuid,
     id: Option<Uuid>,
@@ -496,9 +548,9 @@ async fn nft_movement(
 
 // --- rewards -------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewReward {
+pub struct NewReward {
     user_id: Uuid,
     reason: String,
     reference: String,
@@ -507,7 +559,10 @@ struct NewReward {
     order_id: Option<Uuid>,
 }
 
-async fn pay_reward(
+/// Pay a reward from the rewards pool, once per (user, reason, reference)
+#[utoipa::path(post, path = "/api/v1/ledger/rewards", tag = "ledger", request_body = NewReward,
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn pay_reward(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     Body(body): Body<NewReward>,
@@ -526,13 +581,17 @@ async fn pay_reward(
     Ok(HttpResponse::Ok().json(reward))
 }
 
-#[derive(Debug, Deserialize)]
-struct RewardsQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RewardsQuery {
     user: Uuid,
     limit: Option<u32>,
 }
 
-async fn rewards_of(
+/// A user's rewards
+#[utoipa::path(get, path = "/api/v1/ledger/rewards", tag = "ledger", params(RewardsQuery),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument)))]
+pub async fn rewards_of(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     query: web::Query<RewardsQuery>,
@@ -547,13 +606,17 @@ async fn rewards_of(
 
 // --- blocks --------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
-struct BlocksQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BlocksQuery {
     from: Option<i64>,
     limit: Option<u32>,
 }
 
-async fn blocks(
+/// Sealed blocks from a height
+#[utoipa::path(get, path = "/api/v1/ledger/blocks", tag = "ledger", params(BlocksQuery),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument)))]
+pub async fn blocks(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     query: web::Query<BlocksQuery>,
@@ -567,7 +630,10 @@ async fn blocks(
     Ok(HttpResponse::Ok().json(blocks))
 }
 
-async fn verify_blocks(
+/// Recompute the chain of blocks
+#[utoipa::path(get, path = "/api/v1/ledger/blocks/verify", tag = "ledger",
+    responses((status = 200, body = serde_json::Value)))]
+pub async fn verify_blocks(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
 ) -> Result<HttpResponse, Problem> {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::api::errors;
+use crate::openapi::ProblemDocument;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -19,7 +20,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/api/v1/users/{id}", web::get().to(get));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub email: String,
@@ -27,7 +28,7 @@ pub struct NewUser {
     pub display_name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
@@ -69,7 +70,10 @@ fn invalid(field: &str, reason: &str) -> Problem {
     .with_detail(format!("{field}: {reason}"))
 }
 
-async fn create(
+/// Create a user
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = User), (status = 409, description = "e-mail taken", body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+pub async fn create(
     _: CanWrite,
     db: web::Data<Db>,
     Body(user): Body<NewUser>,
@@ -104,7 +108,14 @@ async fn create(
     }
 }
 
-async fn get(_: CanRead, db: web::Data<Db>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+/// A user
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)),
+    responses((status = 200, body = User), (status = 404, body = ProblemDocument)))]
+pub async fn get(
+    _: CanRead,
+    db: web::Data<Db>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
     let user: Option<UserRow> = db_core::sqlx::query_as(
         "SELECT id, email, display_name, created_at FROM users WHERE id = $1",
     )

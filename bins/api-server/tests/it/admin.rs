@@ -373,3 +373,54 @@ async fn requests_carry_an_id_and_cors_answers_configured_origins() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_openapi_document_and_the_offline_docs_are_served() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let document: Value = reqwest::get(format!("{base}/api-docs/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = document["paths"].as_object().unwrap();
+    for path in [
+        "/health",
+        "/api/v1/users",
+        "/api/v1/ledger/transfers",
+        "/api/v1/ai/users/{user}/cache/{key}",
+        "/api/v1/analytics/metrics/{name}/buckets",
+        "/api/v1/admin/processes/{name}/restart",
+        "/api/v1/admin/backend/{action}",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    assert!(document["components"]["schemas"]["Problem"].is_object());
+    assert!(document["components"]["schemas"]["NewTransfer"]["properties"]["amount"].is_object());
+
+    let page = reqwest::get(format!("{base}/docs")).await.unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("/docs/swagger-ui-bundle.js") && !html.contains("https://"),
+        "offline: {html}"
+    );
+    for (asset, kind) in [
+        ("swagger-ui-bundle.js", "application/javascript"),
+        ("swagger-ui.css", "text/css"),
+    ] {
+        let response = reqwest::get(format!("{base}/docs/{asset}")).await.unwrap();
+        assert_eq!(
+            (
+                response.status().as_u16(),
+                response.headers()["content-type"].to_str().unwrap()
+            ),
+            (200, kind)
+        );
+        assert!(response.bytes().await.unwrap().len() > 100_000);
+    }
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

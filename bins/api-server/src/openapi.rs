@@ -1,0 +1,148 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations and served at
+//! `/api-docs/openapi.json`; `/docs` renders it with the vendored Swagger UI.
+
+use actix_web::{HttpResponse, get};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The error body of every route.
+pub use admin_api::Problem as ProblemDocument;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "FODI API",
+        description = "Users, the AI assistant's store, the FODI token ledger, product analytics and process administration. \
+                       Errors are application/problem+json documents with a stable `type`."
+    ),
+    paths(
+        crate::health::health,
+        crate::health::ready,
+        crate::api::users::create,
+        crate::api::users::get,
+        crate::api::ledger::open_wallet,
+        crate::api::ledger::wallet,
+        crate::api::ledger::statement,
+        crate::api::ledger::balance_at,
+        crate::api::ledger::transfer,
+        crate::api::ledger::batch,
+        crate::api::ledger::get_transfer,
+        crate::api::ledger::post_pending,
+        crate::api::ledger::void_pending,
+        crate::api::ledger::mint,
+        crate::api::ledger::nfts_of,
+        crate::api::ledger::nft,
+        crate::api::ledger::move_nft,
+        crate::api::ledger::burn_nft,
+        crate::api::ledger::pay_reward,
+        crate::api::ledger::rewards_of,
+        crate::api::ledger::blocks,
+        crate::api::ledger::verify_blocks,
+        crate::api::ai::cache_get,
+        crate::api::ai::cache_put,
+        crate::api::ai::cache_delete,
+        crate::api::ai::create_conversation,
+        crate::api::ai::list_conversations,
+        crate::api::ai::conversation,
+        crate::api::ai::delete_conversation,
+        crate::api::ai::append,
+        crate::api::ai::messages,
+        crate::api::ai::window,
+        crate::api::ai::remember,
+        crate::api::ai::fact,
+        crate::api::ai::facts,
+        crate::api::ai::search_facts,
+        crate::api::ai::record_example,
+        crate::api::ai::export,
+        crate::api::ai::forget_user,
+        crate::api::analytics::record_metrics,
+        crate::api::analytics::record_events,
+        crate::api::analytics::buckets,
+        crate::api::analytics::event_counts,
+        crate::api::analytics::daily_stats,
+        crate::admin::backend_status,
+        crate::admin::backend_action,
+        admin_api::routes::list,
+        admin_api::routes::status,
+        admin_api::routes::start,
+        admin_api::routes::stop,
+        admin_api::routes::restart,
+        admin_api::routes::logs,
+    ),
+    components(schemas(ProblemDocument)),
+    modifiers(&BearerTokens),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "users", description = "The minimal identity to run standalone"),
+        (name = "ai", description = "The AI assistant's store, per user"),
+        (name = "ledger", description = "The FODI token ledger"),
+        (name = "analytics", description = "Metrics, events and their rollups"),
+        (name = "admin", description = "Supervised processes (admin token)"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerTokens;
+
+impl Modify for BearerTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+#[get("/api-docs/openapi.json")]
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+const BUNDLE: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js");
+const STYLES: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui.css");
+const PAGE: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>FODI API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script>
+window.onload = () => {
+  window.ui = SwaggerUIBundle({ url: "/api-docs/openapi.json", dom_id: "#swagger-ui" });
+};
+</script>
+</body>
+</html>
+"##;
+
+#[get("/docs")]
+pub async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(PAGE)
+}
+
+#[get("/docs/swagger-ui-bundle.js")]
+pub async fn bundle() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/javascript")
+        .insert_header(("Cache-Control", "public, max-age=86400"))
+        .body(BUNDLE)
+}
+
+#[get("/docs/swagger-ui.css")]
+pub async fn styles() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css")
+        .insert_header(("Cache-Control", "public, max-age=86400"))
+        .body(STYLES)
+}
