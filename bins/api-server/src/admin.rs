@@ -69,7 +69,7 @@ fn backend_not_supervised() -> Problem {
 
 /// The supervised backend's status (the seed's route)
 #[utoipa::path(get, path = "/api/v1/admin/backend/status", tag = "admin",
-    responses((status = 200, body = serde_json::Value), (status = 404, body = admin_api::Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = admin_api::Problem, content_type = "application/problem+json")))]
 pub async fn backend_status(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -84,7 +84,7 @@ pub async fn backend_status(
 
 /// Start, stop or restart the supervised backend (the seed's routes)
 #[utoipa::path(post, path = "/api/v1/admin/backend/{action}", tag = "admin", params(("action" = String, Path, description = "start, stop or restart")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = admin_api::Problem), (status = 409, body = admin_api::Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = admin_api::Problem, content_type = "application/problem+json"), (status = 409, body = admin_api::Problem, content_type = "application/problem+json")))]
 pub async fn backend_action(
     request: HttpRequest,
     state: web::Data<AdminState>,

@@ -20,7 +20,7 @@ pub async fn health() -> HttpResponse {
 
 /// The database is reachable, migrations are current and the background jobs run
 #[utoipa::path(get, path = "/ready", tag = "health",
-    responses((status = 200, body = serde_json::Value), (status = 503, body = admin_api::Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 503, body = admin_api::Problem, content_type = "application/problem+json")))]
 #[get("/ready")]
 pub async fn ready(
     db: web::Data<Db>,

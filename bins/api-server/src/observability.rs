@@ -19,9 +19,42 @@ pub fn prometheus() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was installed before; /metrics will be empty");
             }
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// Help texts of every metric this server exports (Prometheus and `promtool` want them).
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    ai_store::describe_metrics();
+    analytics::describe_metrics();
+    orchestrator::describe_metrics();
+    describe_histogram!(
+        "fodi_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of HTTP requests, by method and status"
+    );
+    describe_counter!(
+        "fodi_job_runs_total",
+        "Background job runs, by job and outcome"
+    );
+    describe_histogram!(
+        "fodi_job_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of background job runs, by job"
+    );
+    describe_gauge!(
+        "fodi_job_last_success_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time of the job's last successful run"
+    );
+    describe_gauge!("fodi_job_alive", "1 while the job's task runs");
+    describe_counter!(
+        "fodi_ws_slow_clients_dropped_total",
+        "WebSocket clients disconnected for falling behind"
+    );
 }
 
 #[get("/metrics")]

@@ -70,7 +70,7 @@ pub use admin_api::Problem as ProblemDocument;
         admin_api::routes::logs,
     ),
     components(schemas(ProblemDocument)),
-    modifiers(&BearerTokens),
+    modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "users", description = "The minimal identity to run standalone"),
@@ -95,6 +95,59 @@ impl Modify for BearerTokens {
             "bearer",
             Vec::<String>::new(),
         )]);
+    }
+}
+
+/// The answers any route may give besides its own: refused input, tokens, size, media type,
+/// and a database that is unavailable for a moment.
+struct CommonProblems;
+
+impl Modify for CommonProblems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let common = [
+            ("400", "The path, query or body is invalid"),
+            ("401", "A bearer token is missing or invalid"),
+            ("403", "The token may not do this"),
+            ("404", "No such route or resource"),
+            ("413", "The body is too large"),
+            ("415", "The body is not JSON"),
+            ("422", "A value is refused"),
+            (
+                "503",
+                "Unavailable for a moment (database, timeout, shutdown)",
+            ),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/problem+json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("Problem")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
     }
 }
 

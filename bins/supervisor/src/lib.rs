@@ -23,6 +23,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    orchestrator::describe_metrics();
     let supervisor = Arc::new(Supervisor::new(config.processes.clone())?);
     let listener = TcpListener::bind(config.control.listen)
         .with_context(|| format!("cannot listen on {}", config.control.listen))?;

@@ -106,7 +106,7 @@ fn authorised(request: &HttpRequest, state: &AdminState) -> Result<(), Problem> 
 
 /// Every supervised process, in dependency order
 #[utoipa::path(get, path = "/api/v1/admin/processes", tag = "admin",
-    responses((status = 200, body = serde_json::Value), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -117,7 +117,7 @@ pub async fn list(
 
 /// A process's status
 #[utoipa::path(get, path = "/api/v1/admin/processes/{name}", tag = "admin", params(("name" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn status(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -130,7 +130,7 @@ pub async fn status(
 
 /// Start a process (dependencies first)
 #[utoipa::path(post, path = "/api/v1/admin/processes/{name}/start", tag = "admin", params(("name" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn start(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -147,7 +147,7 @@ pub async fn start(
 
 /// Stop a process
 #[utoipa::path(post, path = "/api/v1/admin/processes/{name}/stop", tag = "admin", params(("name" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn stop(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -164,7 +164,7 @@ pub async fn stop(
 
 /// Restart a process
 #[utoipa::path(post, path = "/api/v1/admin/processes/{name}/restart", tag = "admin", params(("name" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn restart(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -188,7 +188,7 @@ pub struct LogsQuery {
 
 /// A process's recent output lines
 #[utoipa::path(get, path = "/api/v1/admin/processes/{name}/logs", tag = "admin", params(("name" = String, Path), LogsQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = serde_json::Value), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn logs(
     request: HttpRequest,
     state: web::Data<AdminState>,

@@ -78,3 +78,16 @@ pub fn migration_set() -> db_core::migrate::MigrationSet {
     db_core::migrate::MigrationSet::from_runner("ai", "ai", &embedded::migrations::runner())
         .depends_on(&["core"])
 }
+
+/// Describes this crate's metrics to the installed `metrics` recorder (their help texts in
+/// Prometheus). Call once, after installing the recorder.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "ai_cache_lookups_total",
+        "Response cache lookups, by outcome (hit_local, hit_database, miss, expired)"
+    );
+    metrics::describe_counter!(
+        "ai_cache_cleaned_total",
+        "Expired response cache entries removed by cleanup"
+    );
+}

@@ -47,3 +47,38 @@ pub fn migration_set() -> db_core::migrate::MigrationSet {
         &embedded::migrations::runner(),
     )
 }
+
+/// Describes this crate's metrics to the installed `metrics` recorder (their help texts in
+/// Prometheus). Call once, after installing the recorder.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!(
+        "analytics_recorder_accepted_total",
+        "Rows accepted into the recorder's buffer, by kind"
+    );
+    describe_counter!(
+        "analytics_recorder_written_total",
+        "Rows the recorder wrote, by kind"
+    );
+    describe_counter!(
+        "analytics_recorder_dropped_total",
+        "Rows refused because the recorder's buffer was full, by kind"
+    );
+    describe_counter!(
+        "analytics_recorder_lost_total",
+        "Accepted rows given up at close while the database failed"
+    );
+    describe_counter!(
+        "analytics_recorder_failed_writes_total",
+        "Recorder writes that failed and were retried"
+    );
+    describe_counter!(
+        "analytics_series_rejected_total",
+        "Metric points refused because their metric reached its series cap, by metric"
+    );
+    describe_histogram!(
+        "analytics_daily_stats_refresh_seconds",
+        metrics::Unit::Seconds,
+        "Duration of daily_stats refreshes"
+    );
+}

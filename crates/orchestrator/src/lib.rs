@@ -33,3 +33,31 @@ pub use spec::{
 };
 pub use state::{ProcessEvent, ProcessState, ProcessStatus};
 pub use supervisor::Supervisor;
+
+/// Describes this crate's metrics to the installed `metrics` recorder (their help texts in
+/// Prometheus). Call once, after installing the recorder.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "orchestrator_up",
+        "1 while the process runs (healthy or failing checks below the threshold)"
+    );
+    describe_gauge!(
+        "orchestrator_process_state",
+        "1 for the process's current state, 0 for the others"
+    );
+    describe_counter!(
+        "orchestrator_restarts_total",
+        "Automatic restarts of the process"
+    );
+    describe_gauge!(
+        "orchestrator_uptime_seconds",
+        metrics::Unit::Seconds,
+        "Seconds since the process became running"
+    );
+    describe_histogram!(
+        "orchestrator_health_check_seconds",
+        metrics::Unit::Seconds,
+        "Duration of the process's health checks"
+    );
+}

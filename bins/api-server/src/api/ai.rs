@@ -112,7 +112,7 @@ fn user(path: Uuid) -> UserId {
 
 /// A live cache entry
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn cache_get(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -144,7 +144,7 @@ pub struct CachePut {
 
 /// Store a cache entry
 #[utoipa::path(put, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", request_body = CachePut, params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 204), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 204), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn cache_put(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -182,7 +182,7 @@ pub async fn cache_put(
 
 /// Remove a cache entry
 #[utoipa::path(delete, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 204), (status = 404, body = ProblemDocument)))]
+    responses((status = 204), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn cache_delete(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -212,7 +212,7 @@ pub struct ConversationBody {
 
 /// Start a conversation
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", request_body = ConversationBody, params(("user" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn create_conversation(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -242,7 +242,7 @@ pub struct ListQuery {
 
 /// A user's conversations, most recently active first
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", params(("user" = Uuid, Path), ListQuery),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn list_conversations(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -267,7 +267,7 @@ pub async fn list_conversations(
 
 /// A conversation
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn conversation(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -283,7 +283,7 @@ pub async fn conversation(
 
 /// Delete a conversation (purged after the grace period)
 #[utoipa::path(delete, path = "/api/v1/ai/users/{user}/conversations/{id}", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = ProblemDocument)))]
+    responses((status = 204), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn delete_conversation(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -311,7 +311,7 @@ pub struct MessageBody {
 
 /// Append a message
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", request_body = MessageBody, params(("user" = Uuid, Path), ("id" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn append(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -345,7 +345,7 @@ pub struct MessagesQuery {
 
 /// A page of messages in order
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), MessagesQuery),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn messages(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -377,7 +377,7 @@ pub struct WindowQuery {
 
 /// The most recent messages that fit a count or a token budget
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/window", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), WindowQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn window(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -420,7 +420,7 @@ pub struct FactBody {
 
 /// Record an observation of a fact
 #[utoipa::path(put, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", request_body = FactBody, params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn remember(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -441,7 +441,7 @@ pub async fn remember(
 
 /// A fact and its history
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn fact(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -471,7 +471,7 @@ pub struct FactsQuery {
 
 /// Live facts, most recently updated first
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts", tag = "ai", params(("user" = Uuid, Path), FactsQuery),
-    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn facts(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -501,7 +501,7 @@ pub struct SearchQuery {
 
 /// Full-text search over the user's facts, most relevant first
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/search", tag = "ai", params(("user" = Uuid, Path), SearchQuery),
-    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn search_facts(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -544,7 +544,7 @@ pub struct ExampleBody {
 
 /// Record a learning example, once per idempotency key
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/examples", tag = "ai", request_body = ExampleBody, params(("user" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn record_example(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -584,7 +584,7 @@ pub struct ExportQuery {
 /// server holds one chunk at a time whatever the export's size. Every user's data: admin only.
 /// Learning examples as JSON lines, streamed (admin)
 #[utoipa::path(get, path = "/api/v1/ai/examples/export", tag = "ai", params(ExportQuery),
-    responses((status = 200, content_type = "application/x-ndjson", body = String), (status = 403, body = ProblemDocument)))]
+    responses((status = 200, content_type = "application/x-ndjson", body = String), (status = 403, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn export(
     _: CanAdmin,
     ai: web::Data<SharedAi>,

@@ -56,24 +56,72 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 }
                 bytes.extend_from_slice(&chunk);
             }
-            let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-            serde_path_to_error::deserialize(&mut deserializer)
+            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-json",
+                    "The body is not valid JSON",
+                )
+                .with_detail(error.to_string())
+            })?;
+            if let Some(path) = nul_in(&value, "") {
+                // PostgreSQL stores no NUL character in text or JSON.
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-field",
+                    "A field of the body is invalid",
+                )
+                .with_detail(format!("{path}: must not contain the NUL character")));
+            }
+            serde_path_to_error::deserialize(value)
                 .map(Body)
                 .map_err(|error| {
                     let path = error.path().to_string();
                     let inner = error.into_inner();
-                    let (kind, title) = if inner.is_syntax() || inner.is_eof() {
-                        ("malformed-json", "The body is not valid JSON")
-                    } else {
-                        ("invalid-field", "A field of the body is invalid")
-                    };
                     let detail = if path == "." {
                         inner.to_string()
                     } else {
                         format!("{path}: {inner}")
                     };
-                    Problem::new(StatusCode::BAD_REQUEST, kind, title).with_detail(detail)
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-field",
+                        "A field of the body is invalid",
+                    )
+                    .with_detail(detail)
                 })
         })
+    }
+}
+
+/// The path of the first string or key holding a NUL character, if any.
+fn nul_in(value: &serde_json::Value, path: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Some(path_or_root(path)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_in(item, &format!("{path}[{index}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let here = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(here)
+            } else {
+                nul_in(item, &here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn path_or_root(path: &str) -> String {
+    if path.is_empty() {
+        ".".into()
+    } else {
+        path.to_owned()
     }
 }

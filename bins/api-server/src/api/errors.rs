@@ -29,6 +29,20 @@ pub fn database(error: &DbError) -> Problem {
                 "The database is unavailable; try again",
             )
         }
+        // Class 22, data exceptions: a value the caller sent cannot be stored as it is (a NUL
+        // character in a path segment, a number out of a column's range, ...).
+        error
+            if error
+                .sqlstate()
+                .is_some_and(|state| state.starts_with("22")) =>
+        {
+            tracing::info!(%error, "refused data");
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-data",
+                "A value cannot be stored as given",
+            )
+        }
         _ => internal(error),
     }
 }

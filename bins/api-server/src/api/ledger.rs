@@ -163,7 +163,7 @@ pub struct OpenWallet {
 
 /// Open (or get) a user's wallet of an asset
 #[utoipa::path(post, path = "/api/v1/ledger/wallets", tag = "ledger", request_body = OpenWallet,
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn open_wallet(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -186,7 +186,7 @@ fn wallet_view(wallet: &ledger::Wallet) -> serde_json::Value {
 
 /// A wallet with its balances and limit
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}", tag = "ledger", params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn wallet(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -205,7 +205,7 @@ pub struct StatementQuery {
 
 /// A page of a wallet's history, newest first, with running balances
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/statement", tag = "ledger", params(("id" = Uuid, Path), StatementQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument), (status = 404, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn statement(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -228,7 +228,7 @@ pub struct BalanceQuery {
 
 /// A wallet's posted balance at a time (now by default)
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/balance", tag = "ledger", params(("id" = Uuid, Path), BalanceQuery),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn balance_at(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -292,7 +292,7 @@ impl NewTransfer {
 #[utoipa::path(post, path = "/api/v1/ledger/transfers", tag = "ledger", request_body = NewTransfer,
     params(("Idempotency-Key" = Option<String>, Header, description = "a UUID, or any text mapped to one")),
     responses((status = 201, description = "applied now", body = serde_json::Value), (status = 200, description = "a replay", body = serde_json::Value),
-        (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn transfer(
     _: CanWrite,
     request: HttpRequest,
@@ -318,7 +318,7 @@ pub struct NewBatch {
 
 /// Apply up to 10,000 transfers, linked (all or none) or independent
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/batch", tag = "ledger", request_body = NewBatch,
-    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn batch(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -349,7 +349,7 @@ pub async fn batch(
 
 /// A transfer
 #[utoipa::path(get, path = "/api/v1/ledger/transfers/{id}", tag = "ledger", params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn get_transfer(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -376,7 +376,7 @@ pub struct Resolve {
 
 /// Post a pending transfer, wholly or partly
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/post", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn post_pending(
     _: CanWrite,
     request: HttpRequest,
@@ -394,7 +394,7 @@ pub async fn post_pending(
 
 /// Void a pending transfer
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/void", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn void_pending(
     _: CanWrite,
     request: HttpRequest,
@@ -431,7 +431,7 @@ pub struct NewNft {
 
 /// Mint an NFT
 #[utoipa::path(post, path = "/api/v1/ledger/nfts", tag = "ledger", request_body = NewNft,
-    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn mint(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -470,7 +470,7 @@ pub async fn nfts_of(
 
 /// An NFT and its history
 #[utoipa::path(get, path = "/api/v1/ledger/nfts/{id}", tag = "ledger", params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn nft(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -492,7 +492,7 @@ pub struct NftMove {
 
 /// Transfer an NFT to another user
 #[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/transfer", tag = "ledger", request_body = NftMove, params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn move_nft(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -517,7 +517,7 @@ pub struct NftBurn {
 
 /// Burn an NFT
 #[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/burn", tag = "ledger", request_body = NftBurn, params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn burn_nft(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -561,7 +561,7 @@ pub struct NewReward {
 
 /// Pay a reward from the rewards pool, once per (user, reason, reference)
 #[utoipa::path(post, path = "/api/v1/ledger/rewards", tag = "ledger", request_body = NewReward,
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn pay_reward(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -590,7 +590,7 @@ pub struct RewardsQuery {
 
 /// A user's rewards
 #[utoipa::path(get, path = "/api/v1/ledger/rewards", tag = "ledger", params(RewardsQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn rewards_of(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -615,7 +615,7 @@ pub struct BlocksQuery {
 
 /// Sealed blocks from a height
 #[utoipa::path(get, path = "/api/v1/ledger/blocks", tag = "ledger", params(BlocksQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument)))]
+    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn blocks(
     _: CanRead,
     ledger: web::Data<SharedLedger>,

@@ -72,7 +72,7 @@ fn invalid(field: &str, reason: &str) -> Problem {
 
 /// Create a user
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
-    responses((status = 201, body = User), (status = 409, description = "e-mail taken", body = ProblemDocument), (status = 422, body = ProblemDocument)))]
+    responses((status = 201, body = User), (status = 409, description = "e-mail taken", body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn create(
     _: CanWrite,
     db: web::Data<Db>,
@@ -110,7 +110,7 @@ pub async fn create(
 
 /// A user
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)),
-    responses((status = 200, body = User), (status = 404, body = ProblemDocument)))]
+    responses((status = 200, body = User), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn get(
     _: CanRead,
     db: web::Data<Db>,
