@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use admin_api::{AdminState, Problem};
 use orchestrator::{HealthCheck, HealthProbe, ProcessSpec, Supervisor};
 
 use crate::access::{Access, Needs};
+use crate::leader::Leadership;
 use crate::settings::OrchestratorSettings;
 
 /// The supervised backend's process name.
@@ -37,11 +38,32 @@ pub fn processes(settings: &OrchestratorSettings) -> Vec<ProcessSpec> {
     vec![spec]
 }
 
-/// The admin routes' state: the supervisor, guarded by the admin tokens.
-pub fn admin_state(supervisor: Arc<Supervisor>, access: Access) -> AdminState {
+/// The admin routes' state: the supervisor, guarded by the admin tokens. With `leadership`,
+/// only the supervising instance accepts start, stop and restart (another answers 409
+/// `not-leader`: acting here would run a second copy of the process).
+pub fn admin_state(
+    supervisor: Arc<Supervisor>,
+    access: Access,
+    leadership: Option<Leadership>,
+) -> AdminState {
     AdminState {
         supervisor,
-        authorise: Arc::new(move |request| access.check(request, Needs::Admin)),
+        authorise: Arc::new(move |request| {
+            access.check(request, Needs::Admin)?;
+            match &leadership {
+                Some(leadership) if request.method() == Method::POST && !leadership.is_leader() => {
+                    Err(Problem::new(
+                        StatusCode::CONFLICT,
+                        "not-leader",
+                        "Another api-server supervises the processes",
+                    )
+                    .with_detail(
+                        "send process control to the instance holding the supervision lock",
+                    ))
+                }
+                _ => Ok(()),
+            }
+        }),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod api;
 pub mod health;
 pub mod jobs;
+pub mod leader;
 pub mod live;
 mod middleware;
 mod observability;
@@ -87,6 +88,7 @@ pub struct Application {
     jobs: web::Data<Jobs>,
     live: live::LiveHub,
     live_tasks: Vec<tokio::task::JoinHandle<()>>,
+    election: Option<tokio::task::JoinHandle<()>>,
     /// Held so the embedded cluster lives as long as the server (dropping it stops the
     /// cluster if this process started it).
     cluster: Option<LocalCluster>,
@@ -210,12 +212,23 @@ impl Application {
         let jobs = web::Data::new(start_jobs(&settings.jobs, ai, ledger.clone(), analytics));
 
         let access = Access::new(&settings.auth);
-        let supervisor = Arc::new(Supervisor::new(admin::processes(&settings.orchestrator))?);
-        if let Err(error) = supervisor.start_all().await {
-            // The API serves regardless; the admin routes report the backend's state.
-            tracing::error!(%error, "the supervised backend could not be started");
-        }
-        let admin_data = web::Data::new(admin::admin_state(supervisor.clone(), access.clone()));
+        let processes = admin::processes(&settings.orchestrator);
+        let supervises = !processes.is_empty();
+        let supervisor = Arc::new(Supervisor::new(processes)?);
+        let leadership = leader::Leadership::default();
+        // With processes to supervise, the instance holding the lock runs them.
+        let election = supervises.then(|| {
+            leader::elect(
+                db.primary().connect_options().as_ref().clone(),
+                supervisor.clone(),
+                leadership.clone(),
+            )
+        });
+        let admin_data = web::Data::new(admin::admin_state(
+            supervisor.clone(),
+            access.clone(),
+            supervises.then_some(leadership),
+        ));
         let (live, live_tasks) = live::LiveHub::start(
             ledger.clone().map(|ledger| ledger as Arc<dyn Ledger>),
             &supervisor,
@@ -299,6 +312,7 @@ impl Application {
             jobs,
             live,
             live_tasks,
+            election,
             cluster,
         })
     }
@@ -341,7 +355,12 @@ impl Application {
         if recorded.lost > 0 {
             tracing::error!(rows = recorded.lost, "analytics rows lost at shutdown");
         }
+        // Processes stop before the lock is released, so the next leader never runs them
+        // alongside ours.
         self.supervisor.shutdown().await;
+        if let Some(election) = &self.election {
+            election.abort();
+        }
         self.db.close().await;
         // Give the pool's connections a moment to say goodbye before the cluster stops.
         tokio::time::sleep(Duration::from_millis(10)).await;

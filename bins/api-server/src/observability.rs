@@ -51,6 +51,10 @@ fn describe_metrics() {
         "Unix time of the job's last successful run"
     );
     describe_gauge!("fodi_job_alive", "1 while the job's task runs");
+    describe_gauge!(
+        "fodi_supervision_leader",
+        "1 while this instance holds the supervision lock and runs the supervised processes"
+    );
     describe_counter!(
         "fodi_ws_slow_clients_dropped_total",
         "WebSocket clients disconnected for falling behind"

@@ -424,3 +424,51 @@ async fn the_openapi_document_and_the_offline_docs_are_served() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn only_the_lock_holder_supervises_and_another_takes_over_when_it_stops() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let port = free_port();
+    let settings = Settings {
+        orchestrator: backend(port),
+        ..secured(&db)
+    };
+    let (first, first_handle, first_running) = spawn(settings.clone()).await;
+    let leader_pid = backend_state(&first, "running").await["pid"]
+        .as_u64()
+        .unwrap();
+    let (second, second_handle, second_running) = spawn(settings).await;
+    tokio::time::sleep(api_server::leader::RETRY * 2).await;
+    let (status, follower) = call(
+        "GET",
+        &format!("{second}/api/v1/admin/backend/status"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(
+        (status, follower["state"].as_str()),
+        (200, Some("stopped")),
+        "one copy only"
+    );
+    let (status, refused) = call(
+        "POST",
+        &format!("{second}/api/v1/admin/backend/start"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["type"].as_str()),
+        (409, Some("/problems/not-leader"))
+    );
+
+    // The leader goes away: its backend stops, and the other instance takes over.
+    first_handle.stop(true).await;
+    first_running.await.unwrap().unwrap();
+    assert!(!alive(leader_pid));
+    let started = Instant::now();
+    let taken_over = backend_state(&second, "running").await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_ne!(taken_over["pid"].as_u64(), Some(leader_pid));
+    second_handle.stop(true).await;
+    second_running.await.unwrap().unwrap();
+}
