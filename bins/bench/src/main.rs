@@ -1,17 +1,19 @@
 //! Benchmarks of the FODI areas, each against a reference measured in the same run on the same
 //! machine (these machines are shared and noisy: ratios, not absolute numbers, are the result).
 //!
-//! `cargo run --release -p bench -- ledger` (or `ai`, `analytics`, `supervisor`) prints one JSON line per scenario on
+//! `cargo run --release -p bench -- ledger` (or `ai`, `analytics`, `api`, `supervisor`) prints one JSON line per scenario on
 //! stdout (the shape of docs/benchmarks.md) and its progress on stderr. Areas are added as they
 //! are built.
 
 mod ai;
 mod analytics;
+mod api;
 mod cluster;
 mod compare;
 mod ledger;
 mod load;
 mod pgbench;
+mod programs;
 mod redis_server;
 mod report;
 mod supervisor;
@@ -75,6 +77,8 @@ enum Area {
         #[arg(long, default_value_t = 10_000_000)]
         big_rows: usize,
     },
+    /// The api-server over HTTP (wrk) against the library-level rate of the same operations.
+    Api,
     /// The supervisor binary against supervisord: crash and hang recovery, idle cost.
     Supervisor {
         /// kill -9 repetitions for each supervisor.
@@ -144,6 +148,17 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(analytics::run(&options))?
+        }
+        Area::Api => {
+            let options = api::Options {
+                seconds: cli.seconds,
+                rounds: cli.rounds,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(api::run(&options))?
         }
         Area::Supervisor {
             repetitions,

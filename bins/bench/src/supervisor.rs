@@ -19,6 +19,7 @@ use anyhow::{Context, bail};
 use orchestrator::HealthProbe;
 
 use crate::compare::{median, record};
+use crate::programs::{release_binary, which};
 use crate::report::{Measurement, progress};
 
 pub struct Options {
@@ -41,7 +42,7 @@ const HEALTH_TIMEOUT_MS: u64 = 250;
 const IDLE_PROCESSES: usize = 10;
 
 pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
-    let ours_binary = our_binary()?;
+    let ours_binary = release_binary("supervisor")?;
     which("supervisord").context("supervisord is needed (Debian: apt-get install supervisor)")?;
     let dir = tempfile::Builder::new()
         .prefix("fodi-bench-supervisor-")
@@ -181,37 +182,6 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
             .with("processes", IDLE_PROCESSES as u64),
     );
     Ok(measurements)
-}
-
-/// The `supervisor` binary next to this one, built when missing.
-fn our_binary() -> anyhow::Result<PathBuf> {
-    let beside = std::env::current_exe()?
-        .parent()
-        .context("no directory of the bench binary")?
-        .join("supervisor");
-    if !beside.exists() {
-        progress("building the supervisor binary (cargo build --release -p supervisor)");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", "supervisor"])
-            .status()
-            .context("cannot run cargo")?;
-        anyhow::ensure!(status.success(), "cannot build the supervisor binary");
-    }
-    anyhow::ensure!(
-        beside.exists(),
-        "no supervisor binary at {}",
-        beside.display()
-    );
-    Ok(beside)
-}
-
-fn which(program: &str) -> anyhow::Result<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.exists())
-        .with_context(|| format!("{program} is not on PATH"))
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -1,0 +1,424 @@
+//! The api-server over HTTP against the library-level rate of the same operation, measured
+//! in the same run on the same cluster:
+//!
+//! 1. `http_cache_get_c8`: `GET /api/v1/ai/users/{user}/cache/{key}` (live entries of 1,000
+//!    users) by wrk, 8 connections, against `ResponseCache::get` from 8 tasks;
+//! 2. `http_transfer_c8`: `POST /api/v1/ledger/transfers` (uniform over 1,000 funded
+//!    wallets) by wrk, 8 connections, against `Ledger::transfer` from 8 tasks (the server's
+//!    sealer seals the transfers meanwhile, behind both sides);
+//!
+//! each with wrk's p99, and the api-server's resident memory under that load. The server is the
+//! release `api-server` binary (built by the benchmark if missing) with its default settings,
+//! pointed at the benchmark's cluster.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ai_store::{AiConfig, CacheConfig, PgAiStore, ResponseCache, Ttl, UserId};
+use anyhow::{Context, bail};
+use db_core::migrate::core_set;
+use ledger::{
+    Amount, Asset, BatchMode, Ledger, LedgerConfig, PgLedger, SystemWallet, TransferRequest,
+    WalletId,
+};
+
+use crate::cluster::{BenchCluster, DATABASE};
+use crate::compare::{median, record};
+use crate::load;
+use crate::programs::{release_binary, which};
+use crate::report::{Measurement, progress};
+
+pub struct Options {
+    pub seconds: u64,
+    pub rounds: usize,
+}
+
+const AREA: &str = "api";
+const CONNECTIONS: usize = 8;
+const WALLETS: usize = 1_000;
+const P99_TARGET_MS: f64 = 10.0;
+const RSS_TARGET_KIB: f64 = 100.0 * 1024.0;
+
+pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
+    let binary = release_binary("api-server")?;
+    which("wrk").context("wrk is needed (Debian: apt-get install wrk)")?;
+    let bench = BenchCluster::start(
+        vec![
+            core_set(),
+            ai_store::migration_set(),
+            ledger::migration_set(),
+            analytics::migration_set(),
+        ],
+        CONNECTIONS as u32 + 4,
+    )
+    .await?;
+    let ledger = Arc::new(PgLedger::new(bench.db.clone(), LedgerConfig::default()));
+    let users = bench.create_users(WALLETS).await?;
+    let wallets = Arc::new(fund(&ledger, &users).await?);
+    let ai = PgAiStore::start(
+        bench.db.clone(),
+        AiConfig {
+            cache: CacheConfig {
+                connections: CONNECTIONS,
+                ..CacheConfig::default()
+            },
+            ..AiConfig::default()
+        },
+    )
+    .await?;
+    for user in &users {
+        ai.cache()
+            .set(
+                UserId(*user),
+                "answer",
+                &serde_json::json!({ "dishes": ["soup", "bread"], "note": "x".repeat(200) }),
+                Ttl::Never,
+            )
+            .await?;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("fodi-bench-api-")
+        .tempdir()?;
+    let server = Server::start(&binary, &bench.cluster.url(DATABASE))?;
+    server.wait_ready().await?;
+
+    let transfer_script = dir.path().join("transfer.lua");
+    std::fs::write(&transfer_script, transfer_lua(&wallets))?;
+    let cache_script = dir.path().join("cache.lua");
+    std::fs::write(&cache_script, cache_lua(&users))?;
+    let duration = Duration::from_secs(options.seconds);
+    let mut measurements = Vec::new();
+
+    progress("warming up");
+    wrk(&server.url(), &transfer_script, 2)?;
+    wrk(&server.url(), &cache_script, 2)?;
+
+    progress("scenario 1: GET a cached entry, HTTP against the library");
+    let (mut http, mut library, mut p99s, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0_u64);
+    for round in 1..=options.rounds.max(1) {
+        let (result, peak) =
+            server.under_load(|| wrk(&server.url(), &cache_script, options.seconds))?;
+        let lib = library_gets(&ai, &users, duration).await;
+        progress(&format!(
+            "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {lib:.0}/s",
+            result.rate, result.p99_ms
+        ));
+        http.push(result.rate);
+        p99s.push(result.p99_ms);
+        library.push(lib);
+        rss = rss.max(peak);
+    }
+    let p99 = median(p99s);
+    record(
+        &mut measurements,
+        Measurement::new(AREA, "http_cache_get_c8", "requests_per_s", median(http))
+            .against("library_cache_get_c8", median(library), 0.7)
+            .with("p99_ms", p99),
+    );
+    record(
+        &mut measurements,
+        Measurement::new(AREA, "http_cache_get_p99", "p99_ms", p99)
+            .against("target_p99_ms", P99_TARGET_MS, 1.0)
+            .lower_is_better(),
+    );
+    progress("scenario 2: POST a transfer, HTTP against the library");
+    let (mut http, mut library, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=options.rounds.max(1) {
+        let (result, peak) =
+            server.under_load(|| wrk(&server.url(), &transfer_script, options.seconds))?;
+        let lib = library_transfers(&ledger, &wallets, duration).await;
+        progress(&format!(
+            "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {lib:.0}/s",
+            result.rate, result.p99_ms
+        ));
+        http.push(result.rate);
+        p99s.push(result.p99_ms);
+        library.push(lib);
+        rss = rss.max(peak);
+    }
+    let p99 = median(p99s);
+    record(
+        &mut measurements,
+        Measurement::new(AREA, "http_transfer_c8", "requests_per_s", median(http))
+            .against("library_transfer_c8", median(library), 0.7)
+            .with("p99_ms", p99)
+            .with("wallets", WALLETS as u64),
+    );
+    record(
+        &mut measurements,
+        Measurement::new(AREA, "http_transfer_p99", "p99_ms", p99)
+            .against("target_p99_ms", P99_TARGET_MS, 1.0)
+            .lower_is_better(),
+    );
+
+    record(
+        &mut measurements,
+        Measurement::new(AREA, "rss_under_load", "rss_kib", rss as f64)
+            .against("target_rss_kib", RSS_TARGET_KIB, 1.0)
+            .lower_is_better(),
+    );
+    let report = ledger.check_invariants().await?;
+    anyhow::ensure!(
+        report.is_ok(),
+        "ledger invariants violated: {:?}",
+        report.violations
+    );
+    Ok(measurements)
+}
+
+/// A wallet per user, each funded by the issuer.
+async fn fund(ledger: &PgLedger, users: &[uuid::Uuid]) -> anyhow::Result<Vec<WalletId>> {
+    let mut wallets = Vec::with_capacity(users.len());
+    for user in users {
+        wallets.push(
+            ledger
+                .open_user_wallet(ledger::UserId(*user), &Asset::fodi())
+                .await?
+                .id,
+        );
+    }
+    let issuer = ledger
+        .system_wallet(SystemWallet::Issuer, &Asset::fodi())
+        .await?;
+    let grant = Amount::tokens(1_000_000).context("grant")?;
+    let batch = wallets
+        .iter()
+        .map(|wallet| TransferRequest::transfer(issuer.id, *wallet, grant))
+        .collect();
+    let results = ledger.submit(batch, BatchMode::Linked).await?;
+    anyhow::ensure!(results.iter().all(Result::is_ok), "funding failed");
+    Ok(wallets)
+}
+
+fn pair(wallets: &[WalletId]) -> (WalletId, WalletId) {
+    let from = fastrand::usize(..wallets.len());
+    let mut to = fastrand::usize(..wallets.len() - 1);
+    if to >= from {
+        to += 1;
+    }
+    (wallets[from], wallets[to])
+}
+
+async fn library_transfers(
+    ledger: &Arc<PgLedger>,
+    wallets: &Arc<Vec<WalletId>>,
+    duration: Duration,
+) -> f64 {
+    let (ledger, wallets) = (ledger.clone(), wallets.clone());
+    load::run(CONNECTIONS, duration, move |_| {
+        let (ledger, wallets) = (ledger.clone(), wallets.clone());
+        async move {
+            let (from, to) = pair(&wallets);
+            let amount = Amount::new(1)?;
+            ledger
+                .transfer(TransferRequest::transfer(from, to, amount))
+                .await
+                .map(|_| 1)
+        }
+    })
+    .await
+    .units_per_second()
+}
+
+async fn library_gets(ai: &PgAiStore, users: &[uuid::Uuid], duration: Duration) -> f64 {
+    let (cache, users) = (ai.cache().clone(), Arc::new(users.to_vec()));
+    load::run(CONNECTIONS, duration, move |_| {
+        let (cache, users) = (cache.clone(), users.clone());
+        async move {
+            let user = users[fastrand::usize(..users.len())];
+            match cache.get(UserId(user), "answer").await {
+                Ok(Some(_)) => Ok(1),
+                Ok(None) => Err("miss".to_owned()),
+                Err(error) => Err(error.to_string()),
+            }
+        }
+    })
+    .await
+    .units_per_second()
+}
+
+/// wrk's script: transfers of one unit between random wallets.
+fn transfer_lua(wallets: &[WalletId]) -> String {
+    let list: Vec<String> = wallets
+        .iter()
+        .map(|wallet| format!("\"{wallet}\""))
+        .collect();
+    format!(
+        r#"local wallets = {{{}}}
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local from = math.random(#wallets)
+  local to = math.random(#wallets - 1)
+  if to >= from then to = to + 1 end
+  local body = '{{"debit":"' .. wallets[from] .. '","credit":"' .. wallets[to] .. '","amount":"0.000000001"}}'
+  return wrk.format(nil, "/api/v1/ledger/transfers", nil, body)
+end
+response = function(status)
+  if status ~= 201 then error("unexpected status " .. status) end
+end
+"#,
+        list.join(",")
+    )
+}
+
+/// wrk's script: GETs of random users' cached entry.
+fn cache_lua(users: &[uuid::Uuid]) -> String {
+    let list: Vec<String> = users.iter().map(|user| format!("\"{user}\"")).collect();
+    format!(
+        r#"local users = {{{}}}
+request = function()
+  return wrk.format("GET", "/api/v1/ai/users/" .. users[math.random(#users)] .. "/cache/answer")
+end
+response = function(status)
+  if status ~= 200 then error("unexpected status " .. status) end
+end
+"#,
+        list.join(",")
+    )
+}
+
+struct WrkResult {
+    rate: f64,
+    p99_ms: f64,
+}
+
+/// Runs wrk (2 threads, `CONNECTIONS` connections) with `script` for `seconds`.
+fn wrk(base: &str, script: &std::path::Path, seconds: u64) -> anyhow::Result<WrkResult> {
+    let output = Command::new("wrk")
+        .args([
+            "-t",
+            "2",
+            "-c",
+            &CONNECTIONS.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script)
+        .arg(base)
+        .output()
+        .context("cannot run wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    if let Some(errors) = text
+        .lines()
+        .find(|line| line.contains("Non-2xx or 3xx responses"))
+    {
+        bail!("wrk saw failed requests: {errors}");
+    }
+    let rate = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Requests/sec:"))
+        .and_then(|rest| rest.trim().parse::<f64>().ok())
+        .context("wrk printed no rate")?;
+    let p99_ms = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("99%"))
+        .map(|rest| milliseconds(rest.trim()))
+        .transpose()?
+        .context("wrk printed no p99")?;
+    Ok(WrkResult { rate, p99_ms })
+}
+
+/// wrk's durations: `812.00us`, `1.52ms`, `2.01s`.
+fn milliseconds(text: &str) -> anyhow::Result<f64> {
+    let (number, factor) = if let Some(us) = text.strip_suffix("us") {
+        (us, 0.001)
+    } else if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1.0)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1_000.0)
+    } else {
+        bail!("unknown duration {text:?}");
+    };
+    Ok(number.parse::<f64>()? * factor)
+}
+
+/// The api-server binary, running with default settings on the benchmark's database.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(binary: &std::path::Path, database_url: &str) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(binary)
+            .env("FODI__DATABASE__URL", database_url)
+            .env("FODI__SERVER__PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start the api-server")?;
+        Ok(Self { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok();
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the api-server never listened");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs `load` while sampling the server's resident memory; returns the load's result and
+    /// the peak.
+    fn under_load<T>(&self, load: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, u64)> {
+        let pid = self.child.id();
+        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sampler = {
+            let sampling = sampling.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(rss_kib(pid).unwrap_or(0));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                peak
+            })
+        };
+        let result = load();
+        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        let peak = sampler.join().unwrap_or(0);
+        Ok((result?, peak))
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
