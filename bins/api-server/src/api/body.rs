@@ -11,8 +11,9 @@ use admin_api::Problem;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-/// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Largest accepted request body: room for the largest batches the crates take (10,000
+/// transfers or analytics rows).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// A JSON body of type `T`.
 pub struct Body<T>(pub T);

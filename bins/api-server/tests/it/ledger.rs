@@ -385,7 +385,7 @@ async fn bad_input_gets_a_problem_document_never_a_500() {
     );
 
     let huge =
-        json!({ "debit": wallet, "credit": other, "amount": "1", "reason": "x".repeat(300_000) });
+        json!({ "debit": wallet, "credit": other, "amount": "1", "reason": "x".repeat(5_000_000) });
     let (status, problem) = api.post("/api/v1/ledger/transfers", huge).await;
     assert_eq!(
         (status, problem["type"].as_str()),

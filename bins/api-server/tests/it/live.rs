@@ -106,3 +106,69 @@ async fn a_websocket_client_receives_the_transfer_it_caused() {
         "{last:?}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_dropped_not_buffered() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let api = Api {
+        base: base.clone(),
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let (alice, bob) = (
+        api.user("slow-alice@example.com").await,
+        api.user("slow-bob@example.com").await,
+    );
+    let (_, alice_wallet) = api
+        .post("/api/v1/ledger/wallets", json!({ "user_id": alice }))
+        .await;
+    let (_, bob_wallet) = api
+        .post("/api/v1/ledger/wallets", json!({ "user_id": bob }))
+        .await;
+    let (alice_wallet, bob_wallet) = (
+        alice_wallet["id"].as_str().unwrap(),
+        bob_wallet["id"].as_str().unwrap(),
+    );
+    api.post(
+        "/api/v1/ledger/rewards",
+        json!({ "user_id": alice, "reason": "signup", "reference": "slow", "amount": "1" }),
+    )
+    .await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+        "{}/ws?topics=transfers",
+        base.replace("http://", "ws://")
+    ))
+    .await
+    .unwrap();
+
+    // Far more events than the per-client queue and the socket buffers hold, unread.
+    let transfer = json!({ "debit": alice_wallet, "credit": bob_wallet, "amount": "0.000000001" });
+    for _ in 0..6 {
+        let (status, batch) = api
+            .post(
+                "/api/v1/ledger/transfers/batch",
+                json!({ "mode": "independent", "transfers": vec![transfer.clone(); 10_000] }),
+            )
+            .await;
+        assert_eq!((status, batch["applied"].as_u64()), (200, Some(10_000)));
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the slow client was disconnected");
+    let frame = closed.expect("with a close frame");
+    assert_eq!(u16::from(frame.code), 1008);
+    assert!(frame.reason.contains("too slow"), "{}", frame.reason);
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200, "the server is fine");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
