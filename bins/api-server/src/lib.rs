@@ -184,7 +184,10 @@ impl Application {
             tracing::info!(applied = report.applied_count(), "migrations are current");
         }
         let db = Db::connect_with(&settings.database, target.options.clone()).await?;
-        let prometheus = observability::prometheus();
+        let bridge = (!settings.analytics.bridge_metrics.is_empty()
+            && manages(&settings, "analytics"))
+        .then(|| analytics::MetricsBridge::new(settings.analytics.bridge_metrics.clone()));
+        let prometheus = observability::prometheus(bridge.as_ref());
 
         let ai = if manages(&settings, "ai") {
             Some(PgAiStore::start(db.clone(), AiConfig::default()).await?)
@@ -209,6 +212,10 @@ impl Application {
         let analytics_data = analytics.clone().map(web::Data::new);
         let recorder = Recorder::start(&db, RecorderConfig::default());
         let recorder_data = web::Data::new(recorder.clone());
+        if let Some(bridge) = &bridge {
+            // Runs until the recorder is closed at shutdown.
+            bridge.run(recorder.clone(), settings.analytics.bridge_interval);
+        }
         let jobs = web::Data::new(start_jobs(&settings.jobs, ai, ledger.clone(), analytics));
 
         let access = Access::new(&settings.auth);

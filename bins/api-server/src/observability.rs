@@ -9,14 +9,25 @@ use crate::jobs::Jobs;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// The process-wide Prometheus recorder, installed on first use (the facade has one global
-/// recorder; several servers in one process, as in tests, share it).
-pub fn prometheus() -> PrometheusHandle {
+/// The process-wide recorder, installed on first use: Prometheus, and beside it the analytics
+/// bridge when one is given (the facade has one global recorder; several servers in one
+/// process, as in tests, share the first one installed).
+pub fn prometheus(bridge: Option<&analytics::MetricsBridge>) -> PrometheusHandle {
     PROMETHEUS
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
+            let installed = match bridge {
+                Some(bridge) => metrics::set_global_recorder(
+                    metrics_util::layers::FanoutBuilder::default()
+                        .add_recorder(recorder)
+                        .add_recorder(bridge.clone())
+                        .build(),
+                )
+                .map_err(drop),
+                None => metrics::set_global_recorder(recorder).map_err(drop),
+            };
+            if installed.is_err() {
                 tracing::warn!("a metrics recorder was installed before; /metrics will be empty");
             }
             describe_metrics();

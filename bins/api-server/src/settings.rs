@@ -16,6 +16,28 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub orchestrator: OrchestratorSettings,
     pub jobs: JobSettings,
+    pub analytics: AnalyticsSettings,
+}
+
+/// The bridge from this server's own metrics into `analytics.metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsSettings {
+    /// Metric names to copy (`"fodi_http_request_duration_seconds"`, or a prefix such as
+    /// `"fodi_http_*"`); empty: no bridge.
+    pub bridge_metrics: Vec<String>,
+    /// How often the selected metrics are copied.
+    #[serde(with = "humantime_serde")]
+    pub bridge_interval: Duration,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> Self {
+        Self {
+            bridge_metrics: Vec::new(),
+            bridge_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Bearer tokens. Admin tokens may do everything; API tokens may write (and read); reads need
