@@ -26,49 +26,50 @@ use crate::openapi::ProblemDocument;
 pub type SharedAi = Arc<PgAiStore>;
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    let user = "/api/v1/ai/users/{user}";
-    config
-        .route(&format!("{user}/cache/{{key}}"), web::get().to(cache_get))
-        .route(&format!("{user}/cache/{{key}}"), web::put().to(cache_put))
-        .route(
-            &format!("{user}/cache/{{key}}"),
-            web::delete().to(cache_delete),
-        )
-        .route(
-            &format!("{user}/conversations"),
-            web::post().to(create_conversation),
-        )
-        .route(
-            &format!("{user}/conversations"),
-            web::get().to(list_conversations),
-        )
-        .route(
-            &format!("{user}/conversations/{{id}}"),
-            web::get().to(conversation),
-        )
-        .route(
-            &format!("{user}/conversations/{{id}}"),
-            web::delete().to(delete_conversation),
-        )
-        .route(
-            &format!("{user}/conversations/{{id}}/messages"),
-            web::post().to(append),
-        )
-        .route(
-            &format!("{user}/conversations/{{id}}/messages"),
-            web::get().to(messages),
-        )
-        .route(
-            &format!("{user}/conversations/{{id}}/window"),
-            web::get().to(window),
-        )
-        .route(&format!("{user}/facts"), web::get().to(facts))
-        .route(&format!("{user}/facts/search"), web::get().to(search_facts))
-        .route(&format!("{user}/facts/{{key}}"), web::put().to(remember))
-        .route(&format!("{user}/facts/{{key}}"), web::get().to(fact))
-        .route(&format!("{user}/examples"), web::post().to(record_example))
-        .route(user, web::delete().to(forget_user))
-        .route("/api/v1/ai/examples/export", web::get().to(export));
+    // One scope per family: the router compares the prefix once instead of matching every
+    // route's pattern of every family.
+    config.service(
+        web::scope("/api/v1/ai")
+            .route("/users/{user}/cache/{key}", web::get().to(cache_get))
+            .route("/users/{user}/cache/{key}", web::put().to(cache_put))
+            .route("/users/{user}/cache/{key}", web::delete().to(cache_delete))
+            .route(
+                "/users/{user}/conversations",
+                web::post().to(create_conversation),
+            )
+            .route(
+                "/users/{user}/conversations",
+                web::get().to(list_conversations),
+            )
+            .route(
+                "/users/{user}/conversations/{id}",
+                web::get().to(conversation),
+            )
+            .route(
+                "/users/{user}/conversations/{id}",
+                web::delete().to(delete_conversation),
+            )
+            .route(
+                "/users/{user}/conversations/{id}/messages",
+                web::post().to(append),
+            )
+            .route(
+                "/users/{user}/conversations/{id}/messages",
+                web::get().to(messages),
+            )
+            .route(
+                "/users/{user}/conversations/{id}/window",
+                web::get().to(window),
+            )
+            .route("/users/{user}/facts", web::get().to(facts))
+            .route("/users/{user}/facts/search", web::get().to(search_facts))
+            .route("/users/{user}/facts/{key}", web::put().to(remember))
+            .route("/users/{user}/facts/{key}", web::get().to(fact))
+            .route("/users/{user}/examples", web::post().to(record_example))
+            .route("/users/{user}", web::delete().to(forget_user))
+            .route("/examples/export", web::get().to(export))
+            .default_service(web::to(crate::api::not_found)),
+    );
 }
 
 #[allow(clippy::needless_pass_by_value)]

@@ -24,18 +24,17 @@ use crate::openapi::ProblemDocument;
 pub const MAX_BATCH: usize = 10_000;
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .route("/api/v1/analytics/metrics", web::post().to(record_metrics))
-        .route("/api/v1/analytics/events", web::post().to(record_events))
-        .route(
-            "/api/v1/analytics/metrics/{name}/buckets",
-            web::get().to(buckets),
-        )
-        .route(
-            "/api/v1/analytics/events/counts",
-            web::get().to(event_counts),
-        )
-        .route("/api/v1/analytics/daily-stats", web::get().to(daily_stats));
+    // One scope per family: the router compares the prefix once instead of matching every
+    // route's pattern of every family.
+    config.service(
+        web::scope("/api/v1/analytics")
+            .route("/metrics", web::post().to(record_metrics))
+            .route("/events", web::post().to(record_events))
+            .route("/metrics/{name}/buckets", web::get().to(buckets))
+            .route("/events/counts", web::get().to(event_counts))
+            .route("/daily-stats", web::get().to(daily_stats))
+            .default_service(web::to(crate::api::not_found)),
+    );
 }
 
 /// The problem document of an analytics error.
