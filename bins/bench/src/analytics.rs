@@ -133,6 +133,34 @@ async fn truncate(bench: &BenchCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Alternates one COPY of `text` with `ours` (each into the emptied table), `rounds` times;
+/// returns the median rates, ours then COPY's.
+async fn alternate_with_copy<F, Fut>(
+    bench: &BenchCluster,
+    options: &Options,
+    statement: &'static str,
+    text: &str,
+    ours: F,
+) -> anyhow::Result<(f64, f64)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<f64>>,
+{
+    let (mut our_rates, mut copy_rates) = (Vec::new(), Vec::new());
+    for round in 1..=options.rounds.max(1) {
+        truncate(bench).await?;
+        let reference = copy_reference(bench, statement, text, options.rows).await?;
+        truncate(bench).await?;
+        let rate = ours().await?;
+        progress(&format!(
+            "  round {round}: COPY {reference:.0} rows/s, recorder {rate:.0} rows/s"
+        ));
+        copy_rates.push(reference);
+        our_rates.push(rate);
+    }
+    Ok((median(our_rates), median(copy_rates)))
+}
+
 /// One COPY of `text` into `statement`'s table; returns the rows per second.
 async fn copy_reference(
     bench: &BenchCluster,
@@ -254,28 +282,18 @@ async fn ingest_metrics(
             point.value
         ));
     }
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 1..=options.rounds.max(1) {
-        truncate(bench).await?;
-        let reference = copy_reference(
-            bench,
-            "COPY analytics.metrics (series_id, time, value) FROM STDIN",
-            &text,
-            options.rows,
-        )
-        .await?;
-        truncate(bench).await?;
-        let rate = through_recorder(bench, points.clone(), record_metric).await?;
-        progress(&format!(
-            "  round {round}: COPY {reference:.0} rows/s, recorder {rate:.0} rows/s"
-        ));
-        theirs.push(reference);
-        ours.push(rate);
-    }
+    let (ours, theirs) = alternate_with_copy(
+        bench,
+        options,
+        "COPY analytics.metrics (series_id, time, value) FROM STDIN",
+        &text,
+        || through_recorder(bench, points.clone(), record_metric),
+    )
+    .await?;
     record(
         measurements,
-        Measurement::new(AREA, "recorder_metrics", "rows_per_s", median(ours))
-            .against("copy_metrics", median(theirs), 0.5)
+        Measurement::new(AREA, "recorder_metrics", "rows_per_s", ours)
+            .against("copy_metrics", theirs, 0.5)
             .with("rows", options.rows as u64)
             .with("series", SERIES as u64)
             .with("producers", PRODUCERS as u64),
@@ -312,28 +330,18 @@ async fn ingest_events(
                 .map_or_else(|| "\\N".to_owned(), |id| id.to_string()),
         ));
     }
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 1..=options.rounds.max(1) {
-        truncate(bench).await?;
-        let reference = copy_reference(
-            bench,
-            "COPY analytics.events (time, kind, user_id, session_id, properties) FROM STDIN",
-            &text,
-            options.rows,
-        )
-        .await?;
-        truncate(bench).await?;
-        let rate = through_recorder(bench, events.clone(), record_event).await?;
-        progress(&format!(
-            "  round {round}: COPY {reference:.0} rows/s, recorder {rate:.0} rows/s"
-        ));
-        theirs.push(reference);
-        ours.push(rate);
-    }
+    let (ours, theirs) = alternate_with_copy(
+        bench,
+        options,
+        "COPY analytics.events (time, kind, user_id, session_id, properties) FROM STDIN",
+        &text,
+        || through_recorder(bench, events.clone(), record_event),
+    )
+    .await?;
     record(
         measurements,
-        Measurement::new(AREA, "recorder_events", "rows_per_s", median(ours))
-            .against("copy_events", median(theirs), 0.5)
+        Measurement::new(AREA, "recorder_events", "rows_per_s", ours)
+            .against("copy_events", theirs, 0.5)
             .with("rows", options.rows as u64)
             .with("properties_bytes", properties_bytes as u64)
             .with("producers", PRODUCERS as u64),

@@ -95,62 +95,22 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     wrk(&server.url(), &cache_script, 2)?;
 
     progress("scenario 1: GET a cached entry, HTTP against the library");
-    let (mut http, mut library, mut p99s, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0_u64);
-    for round in 1..=options.rounds.max(1) {
-        let (result, peak) =
-            server.under_load(|| wrk(&server.url(), &cache_script, options.seconds))?;
-        let lib = library_gets(&ai, &users, duration).await;
-        progress(&format!(
-            "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {lib:.0}/s",
-            result.rate, result.p99_ms
-        ));
-        http.push(result.rate);
-        p99s.push(result.p99_ms);
-        library.push(lib);
-        rss = rss.max(peak);
-    }
-    let p99 = median(p99s);
-    record(
-        &mut measurements,
-        Measurement::new(AREA, "http_cache_get_c8", "requests_per_s", median(http))
-            .against("library_cache_get_c8", median(library), 0.7)
-            .with("p99_ms", p99),
-    );
-    record(
-        &mut measurements,
-        Measurement::new(AREA, "http_cache_get_p99", "p99_ms", p99)
-            .against("target_p99_ms", P99_TARGET_MS, 1.0)
-            .lower_is_better(),
-    );
+    let cache = compare(&server, &cache_script, options, || {
+        library_gets(&ai, &users, duration)
+    })
+    .await?;
+    cache.record("cache_get", &mut measurements, &[]);
     progress("scenario 2: POST a transfer, HTTP against the library");
-    let (mut http, mut library, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=options.rounds.max(1) {
-        let (result, peak) =
-            server.under_load(|| wrk(&server.url(), &transfer_script, options.seconds))?;
-        let lib = library_transfers(&ledger, &wallets, duration).await;
-        progress(&format!(
-            "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {lib:.0}/s",
-            result.rate, result.p99_ms
-        ));
-        http.push(result.rate);
-        p99s.push(result.p99_ms);
-        library.push(lib);
-        rss = rss.max(peak);
-    }
-    let p99 = median(p99s);
-    record(
+    let transfers = compare(&server, &transfer_script, options, || {
+        library_transfers(&ledger, &wallets, duration)
+    })
+    .await?;
+    transfers.record(
+        "transfer",
         &mut measurements,
-        Measurement::new(AREA, "http_transfer_c8", "requests_per_s", median(http))
-            .against("library_transfer_c8", median(library), 0.7)
-            .with("p99_ms", p99)
-            .with("wallets", WALLETS as u64),
+        &[("wallets", WALLETS as u64)],
     );
-    record(
-        &mut measurements,
-        Measurement::new(AREA, "http_transfer_p99", "p99_ms", p99)
-            .against("target_p99_ms", P99_TARGET_MS, 1.0)
-            .lower_is_better(),
-    );
+    let rss = cache.peak_rss_kib.max(transfers.peak_rss_kib);
 
     record(
         &mut measurements,
@@ -165,6 +125,66 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
         report.violations
     );
     Ok(measurements)
+}
+
+/// One scenario's medians: HTTP and library rates, wrk's p99, the server's peak memory.
+struct Comparison {
+    http: f64,
+    library: f64,
+    p99_ms: f64,
+    peak_rss_kib: u64,
+}
+
+impl Comparison {
+    /// Records `http_{name}_c8` against the library and `http_{name}_p99` against 10 ms.
+    fn record(&self, name: &str, measurements: &mut Vec<Measurement>, extra: &[(&str, u64)]) {
+        let mut rate =
+            Measurement::new(AREA, format!("http_{name}_c8"), "requests_per_s", self.http)
+                .against(format!("library_{name}_c8"), self.library, 0.7)
+                .with("p99_ms", self.p99_ms);
+        for (key, value) in extra {
+            rate = rate.with(key, *value);
+        }
+        record(measurements, rate);
+        record(
+            measurements,
+            Measurement::new(AREA, format!("http_{name}_p99"), "p99_ms", self.p99_ms)
+                .against("target_p99_ms", P99_TARGET_MS, 1.0)
+                .lower_is_better(),
+        );
+    }
+}
+
+/// Alternates wrk running `script` against the server with `library`, `rounds` times.
+async fn compare<F, Fut>(
+    server: &Server,
+    script: &std::path::Path,
+    options: &Options,
+    library: F,
+) -> anyhow::Result<Comparison>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = f64>,
+{
+    let (mut http, mut libraries, mut p99s, mut peak) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for round in 1..=options.rounds.max(1) {
+        let (result, rss) = server.under_load(|| wrk(&server.url(), script, options.seconds))?;
+        let rate = library().await;
+        progress(&format!(
+            "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {rate:.0}/s",
+            result.rate, result.p99_ms
+        ));
+        http.push(result.rate);
+        p99s.push(result.p99_ms);
+        libraries.push(rate);
+        peak = peak.max(rss);
+    }
+    Ok(Comparison {
+        http: median(http),
+        library: median(libraries),
+        p99_ms: median(p99s),
+        peak_rss_kib: peak,
+    })
 }
 
 /// A wallet per user, each funded by the issuer.

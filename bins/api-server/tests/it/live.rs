@@ -11,6 +11,25 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::ledger::Api;
 use crate::{spawn, with_database};
 
+/// Two users' wallets, the first funded with 5 tokens (a reward); returns their ids.
+async fn funded_pair(api: &Api, tag: &str) -> (String, String) {
+    let mut wallets = Vec::new();
+    for name in ["alice", "bob"] {
+        let user = api.user(&format!("{tag}-{name}@example.com")).await;
+        let (_, wallet) = api
+            .post("/api/v1/ledger/wallets", json!({ "user_id": user }))
+            .await;
+        if name == "alice" {
+            let reward =
+                json!({ "user_id": user, "reason": "signup", "reference": tag, "amount": "5" });
+            let (status, paid) = api.post("/api/v1/ledger/rewards", reward).await;
+            assert_eq!(status, 200, "{paid}");
+        }
+        wallets.push(wallet["id"].as_str().unwrap().to_owned());
+    }
+    (wallets[0].clone(), wallets[1].clone())
+}
+
 #[tokio::test]
 async fn a_websocket_client_receives_the_transfer_it_caused() {
     let db = TestDb::new(api_server::all_sets()).await;
@@ -20,25 +39,8 @@ async fn a_websocket_client_receives_the_transfer_it_caused() {
         client: reqwest::Client::new(),
         token: None,
     };
-    let (alice, bob) = (
-        api.user("ws-alice@example.com").await,
-        api.user("ws-bob@example.com").await,
-    );
-    let (_, alice_wallet) = api
-        .post("/api/v1/ledger/wallets", json!({ "user_id": alice }))
-        .await;
-    let (_, bob_wallet) = api
-        .post("/api/v1/ledger/wallets", json!({ "user_id": bob }))
-        .await;
-    let (alice_wallet, bob_wallet) = (
-        alice_wallet["id"].as_str().unwrap(),
-        bob_wallet["id"].as_str().unwrap(),
-    );
-    api.post(
-        "/api/v1/ledger/rewards",
-        json!({ "user_id": alice, "reason": "signup", "reference": "ws", "amount": "5" }),
-    )
-    .await;
+    let (alice_wallet, bob_wallet) = funded_pair(&api, "ws").await;
+    let (alice_wallet, bob_wallet) = (alice_wallet.as_str(), bob_wallet.as_str());
 
     let ws_base = base.replace("http://", "ws://");
     let refused = tokio_tungstenite::connect_async(format!("{ws_base}/ws?topics=gossip")).await;
@@ -116,25 +118,8 @@ async fn a_client_that_does_not_read_is_dropped_not_buffered() {
         client: reqwest::Client::new(),
         token: None,
     };
-    let (alice, bob) = (
-        api.user("slow-alice@example.com").await,
-        api.user("slow-bob@example.com").await,
-    );
-    let (_, alice_wallet) = api
-        .post("/api/v1/ledger/wallets", json!({ "user_id": alice }))
-        .await;
-    let (_, bob_wallet) = api
-        .post("/api/v1/ledger/wallets", json!({ "user_id": bob }))
-        .await;
-    let (alice_wallet, bob_wallet) = (
-        alice_wallet["id"].as_str().unwrap(),
-        bob_wallet["id"].as_str().unwrap(),
-    );
-    api.post(
-        "/api/v1/ledger/rewards",
-        json!({ "user_id": alice, "reason": "signup", "reference": "slow", "amount": "1" }),
-    )
-    .await;
+    let (alice_wallet, bob_wallet) = funded_pair(&api, "slow").await;
+    let (alice_wallet, bob_wallet) = (alice_wallet.as_str(), bob_wallet.as_str());
     let (mut socket, _) = tokio_tungstenite::connect_async(format!(
         "{}/ws?topics=transfers",
         base.replace("http://", "ws://")
