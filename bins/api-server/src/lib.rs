@@ -1,15 +1,18 @@
-//! The `api-server` binary: the REST API over every data crate, with health, readiness and
-//! (as the crates fill in) their routes.
+//! The `api-server` binary: the REST API over every crate ([`api`]: users, the AI store, the
+//! ledger, analytics), process administration ([`admin`], with leader election in
+//! [`leader`]), the live WebSocket stream ([`live`]), health and readiness, `/metrics`, the
+//! OpenAPI document and its offline docs ([`openapi`]), and the background jobs ([`jobs`]).
 //!
 //! [`Application::build`] resolves the database (the configured server, or the embedded
 //! cluster under `./.data/pg` when none is configured), applies migrations when that is the
-//! policy, and binds the HTTP server; [`Application::run_until_stopped`] serves until SIGINT or
-//! SIGTERM, finishes in-flight requests, closes the pools and stops the embedded cluster if
-//! it started it. `main.rs` only loads configuration and sets up logging.
+//! policy, composes the crates, starts the jobs, the live hub and (when configured) the
+//! supervision of the backend, and binds the HTTP server; [`Application::run_until_stopped`]
+//! serves until SIGINT or SIGTERM, then shuts down in order (see its documentation).
+//! `main.rs` only loads configuration and sets up logging.
 //!
-//! Architecture invariant: handlers hold the crates' handles (behind traits as the crates
-//! grow) and translate HTTP to calls and errors to problem documents; no domain rule lives
-//! here.
+//! Architecture invariant: handlers hold the crates' handles (behind their traits) and
+//! translate HTTP to calls and errors to problem documents ([`api::errors`]); no domain rule
+//! lives here.
 
 pub mod access;
 pub mod admin;
