@@ -211,12 +211,6 @@ async fn fund(ledger: &PgLedger, users: &[uuid::Uuid]) -> anyhow::Result<Vec<Wal
     Ok(wallets)
 }
 
-fn pair(wallets: &[WalletId]) -> (WalletId, WalletId) {
-    let from = fastrand::usize(..wallets.len());
-    let mut to = fastrand::usize(..wallets.len() - 1);
-    if to >= from {
-        to += 1;
-    }
     (wallets[from], wallets[to])
 }
 
@@ -229,7 +223,7 @@ async fn library_transfers(
     load::run(CONNECTIONS, duration, move |_| {
         let (ledger, wallets) = (ledger.clone(), wallets.clone());
         async move {
-            let (from, to) = pair(&wallets);
+            let (from, to) = crate::ledger::distinct_pair(&wallets);
             let amount = Amount::new(1)?;
             ledger
                 .transfer(TransferRequest::transfer(from, to, amount))

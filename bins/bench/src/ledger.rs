@@ -385,7 +385,8 @@ async fn setup_wallets(
     Ok(wallets)
 }
 
-fn distinct_pair(wallets: &[WalletId]) -> (WalletId, WalletId) {
+/// Two different wallets, uniformly.
+pub fn distinct_pair(wallets: &[WalletId]) -> (WalletId, WalletId) {
     let from = fastrand::usize(..wallets.len());
     let mut to = fastrand::usize(..wallets.len() - 1);
     if to >= from {
