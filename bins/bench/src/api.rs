@@ -211,9 +211,6 @@ async fn fund(ledger: &PgLedger, users: &[uuid::Uuid]) -> anyhow::Result<Vec<Wal
     Ok(wallets)
 }
 
-    (wallets[from], wallets[to])
-}
-
 async fn library_transfers(
     ledger: &Arc<PgLedger>,
     wallets: &Arc<Vec<WalletId>>,
