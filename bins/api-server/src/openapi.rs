@@ -8,6 +8,72 @@ use utoipa::{Modify, OpenApi};
 /// The error body of every route.
 pub use admin_api::Problem as ProblemDocument;
 
+/// Shapes of the ledger's answers, for the document only (the handlers serialise the
+/// ledger's own types; schemathesis checks in CI that the two agree).
+pub mod schemas {
+    use chrono::{DateTime, Utc};
+    use uuid::Uuid;
+
+    /// A transfer's place in the ledger's order.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Position {
+        pub tx_id: i64,
+        pub seq: i64,
+    }
+
+    /// A stored transfer; amounts in units (10^-9 FODI).
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Transfer {
+        pub id: Uuid,
+        pub position: Position,
+        /// `transfer`, `pending`, `post`, `void` or `expire`.
+        pub kind: String,
+        pub debit_wallet: Uuid,
+        pub credit_wallet: Uuid,
+        pub amount: i64,
+        pub pending_id: Option<Uuid>,
+        pub expires_at: Option<DateTime<Utc>>,
+        pub reason: Option<String>,
+        pub reference: Option<String>,
+        #[schema(value_type = Option<Object>)]
+        pub metadata: Option<serde_json::Value>,
+        pub created_at: DateTime<Utc>,
+    }
+
+    /// A submitted transfer, and whether this submission replayed an earlier one.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Applied {
+        pub transfer: Transfer,
+        pub replayed: bool,
+    }
+
+    /// A wallet with its balances in units.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Wallet {
+        pub id: Uuid,
+        /// `{"type": "user", "id": <uuid>}` or `{"type": "system", "id": "issuer" | ...}`.
+        #[schema(value_type = Object)]
+        pub owner: serde_json::Value,
+        pub asset: String,
+        pub shard_count: i16,
+        pub posted: i64,
+        pub pending_debits: i64,
+        pub pending_credits: i64,
+        /// Lowest allowed available balance; null: unbounded (system wallets).
+        pub min_balance: Option<i64>,
+        pub closed_at: Option<DateTime<Utc>>,
+        pub created_at: DateTime<Utc>,
+        /// Posted minus holds.
+        pub available: i64,
+        /// What a transfer may take now; null when unbounded.
+        pub spendable: Option<i64>,
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -69,7 +135,7 @@ pub use admin_api::Problem as ProblemDocument;
         admin_api::routes::restart,
         admin_api::routes::logs,
     ),
-    components(schemas(ProblemDocument)),
+    components(schemas(ProblemDocument, schemas::Transfer, schemas::Applied, schemas::Wallet)),
     modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),

@@ -153,7 +153,7 @@ pub struct OpenWallet {
 
 /// Open (or get) a user's wallet of an asset
 #[utoipa::path(post, path = "/api/v1/ledger/wallets", tag = "ledger", request_body = OpenWallet,
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = crate::openapi::schemas::Wallet), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn open_wallet(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -176,7 +176,7 @@ fn wallet_view(wallet: &ledger::Wallet) -> serde_json::Value {
 
 /// A wallet with its balances and limit
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}", tag = "ledger", params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = crate::openapi::schemas::Wallet), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn wallet(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -281,7 +281,7 @@ impl NewTransfer {
 /// Apply a transfer (or a hold), idempotently by its id or Idempotency-Key
 #[utoipa::path(post, path = "/api/v1/ledger/transfers", tag = "ledger", request_body = NewTransfer,
     params(("Idempotency-Key" = Option<String>, Header, description = "a UUID, or any text mapped to one")),
-    responses((status = 201, description = "applied now", body = serde_json::Value), (status = 200, description = "a replay", body = serde_json::Value),
+    responses((status = 201, description = "applied now", body = crate::openapi::schemas::Applied), (status = 200, description = "a replay", body = crate::openapi::schemas::Applied),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn transfer(
     _: CanWrite,
@@ -339,7 +339,7 @@ pub async fn batch(
 
 /// A transfer
 #[utoipa::path(get, path = "/api/v1/ledger/transfers/{id}", tag = "ledger", params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = crate::openapi::schemas::Transfer), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn get_transfer(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -366,7 +366,7 @@ pub struct Resolve {
 
 /// Post a pending transfer, wholly or partly
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/post", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = crate::openapi::schemas::Applied), (status = 200, body = crate::openapi::schemas::Applied), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn post_pending(
     _: CanWrite,
     request: HttpRequest,
@@ -384,7 +384,7 @@ pub async fn post_pending(
 
 /// Void a pending transfer
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/void", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = crate::openapi::schemas::Applied), (status = 200, body = crate::openapi::schemas::Applied), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn void_pending(
     _: CanWrite,
     request: HttpRequest,

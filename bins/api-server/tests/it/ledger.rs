@@ -151,6 +151,17 @@ async fn a_ledger_flow_over_http() {
         .get(&format!("/api/v1/ledger/wallets/{bob_wallet}"))
         .await;
     assert_eq!(bob_view["posted"], 12 * TOKEN + TOKEN / 2);
+    // The document describes these answers field for field.
+    let (_, document) = api.get("/api-docs/openapi.json").await;
+    let fields = |value: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let schema = |name: &str| fields(&document["components"]["schemas"][name]["properties"]);
+    assert_eq!(fields(&first["transfer"]), schema("Transfer"));
+    assert_eq!(fields(&first), schema("Applied"));
+    assert_eq!(fields(&bob_view), schema("Wallet"));
     let id = first["transfer"]["id"].as_str().unwrap();
     let (status, stored) = api.get(&format!("/api/v1/ledger/transfers/{id}")).await;
     assert_eq!((status, stored["reason"].as_str()), (200, Some("dinner")));
