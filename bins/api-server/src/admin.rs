@@ -97,6 +97,11 @@ pub async fn backend_status(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, Problem> {
     (state.authorise)(&request)?;
+    backend(&state)
+}
+
+/// The backend's status as the answer.
+fn backend(state: &AdminState) -> Result<HttpResponse, Problem> {
     let status = state
         .supervisor
         .status(BACKEND)
@@ -113,10 +118,8 @@ pub async fn backend_action(
     action: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     (state.authorise)(&request)?;
-    state
-        .supervisor
-        .status(BACKEND)
-        .map_err(|_| backend_not_supervised())?;
+    // Refuse at once when there is no backend to act on.
+    backend(&state)?;
     let supervisor = &state.supervisor;
     let result = match action.as_str() {
         "start" => supervisor.start(BACKEND).await,
@@ -130,5 +133,5 @@ pub async fn backend_action(
         }
     };
     result.map_err(|error| admin_api::routes::problem(&error))?;
-    backend_status(request, state).await
+    backend(&state)
 }

@@ -102,6 +102,42 @@ fn manages(settings: &Settings, set: &str) -> bool {
     settings.migrations.sets.is_empty() || settings.migrations.sets.iter().any(|s| s == set)
 }
 
+/// A job running `run` on a clone of `service`, its `Debug` result as the run's summary.
+fn job<S, F, Fut, T, E>(service: S, run: F) -> impl Fn() -> jobs::JobRun + Send + 'static
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
+    T: std::fmt::Debug,
+    E: std::fmt::Display,
+{
+    move || {
+        let run = run(service.clone());
+        Box::pin(async move {
+            run.await
+                .map(|summary| format!("{summary:?}"))
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+/// What one run of the sealer did.
+#[derive(Debug)]
+// Read through `Debug`: it is the run's summary in /ready.
+#[allow(dead_code)]
+struct Sealed {
+    blocks: u32,
+}
+
+/// Seals everything final at this moment, a block at a time (at most 100 blocks a run).
+async fn seal_final(ledger: Arc<PgLedger>) -> Result<Sealed, ledger::LedgerError> {
+    let mut blocks = 0;
+    while blocks < 100 && ledger.seal_next_block().await?.is_some() {
+        blocks += 1;
+    }
+    Ok(Sealed { blocks })
+}
+
 /// The background jobs of the sets the deployment manages.
 fn start_jobs(
     settings: &JobSettings,
@@ -111,65 +147,28 @@ fn start_jobs(
 ) -> Jobs {
     let mut jobs = Jobs::default();
     if let Some(ai) = ai {
-        jobs.spawn("ai_maintenance", settings.ai_maintenance, move || {
-            let ai = ai.clone();
-            Box::pin(async move {
-                ai.run_maintenance()
-                    .await
-                    .map(|report| format!("{report:?}"))
-                    .map_err(|error| error.to_string())
-            })
-        });
+        let maintain = job(ai, |ai| async move { ai.run_maintenance().await });
+        jobs.spawn("ai_maintenance", settings.ai_maintenance, maintain);
     }
     if let Some(ledger) = ledger {
-        jobs.spawn("ledger_sealer", settings.ledger_sealer, move || {
-            let ledger = ledger.clone();
-            Box::pin(async move {
-                // Everything final at this moment, a block at a time.
-                let mut blocks = 0_u32;
-                while let Some(_block) = ledger
-                    .seal_next_block()
-                    .await
-                    .map_err(|error| error.to_string())?
-                {
-                    blocks += 1;
-                    if blocks >= 100 {
-                        break;
-                    }
-                }
-                Ok(format!("{blocks} blocks sealed"))
-            })
-        });
+        jobs.spawn(
+            "ledger_sealer",
+            settings.ledger_sealer,
+            job(ledger, seal_final),
+        );
     }
     if let Some(analytics) = analytics {
-        let refresher = analytics.clone();
-        jobs.spawn(
-            "daily_stats_refresh",
-            settings.daily_stats_refresh,
-            move || {
-                let analytics = refresher.clone();
-                Box::pin(async move {
-                    analytics
-                        .refresh_daily_stats()
-                        .await
-                        .map(|outcome| format!("{outcome:?}"))
-                        .map_err(|error| error.to_string())
-                })
-            },
-        );
+        let refresh = job(analytics.clone(), |analytics| async move {
+            analytics.refresh_daily_stats().await
+        });
+        jobs.spawn("daily_stats_refresh", settings.daily_stats_refresh, refresh);
+        let partitions = job(analytics, |analytics| async move {
+            analytics.maintain_partitions().await
+        });
         jobs.spawn(
             "partition_maintenance",
             settings.partition_maintenance,
-            move || {
-                let analytics = analytics.clone();
-                Box::pin(async move {
-                    analytics
-                        .maintain_partitions()
-                        .await
-                        .map(|report| format!("{report:?}"))
-                        .map_err(|error| error.to_string())
-                })
-            },
+            partitions,
         );
     }
     jobs

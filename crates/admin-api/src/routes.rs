@@ -124,7 +124,12 @@ pub async fn status(
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     authorised(&request, &state)?;
-    let status = state.supervisor.status(&name).map_err(|e| problem(&e))?;
+    current(&state, &name)
+}
+
+/// The process's status as the answer (after the caller was authorised once).
+fn current(state: &AdminState, name: &str) -> Result<HttpResponse, Problem> {
+    let status = state.supervisor.status(name).map_err(|e| problem(&e))?;
     Ok(HttpResponse::Ok().json(status))
 }
 
@@ -142,7 +147,7 @@ pub async fn start(
         .start(&name)
         .await
         .map_err(|e| problem(&e))?;
-    status(request, state, name).await
+    current(&state, &name)
 }
 
 /// Stop a process
@@ -159,7 +164,7 @@ pub async fn stop(
         .stop(&name)
         .await
         .map_err(|e| problem(&e))?;
-    status(request, state, name).await
+    current(&state, &name)
 }
 
 /// Restart a process
@@ -176,7 +181,7 @@ pub async fn restart(
         .restart(&name)
         .await
         .map_err(|e| problem(&e))?;
-    status(request, state, name).await
+    current(&state, &name)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -29,6 +29,17 @@ pub fn database(error: &DbError) -> Problem {
                 "The database is unavailable; try again",
             )
         }
+        // A table's CHECK refused a value: the caller's input, which the handler's own
+        // validation did not catch.
+        DbError::CheckViolation { constraint, .. } => {
+            tracing::info!(%error, "refused by a check");
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "A field is invalid",
+            )
+            .with_detail(format!("refused by {constraint}"))
+        }
         // Class 22, data exceptions: a value the caller sent cannot be stored as it is (a NUL
         // character in a path segment, a number out of a column's range, ...).
         error

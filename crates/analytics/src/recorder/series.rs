@@ -12,26 +12,13 @@ use crate::model::{Labels, MetricPoint};
 /// Series remembered at most; past this the memory starts over (and asks the database again).
 const MAX_REMEMBERED: usize = 100_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SeriesKey {
-    name: String,
-    /// The labels as JSON with sorted keys: one text per label set.
-    labels: String,
-}
-
-impl SeriesKey {
-    fn of(name: &str, labels: &Labels) -> Self {
-        Self {
-            name: name.to_owned(),
-            labels: serde_json::to_string(labels).unwrap_or_else(|_| "{}".to_owned()),
-        }
-    }
-}
-
-/// Known series: `Some(id)`, or `None` when the metric's cap refused it.
+/// Known series by name, then labels: `Some(id)`, or `None` when the metric's cap refused
+/// it. Two levels so that a point is looked up by reference, without building a key: this
+/// runs for every point written.
 #[derive(Default)]
 pub(crate) struct SeriesCache {
-    known: HashMap<SeriesKey, Option<i64>>,
+    known: HashMap<String, HashMap<Labels, Option<i64>>>,
+    remembered: usize,
 }
 
 impl SeriesCache {
@@ -44,23 +31,34 @@ impl SeriesCache {
         points: &[MetricPoint],
         max_series: u32,
     ) -> Result<Vec<Option<i64>>, AnalyticsError> {
-        if self.known.len() > MAX_REMEMBERED {
+        if self.remembered > MAX_REMEMBERED {
             self.known.clear();
+            self.remembered = 0;
         }
         let mut ids = Vec::with_capacity(points.len());
         for point in points {
-            let key = SeriesKey::of(&point.name, &point.labels);
-            let id = match self.known.get(&key) {
+            let known = self
+                .known
+                .get(&point.name)
+                .and_then(|series| series.get(&point.labels));
+            let id = match known {
                 Some(id) => *id,
                 None => {
+                    // Labels are sorted (a BTreeMap): one JSON text per label set.
+                    let labels = serde_json::to_string(&point.labels)
+                        .map_err(|error| AnalyticsError::Flush(error.to_string()))?;
                     let id: Option<i64> =
                         sqlx::query_scalar("SELECT analytics.resolve_series($1, $2::jsonb, $3)")
-                            .bind(&key.name)
-                            .bind(&key.labels)
+                            .bind(&point.name)
+                            .bind(labels)
                             .bind(i32::try_from(max_series).unwrap_or(i32::MAX))
                             .fetch_one(&mut *connection)
                             .await?;
-                    self.known.insert(key, id);
+                    self.known
+                        .entry(point.name.clone())
+                        .or_default()
+                        .insert(point.labels.clone(), id);
+                    self.remembered += 1;
                     id
                 }
             };
