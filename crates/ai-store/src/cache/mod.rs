@@ -98,6 +98,12 @@ pub trait ResponseCache: Send + Sync {
     /// The live value of `key`, counting a hit.
     async fn get(&self, user: UserId, key: &str) -> Result<Option<CachedValue>, AiError>;
 
+    /// The live values of many keys, in the order asked, read in one database statement
+    /// (keys the in-process tier holds are answered from it). Each key counts a hit or a miss
+    /// as [`get`](Self::get) would; a key may appear more than once. One invalid key fails the
+    /// whole call before anything is read.
+    async fn get_many(&self, keys: &[(UserId, &str)]) -> Result<Vec<Option<CachedValue>>, AiError>;
+
     /// Stores `value` under `key`, replacing any entry (its hit count starts again at 0).
     async fn set(
         &self,
@@ -228,6 +234,23 @@ const GET_SQL: &str =
             coalesce(expires_at - now() < sliding_ttl / 2, false) AS renew
        FROM ai.cache_entries
       WHERE user_id = $1 AND cache_key = $2";
+
+/// An [`EntryRow`] of a batch read: `n` is the 1-based position of its key in the batch.
+#[derive(sqlx::FromRow)]
+struct BatchEntryRow {
+    n: i64,
+    #[sqlx(flatten)]
+    entry: EntryRow,
+}
+
+/// [`GET_SQL`] for many keys at once: `$1` users and `$2` keys, paired by position.
+const GET_MANY_SQL: &str =
+    "SELECT q.n, e.value, e.expires_at, (extract(epoch FROM e.sliding_ttl) * 1000)::bigint AS sliding_ms,
+            e.hit_count, e.created_at, coalesce(e.expires_at <= now(), false) AS expired,
+            floor(extract(epoch FROM e.expires_at - now()) * 1000)::bigint AS remaining_ms,
+            coalesce(e.expires_at - now() < e.sliding_ttl / 2, false) AS renew
+       FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS q(user_id, cache_key, n)
+       JOIN ai.cache_entries e ON e.user_id = q.user_id AND e.cache_key = q.cache_key";
 
 /// Moves a sliding entry's expiry to a full window from now, unless it expired meanwhile.
 const RENEW_SQL: &str = "UPDATE ai.cache_entries SET expires_at = now() + sliding_ttl
@@ -361,6 +384,20 @@ impl PgResponseCache {
                 .await?;
             Ok::<_, AiError>(row)
         })?;
+        self.accept(user, key, row, asked, count_miss).await
+    }
+
+    /// What a read of `key` found (`row`, read at `asked`): the value if live, after renewing
+    /// a sliding entry when due, with the lookup's outcome counted.
+    async fn accept(
+        &self,
+        user: UserId,
+        key: &str,
+        row: Option<EntryRow>,
+        asked: Instant,
+        count_miss: bool,
+    ) -> Result<Option<(CachedValue, Option<Instant>)>, AiError> {
+        let inner = &self.inner;
         let Some(row) = row else {
             if count_miss {
                 inner.counters.record(Outcome::Miss);
@@ -478,7 +515,10 @@ impl PgResponseCache {
     }
 }
 
-fn check_key(key: &str) -> Result<(), AiError> {
+/// Refuses a key no entry can have (empty, too long, or holding a NUL character),
+/// as every call taking a key does. Useful before queueing keys for
+/// [`ResponseCache::get_many`], where one bad key fails the whole call.
+pub fn check_key(key: &str) -> Result<(), AiError> {
     validate::text("key", key, MAX_KEY_CHARS, false)
 }
 
@@ -504,26 +544,48 @@ impl PgResponseCache {
         count_miss: bool,
     ) -> Result<Option<CachedValue>, AiError> {
         check_key(key)?;
-        let inner = &self.inner;
-        if let Some(tier) = &inner.local
-            && let Some(value) = tier.get(user, key).await
-        {
-            inner.counters.record(Outcome::LocalHit);
-            inner.hits.record(user, key);
-            return Ok(Some((*value).clone()));
+        if let Some(value) = self.local_hit(user, key).await {
+            return Ok(Some(value));
         }
-        let epoch = inner.local.as_ref().map(|tier| tier.epoch(user, key));
+        let epoch = self.local_epoch(user, key);
         let Some((value, deadline)) = self.read(user, key, count_miss).await? else {
             return Ok(None);
         };
-        if let (Some(tier), Some(epoch), None) = (&inner.local, epoch, value.sliding_ttl) {
+        self.keep_locally(user, key, &value, deadline, epoch).await;
+        Ok(Some(value))
+    }
+
+    /// The in-process tier's live copy of `key`, counted as a hit.
+    async fn local_hit(&self, user: UserId, key: &str) -> Option<CachedValue> {
+        let inner = &self.inner;
+        let value = inner.local.as_ref()?.get(user, key).await?;
+        inner.counters.record(Outcome::LocalHit);
+        inner.hits.record(user, key);
+        Some((*value).clone())
+    }
+
+    /// Taken before a database read that may fill the in-process tier (see [`LocalTier::fill`]).
+    fn local_epoch(&self, user: UserId, key: &str) -> Option<local::Epoch> {
+        self.inner.local.as_ref().map(|tier| tier.epoch(user, key))
+    }
+
+    /// Keeps a value read from the database in the in-process tier, if there is one and the
+    /// entry is not sliding (each hit of a sliding entry must reach the database).
+    async fn keep_locally(
+        &self,
+        user: UserId,
+        key: &str,
+        value: &CachedValue,
+        deadline: Option<Instant>,
+        epoch: Option<local::Epoch>,
+    ) {
+        if let (Some(tier), Some(epoch), None) = (&self.inner.local, epoch, value.sliding_ttl) {
             let local = LocalValue {
                 value: Arc::new(value.clone()),
                 deadline,
             };
             tier.fill(user, key, local, epoch).await;
         }
-        Ok(Some(value))
     }
 }
 
@@ -531,6 +593,53 @@ impl PgResponseCache {
 impl ResponseCache for PgResponseCache {
     async fn get(&self, user: UserId, key: &str) -> Result<Option<CachedValue>, AiError> {
         self.lookup(user, key, true).await
+    }
+
+    async fn get_many(&self, keys: &[(UserId, &str)]) -> Result<Vec<Option<CachedValue>>, AiError> {
+        for (_, key) in keys {
+            check_key(key)?;
+        }
+        let inner = &self.inner;
+        let mut found: Vec<Option<CachedValue>> = vec![None; keys.len()];
+        // Positions still to read from the database, with the tier's epoch taken before it.
+        let mut unread = Vec::with_capacity(keys.len());
+        for (position, (user, key)) in keys.iter().enumerate() {
+            match self.local_hit(*user, key).await {
+                Some(value) => found[position] = Some(value),
+                None => unread.push((position, self.local_epoch(*user, key))),
+            }
+        }
+        if unread.is_empty() {
+            return Ok(found);
+        }
+        let users: Vec<Uuid> = unread.iter().map(|(at, _)| keys[*at].0.0).collect();
+        let names: Vec<&str> = unread.iter().map(|(at, _)| keys[*at].1).collect();
+        let asked = Instant::now();
+        let rows: Vec<BatchEntryRow> = on_statement_connection!(inner, |connection| async {
+            let rows = sqlx::query_as(GET_MANY_SQL)
+                .bind(&users)
+                .bind(&names)
+                .fetch_all(&mut *connection)
+                .await?;
+            Ok::<_, AiError>(rows)
+        })?;
+        let mut rows_by_slot: Vec<Option<EntryRow>> = unread.iter().map(|_| None).collect();
+        for row in rows {
+            // `n` counts the batch's keys from 1.
+            let slot = usize::try_from(row.n - 1).ok();
+            if let Some(place) = slot.and_then(|slot| rows_by_slot.get_mut(slot)) {
+                *place = Some(row.entry);
+            }
+        }
+        for ((position, epoch), row) in unread.into_iter().zip(rows_by_slot) {
+            let (user, key) = keys[position];
+            let Some((value, deadline)) = self.accept(user, key, row, asked, true).await? else {
+                continue;
+            };
+            self.keep_locally(user, key, &value, deadline, epoch).await;
+            found[position] = Some(value);
+        }
+        Ok(found)
     }
 
     async fn set(

@@ -45,6 +45,94 @@ async fn set_get_delete_and_replace() {
 }
 
 #[tokio::test]
+async fn many_keys_read_at_once_answer_as_single_reads_would() {
+    let fx = Fixture::new().await;
+    let cache = fx.store.cache();
+    let (alice, bob) = (fx.user().await, fx.user().await);
+    cache
+        .set(alice, "a", &json!("alice a"), Ttl::Default)
+        .await
+        .unwrap();
+    cache
+        .set(alice, "b", &json!("alice b"), Ttl::Never)
+        .await
+        .unwrap();
+    cache
+        .set(bob, "a", &json!("bob a"), Ttl::Default)
+        .await
+        .unwrap();
+    let window = Duration::from_millis(800);
+    cache
+        .set(bob, "slide", &json!("s"), Ttl::Sliding(window))
+        .await
+        .unwrap();
+    cache
+        .set(
+            bob,
+            "short",
+            &json!(0),
+            Ttl::Absolute(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap();
+    // Past the short entry's life and half the sliding window: a read must renew that one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let before = cache.stats();
+    let keys = [
+        (bob, "a"),
+        (alice, "missing"),
+        (alice, "a"),
+        (bob, "short"),
+        (alice, "b"),
+        (bob, "b"),
+        (alice, "a"),
+        (bob, "slide"),
+    ];
+    let found = cache.get_many(&keys).await.unwrap();
+    let values: Vec<Option<serde_json::Value>> = found
+        .iter()
+        .map(|hit| hit.as_ref().map(|hit| hit.value.clone()))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            Some(json!("bob a")),
+            None,
+            Some(json!("alice a")),
+            None,
+            Some(json!("alice b")),
+            None,
+            Some(json!("alice a")),
+            Some(json!("s")),
+        ]
+    );
+    let after = cache.stats();
+    assert_eq!(after.database_hits - before.database_hits, 5);
+    assert_eq!(after.misses - before.misses, 2);
+    assert_eq!(after.expired - before.expired, 1);
+    // The key asked twice counted two hits, as two reads would.
+    let single = cache.get(alice, "a").await.unwrap().unwrap();
+    assert_eq!(single.hit_count, 3);
+
+    // The sliding entry was renewed by the batch read: it outlives its first window.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(cache.get(bob, "slide").await.unwrap().is_some());
+
+    assert_eq!(cache.get_many(&[]).await.unwrap(), Vec::new());
+    let error = cache
+        .get_many(&[(alice, "a"), (alice, "")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, AiError::InvalidField { field: "key", .. }),
+        "{error:?}"
+    );
+    assert!(ai_store::check_key(&"x".repeat(513)).is_err());
+    assert!(ai_store::check_key("a").is_ok());
+}
+
+#[tokio::test]
 async fn an_entry_lives_exactly_its_ttl_whether_or_not_cleanup_ran() {
     let fx = Fixture::new().await;
     let cache = fx.store.cache();

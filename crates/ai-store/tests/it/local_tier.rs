@@ -149,3 +149,40 @@ async fn after_losing_its_listener_a_process_serves_no_stale_copy() {
         .await
     );
 }
+
+#[tokio::test]
+async fn many_keys_read_at_once_are_answered_from_memory_and_fill_it() {
+    let fx = Fixture::with_config(with_local_tier()).await;
+    let other = fx.other_process(with_local_tier()).await;
+    let (here, there) = (fx.store.cache(), other.cache());
+    let user = fx.user().await;
+    here.set(user, "a", &json!("a1"), Ttl::Default)
+        .await
+        .unwrap();
+    here.set(user, "b", &json!("b1"), Ttl::Default)
+        .await
+        .unwrap();
+    // Batch reads in the other process fill its tier, then are answered from it.
+    assert!(
+        eventually(NOTIFICATION, || async {
+            let found = there.get_many(&[(user, "a"), (user, "b")]).await.unwrap();
+            assert_eq!(found[0].as_ref().unwrap().value, json!("a1"));
+            assert_eq!(found[1].as_ref().unwrap().value, json!("b1"));
+            there.stats().local_hits >= 2
+        })
+        .await,
+        "batch reads never served from memory"
+    );
+    // A change here reaches the other process's batch reads too.
+    here.set(user, "b", &json!("b2"), Ttl::Default)
+        .await
+        .unwrap();
+    assert!(
+        eventually(NOTIFICATION, || async {
+            let found = there.get_many(&[(user, "a"), (user, "b")]).await.unwrap();
+            found[1].as_ref().unwrap().value == json!("b2")
+        })
+        .await,
+        "the other process still serves the replaced value to batch reads"
+    );
+}
