@@ -284,7 +284,12 @@ impl Application {
                 .route("/ws", web::get().to(live::websocket))
                 .configure(api::users::configure);
             if let Some(ai) = &ai_data {
-                app = app.app_data(ai.clone()).configure(api::ai::configure);
+                // Per worker: the factory runs on each worker's thread.
+                let reads = web::Data::new(api::cache_reads::CacheReads::new(ai.get_ref().clone()));
+                app = app
+                    .app_data(ai.clone())
+                    .app_data(reads)
+                    .configure(api::ai::configure);
             }
             if let Some(analytics) = &analytics_data {
                 app = app

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::access::{CanAdmin, CanRead, CanWrite};
 use crate::api::body::Body;
+use crate::api::cache_reads::CacheReads;
 use crate::api::errors;
 use crate::openapi::ProblemDocument;
 
@@ -116,11 +117,11 @@ fn user(path: Uuid) -> UserId {
     responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn cache_get(
     _: CanRead,
-    ai: web::Data<SharedAi>,
+    reads: web::Data<CacheReads>,
     path: web::Path<(Uuid, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (owner, key) = path.into_inner();
-    match ai.cache().get(user(owner), &key).await.map_err(fail)? {
+    match reads.get(user(owner), key).await? {
         Some(value) => Ok(HttpResponse::Ok().json(value)),
         None => Err(Problem::new(
             StatusCode::NOT_FOUND,

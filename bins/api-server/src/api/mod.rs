@@ -4,6 +4,7 @@
 pub mod ai;
 pub mod analytics;
 pub mod body;
+pub mod cache_reads;
 pub mod errors;
 pub mod ledger;
 pub mod users;

@@ -194,3 +194,97 @@ async fn the_ai_store_over_http() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+/// Concurrent cache reads are gathered into batch statements per worker: every reader must
+/// still get exactly its own entry (or its own miss or refusal), and every hit is counted.
+#[tokio::test]
+async fn concurrent_cache_reads_each_get_their_own_answer() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let settings = with_database(&db);
+    let (base, handle, running) = spawn(settings).await;
+    let api = std::sync::Arc::new(Api {
+        base,
+        client: reqwest::Client::new(),
+        token: None,
+    });
+    const USERS: usize = 4;
+    const KEYS: usize = 5;
+    let mut users = Vec::new();
+    for n in 0..USERS {
+        let user = api.user(&format!("reads-{n}@example.com")).await;
+        for key in 0..KEYS {
+            let put = api
+                .client
+                .put(format!("{}/api/v1/ai/users/{user}/cache/k{key}", api.base))
+                .json(&json!({ "value": { "user": user, "key": key }, "forever": true }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(put.status(), 204);
+        }
+        users.push(user);
+    }
+    let users = std::sync::Arc::new(users);
+
+    // 48 clients, 25 reads each: mostly hits, some misses (k9) and some refused keys.
+    let readers: Vec<_> = (0..48_usize)
+        .map(|client| {
+            let (api, users) = (api.clone(), users.clone());
+            tokio::spawn(async move {
+                let mut hits = vec![[0_i64; KEYS]; USERS];
+                for read in 0..25_usize {
+                    let (user, key) = ((client + read) % USERS, (client * 7 + read) % (KEYS + 2));
+                    let name = match key {
+                        k if k < KEYS => format!("k{k}"),
+                        k if k == KEYS => "k9".to_owned(),
+                        _ => "x".repeat(600),
+                    };
+                    let (status, body) = api
+                        .get(&format!("/api/v1/ai/users/{}/cache/{name}", users[user]))
+                        .await;
+                    match key {
+                        k if k < KEYS => {
+                            assert_eq!(status, 200, "{body}");
+                            assert_eq!(body["value"], json!({ "user": users[user], "key": k }));
+                            hits[user][k] += 1;
+                        }
+                        k if k == KEYS => {
+                            assert_eq!(
+                                (status, body["type"].as_str()),
+                                (404, Some("/problems/cache-miss"))
+                            );
+                        }
+                        _ => {
+                            assert_eq!(
+                                (status, body["type"].as_str()),
+                                (422, Some("/problems/invalid-field")),
+                                "{body}"
+                            );
+                        }
+                    }
+                }
+                hits
+            })
+        })
+        .collect();
+    let mut hits = vec![[0_i64; KEYS]; USERS];
+    for reader in readers {
+        for (user, counts) in reader.await.unwrap().into_iter().enumerate() {
+            for (key, count) in counts.into_iter().enumerate() {
+                hits[user][key] += count;
+            }
+        }
+    }
+    // Nothing counted twice or lost: one more read sees every hit plus its own.
+    for (user, counts) in hits.iter().enumerate() {
+        for (key, count) in counts.iter().enumerate() {
+            let (status, body) = api
+                .get(&format!("/api/v1/ai/users/{}/cache/k{key}", users[user]))
+                .await;
+            assert_eq!(status, 200);
+            assert_eq!(body["hit_count"], json!(count + 1), "user {user} key {key}");
+        }
+    }
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

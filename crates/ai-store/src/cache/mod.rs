@@ -227,13 +227,21 @@ struct EntryRow {
     renew: bool,
 }
 
-const GET_SQL: &str =
-    "SELECT value, expires_at, (extract(epoch FROM sliding_ttl) * 1000)::bigint AS sliding_ms,
-            hit_count, created_at, coalesce(expires_at <= now(), false) AS expired,
-            floor(extract(epoch FROM expires_at - now()) * 1000)::bigint AS remaining_ms,
-            coalesce(expires_at - now() < sliding_ttl / 2, false) AS renew
-       FROM ai.cache_entries
-      WHERE user_id = $1 AND cache_key = $2";
+/// The columns of an [`EntryRow`], read from `ai.cache_entries`.
+macro_rules! entry_columns {
+    () => {
+        "value, expires_at, (extract(epoch FROM sliding_ttl) * 1000)::bigint AS sliding_ms,
+         hit_count, created_at, coalesce(expires_at <= now(), false) AS expired,
+         floor(extract(epoch FROM expires_at - now()) * 1000)::bigint AS remaining_ms,
+         coalesce(expires_at - now() < sliding_ttl / 2, false) AS renew"
+    };
+}
+
+const GET_SQL: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    " FROM ai.cache_entries WHERE user_id = $1 AND cache_key = $2"
+);
 
 /// An [`EntryRow`] of a batch read: `n` is the 1-based position of its key in the batch.
 #[derive(sqlx::FromRow)]
@@ -243,14 +251,21 @@ struct BatchEntryRow {
     entry: EntryRow,
 }
 
-/// [`GET_SQL`] for many keys at once: `$1` users and `$2` keys, paired by position.
-const GET_MANY_SQL: &str =
-    "SELECT q.n, e.value, e.expires_at, (extract(epoch FROM e.sliding_ttl) * 1000)::bigint AS sliding_ms,
-            e.hit_count, e.created_at, coalesce(e.expires_at <= now(), false) AS expired,
-            floor(extract(epoch FROM e.expires_at - now()) * 1000)::bigint AS remaining_ms,
-            coalesce(e.expires_at - now() < e.sliding_ttl / 2, false) AS renew
+/// [`GET_SQL`] for many keys at once: `$1` users and `$2` keys, paired by position. One
+/// primary-key lookup per key: the `LIMIT` keeps the planner from flattening the lateral
+/// read into a join, whose generic plan (prepared statements switch to it) hashes the keys
+/// and scans the whole table.
+const GET_MANY_SQL: &str = concat!(
+    "SELECT q.n, e.*
        FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS q(user_id, cache_key, n)
-       JOIN ai.cache_entries e ON e.user_id = q.user_id AND e.cache_key = q.cache_key";
+      CROSS JOIN LATERAL (
+          SELECT ",
+    entry_columns!(),
+    " FROM ai.cache_entries c
+            WHERE c.user_id = q.user_id AND c.cache_key = q.cache_key
+            LIMIT 1
+      ) e"
+);
 
 /// Moves a sliding entry's expiry to a full window from now, unless it expired meanwhile.
 const RENEW_SQL: &str = "UPDATE ai.cache_entries SET expires_at = now() + sliding_ttl
@@ -298,7 +313,16 @@ impl PgResponseCache {
     /// Starts the cache: with an in-process tier, subscribes to invalidations before it
     /// returns, so no change made after this call can be missed.
     pub async fn start(db: Db, config: AiConfig) -> Result<Self, AiError> {
-        let options = db.primary().connect_options().as_ref().clone();
+        // Every statement on these connections finds its rows by the primary key, and a batch
+        // read's generic plan does so too (see GET_MANY_SQL), whereas PostgreSQL's default
+        // keeps planning it afresh for each call: the custom plan, knowing the batch size,
+        // always looks cheaper, and planning costs more than the lookups.
+        let options = db
+            .primary()
+            .connect_options()
+            .as_ref()
+            .clone()
+            .options([("plan_cache_mode", "force_generic_plan")]);
         let statements = DirectPool::new(
             options,
             config.cache.connections.max(1),
@@ -732,5 +756,51 @@ impl ResponseCache for PgResponseCache {
             misses: counters.misses.load(Ordering::Relaxed),
             expired: counters.expired.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod plans {
+    use db_core::migrate::core_set;
+    use db_core::sqlx::{self, AssertSqlSafe, Connection, PgConnection};
+    use db_core::testing::TestDb;
+
+    /// Prepared statements run a generic plan after five executions: the batch read's must
+    /// look keys up by the primary key, not scan the table, once the table holds more than a
+    /// handful of entries.
+    #[tokio::test]
+    async fn the_batch_read_looks_keys_up_by_index_in_its_generic_plan() {
+        let db = TestDb::new(vec![core_set(), crate::migration_set()]).await;
+        let mut connection = PgConnection::connect_with(&db.connect_options())
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO public.users (email)
+                 SELECT 'plan-' || n || '@example.com' FROM generate_series(1, 2000) n;
+             INSERT INTO ai.cache_entries (user_id, cache_key, value)
+                 SELECT id, 'k', '{}'::jsonb FROM public.users;
+             ANALYZE ai.cache_entries;
+             SET plan_cache_mode = force_generic_plan;",
+        )
+        .execute(&mut connection)
+        .await
+        .unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "PREPARE batch(uuid[], text[]) AS {}",
+            super::GET_MANY_SQL
+        )))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+        let plan: Vec<String> =
+            sqlx::query_scalar("EXPLAIN EXECUTE batch(ARRAY[gen_random_uuid()], ARRAY['k'])")
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Scan") && !plan.contains("Seq Scan"),
+            "{plan}"
+        );
     }
 }
