@@ -47,6 +47,10 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "Duration of HTTP requests, by method and status"
     );
+    describe_histogram!(
+        "fodi_http_gathered_batch_size",
+        "Requests answered by one database call when concurrent requests are gathered, by kind (cache_reads)"
+    );
     describe_counter!(
         "fodi_job_runs_total",
         "Background job runs, by job and outcome"

@@ -7,7 +7,9 @@
 //!    wallets) by wrk, 8 connections, against `Ledger::transfer` from 8 tasks (the server's
 //!    sealer seals the transfers meanwhile, behind both sides);
 //!
-//! each with wrk's p99, and the api-server's resident memory under that load. The server is the
+//! each with wrk's p99, and the api-server's resident memory under that load; and
+//! `GET /health` by wrk, the HTTP work alone, from which the ceiling of the cache reads on
+//! this machine follows (see [`record_ceiling`]). The server is the
 //! release `api-server` binary (built by the benchmark if missing) with its default settings,
 //! pointed at the benchmark's cluster.
 
@@ -100,6 +102,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     })
     .await?;
     cache.record("cache_get", &mut measurements, &[]);
+    progress("ceiling: GET /health, HTTP with no work behind it");
+    let health = wrk_with(None, &format!("{}/health", server.url()), options.seconds)?;
+    record_ceiling(&mut measurements, health.rate, cache.library);
     progress("scenario 2: POST a transfer, HTTP against the library");
     let transfers = compare(&server, &transfer_script, options, || {
         library_transfers(&ledger, &wallets, duration)
@@ -127,11 +132,47 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     Ok(measurements)
 }
 
-/// One scenario's medians: HTTP and library rates, wrk's p99, the server's peak memory.
+/// What the machine allows cache reads over HTTP, measured in the same run: a request costs
+/// the HTTP work (all of `GET /health`'s, wrk's included) plus the read; when both share the
+/// same cores, a server whose read cost what the library's whole call costs would serve
+/// `1 / (1/health + 1/library)`. Reported against the library, without a target: it is the
+/// ceiling `http_cache_get_c8` is measured under, unless reads are gathered.
+fn record_ceiling(measurements: &mut Vec<Measurement>, health: f64, library: f64) {
+    record(
+        measurements,
+        Measurement::new(AREA, "http_health_c8", "requests_per_s", health).informational(),
+    );
+    let ceiling = 1.0 / (1.0 / health + 1.0 / library);
+    record(
+        measurements,
+        Measurement::new(AREA, "http_cache_get_ceiling", "requests_per_s", ceiling)
+            .against("library_cache_get_c8", library, 0.0)
+            .informational(),
+    );
+}
+
+/// One library run: its rate and p99.
+struct Library {
+    rate: f64,
+    p99_ms: f64,
+}
+
+impl From<load::LoadResult> for Library {
+    fn from(result: load::LoadResult) -> Self {
+        Self {
+            rate: result.units_per_second(),
+            p99_ms: result.latency.p99_ms,
+        }
+    }
+}
+
+/// One scenario's medians: HTTP and library rates, both p99s, the server's peak memory.
 struct Comparison {
     http: f64,
     library: f64,
     p99_ms: f64,
+    /// The library's p99 in the same rounds: a stall both sides see is the database's.
+    library_p99_ms: f64,
     peak_rss_kib: u64,
 }
 
@@ -141,7 +182,8 @@ impl Comparison {
         let mut rate =
             Measurement::new(AREA, format!("http_{name}_c8"), "requests_per_s", self.http)
                 .against(format!("library_{name}_c8"), self.library, 0.7)
-                .with("p99_ms", self.p99_ms);
+                .with("p99_ms", self.p99_ms)
+                .with("library_p99_ms", self.library_p99_ms);
         for (key, value) in extra {
             rate = rate.with(key, *value);
         }
@@ -164,25 +206,28 @@ async fn compare<F, Fut>(
 ) -> anyhow::Result<Comparison>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = f64>,
+    Fut: std::future::Future<Output = Library>,
 {
-    let (mut http, mut libraries, mut p99s, mut peak) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let (mut http, mut libraries, mut p99s, mut library_p99s, mut peak) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
     for round in 1..=options.rounds.max(1) {
         let (result, rss) = server.under_load(|| wrk(&server.url(), script, options.seconds))?;
-        let rate = library().await;
+        let library = library().await;
         progress(&format!(
-            "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {rate:.0}/s",
-            result.rate, result.p99_ms
+            "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {:.0}/s (p99 {:.2} ms)",
+            result.rate, result.p99_ms, library.rate, library.p99_ms
         ));
         http.push(result.rate);
         p99s.push(result.p99_ms);
-        libraries.push(rate);
+        libraries.push(library.rate);
+        library_p99s.push(library.p99_ms);
         peak = peak.max(rss);
     }
     Ok(Comparison {
         http: median(http),
         library: median(libraries),
         p99_ms: median(p99s),
+        library_p99_ms: median(library_p99s),
         peak_rss_kib: peak,
     })
 }
@@ -215,7 +260,7 @@ async fn library_transfers(
     ledger: &Arc<PgLedger>,
     wallets: &Arc<Vec<WalletId>>,
     duration: Duration,
-) -> f64 {
+) -> Library {
     let (ledger, wallets) = (ledger.clone(), wallets.clone());
     load::run(CONNECTIONS, duration, move |_| {
         let (ledger, wallets) = (ledger.clone(), wallets.clone());
@@ -229,10 +274,10 @@ async fn library_transfers(
         }
     })
     .await
-    .units_per_second()
+    .into()
 }
 
-async fn library_gets(ai: &PgAiStore, users: &[uuid::Uuid], duration: Duration) -> f64 {
+async fn library_gets(ai: &PgAiStore, users: &[uuid::Uuid], duration: Duration) -> Library {
     let (cache, users) = (ai.cache().clone(), Arc::new(users.to_vec()));
     load::run(CONNECTIONS, duration, move |_| {
         let (cache, users) = (cache.clone(), users.clone());
@@ -246,7 +291,7 @@ async fn library_gets(ai: &PgAiStore, users: &[uuid::Uuid], duration: Duration) 
         }
     })
     .await
-    .units_per_second()
+    .into()
 }
 
 /// wrk's script: transfers of one unit between random wallets.
@@ -297,21 +342,30 @@ struct WrkResult {
 
 /// Runs wrk (2 threads, `CONNECTIONS` connections) with `script` for `seconds`.
 fn wrk(base: &str, script: &std::path::Path, seconds: u64) -> anyhow::Result<WrkResult> {
-    let output = Command::new("wrk")
-        .args([
-            "-t",
-            "2",
-            "-c",
-            &CONNECTIONS.to_string(),
-            "-d",
-            &format!("{seconds}s"),
-            "--latency",
-            "-s",
-        ])
-        .arg(script)
-        .arg(base)
-        .output()
-        .context("cannot run wrk")?;
+    wrk_with(Some(script), base, seconds)
+}
+
+/// Runs wrk (2 threads, `CONNECTIONS` connections) against `url` for `seconds`, with a script
+/// making the requests or without one (GETs of `url`).
+fn wrk_with(
+    script: Option<&std::path::Path>,
+    url: &str,
+    seconds: u64,
+) -> anyhow::Result<WrkResult> {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t",
+        "2",
+        "-c",
+        &CONNECTIONS.to_string(),
+        "-d",
+        &format!("{seconds}s"),
+        "--latency",
+    ]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command.arg(url).output().context("cannot run wrk")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!(
@@ -373,10 +427,18 @@ impl Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        // FODI_BENCH_SERVER_LOG=FILE keeps the server's log (a line per request, with its
+        // duration) for looking into a slow run; by default it is discarded.
+        let log = match std::env::var_os("FODI_BENCH_SERVER_LOG") {
+            Some(path) => Stdio::from(
+                std::fs::File::create(&path).context("cannot create the server's log file")?,
+            ),
+            None => Stdio::null(),
+        };
         let child = Command::new(binary)
             .env("FODI__DATABASE__URL", database_url)
             .env("FODI__SERVER__PORT", port.to_string())
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start the api-server")?;

@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod body;
 pub mod cache_reads;
 pub mod errors;
+pub mod gather;
 pub mod ledger;
 pub mod users;
 

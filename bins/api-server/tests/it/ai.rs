@@ -231,7 +231,7 @@ async fn concurrent_cache_reads_each_get_their_own_answer() {
         .map(|client| {
             let (api, users) = (api.clone(), users.clone());
             tokio::spawn(async move {
-                let mut hits = vec![[0_i64; KEYS]; USERS];
+                let mut hits = [[0_i64; KEYS]; USERS];
                 for read in 0..25_usize {
                     let (user, key) = ((client + read) % USERS, (client * 7 + read) % (KEYS + 2));
                     let name = match key {
@@ -267,7 +267,7 @@ async fn concurrent_cache_reads_each_get_their_own_answer() {
             })
         })
         .collect();
-    let mut hits = vec![[0_i64; KEYS]; USERS];
+    let mut hits = [[0_i64; KEYS]; USERS];
     for reader in readers {
         for (user, counts) in reader.await.unwrap().into_iter().enumerate() {
             for (key, count) in counts.into_iter().enumerate() {
@@ -275,6 +275,33 @@ async fn concurrent_cache_reads_each_get_their_own_answer() {
             }
         }
     }
+    // The reads were gathered: some statement answered more than one (the metric is the
+    // process's, shared with the other tests).
+    let metrics = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (keys, batches) = (
+        value("fodi_http_gathered_batch_size_sum{kind=\"cache_reads\"}"),
+        value("fodi_http_gathered_batch_size_count{kind=\"cache_reads\"}"),
+    );
+    assert!(
+        batches > 0.0 && keys > batches,
+        "never gathered: {keys} reads in {batches} statements"
+    );
+
     // Nothing counted twice or lost: one more read sees every hit plus its own.
     for (user, counts) in hits.iter().enumerate() {
         for (key, count) in counts.iter().enumerate() {

@@ -460,3 +460,94 @@ async fn writes_need_a_token_and_reads_do_not_unless_configured() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+/// Many clients transferring among a few wallets at once, some retrying with the same key at
+/// the same moment: no overdraft, nothing applied twice, and the balances are exactly what the
+/// acknowledged transfers say.
+#[tokio::test]
+async fn concurrent_transfers_apply_once_and_never_overdraw() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let api = Arc::new(Api {
+        base,
+        client: reqwest::Client::new(),
+        token: None,
+    });
+    const WALLETS: usize = 6;
+    let mut wallets = Vec::new();
+    for n in 0..WALLETS {
+        let user = api.user(&format!("gather-{n}@example.com")).await;
+        let wallet = api.wallet(&user).await;
+        let reward = json!({ "user_id": user, "reason": "seed", "reference": "r", "amount": "10" });
+        let (status, paid) = api.post("/api/v1/ledger/rewards", reward).await;
+        assert_eq!(status, 200, "{paid}");
+        wallets.push(wallet);
+    }
+    let wallets = Arc::new(wallets);
+
+    // 32 clients, 20 transfers each of 1 to 4 tokens among six wallets of 10: many are
+    // refused for want of funds (409). Every fourth is sent twice at once with the same key.
+    let clients: Vec<_> = (0..32_usize)
+        .map(|client| {
+            let (api, wallets) = (api.clone(), wallets.clone());
+            tokio::spawn(async move {
+                let mut applied = Vec::new();
+                for n in 0..20_usize {
+                    let from = (client + n) % WALLETS;
+                    let to = (from + 1 + (client * 3 + n) % (WALLETS - 1)) % WALLETS;
+                    let amount = 1 + (client + 2 * n) % 4;
+                    let key = format!("c{client}-t{n}");
+                    let body = json!({ "debit": wallets[from], "credit": wallets[to], "amount": amount.to_string() });
+                    let sends = if n % 4 == 0 { 2 } else { 1 };
+                    let answers = futures_util::future::join_all((0..sends).map(|_| {
+                        api.send("POST", "/api/v1/ledger/transfers", Some(body.clone()), Some(&key))
+                    }))
+                    .await;
+                    let created = answers.iter().filter(|(status, _)| *status == 201).count();
+                    assert!(created <= 1, "applied twice: {answers:?}");
+                    for (status, answer) in &answers {
+                        match status {
+                            201 | 200 => assert_eq!(answer["transfer"]["amount"], (amount as u64) * TOKEN),
+                            409 => assert_eq!(answer["type"], "/problems/insufficient-funds", "{answer}"),
+                            _ => panic!("unexpected {status}: {answer}"),
+                        }
+                    }
+                    if created == 1 {
+                        applied.push((from, to, amount as i64));
+                    }
+                }
+                applied
+            })
+        })
+        .collect();
+    let mut expected: HashMap<usize, i64> = (0..WALLETS).map(|wallet| (wallet, 10)).collect();
+    let mut count = 0;
+    for client in clients {
+        for (from, to, amount) in client.await.unwrap() {
+            *expected.get_mut(&from).unwrap() -= amount;
+            *expected.get_mut(&to).unwrap() += amount;
+            count += 1;
+        }
+    }
+    assert!(count > 100, "only {count} transfers applied");
+    for (index, wallet) in wallets.iter().enumerate() {
+        let (status, balance) = api.get(&format!("/api/v1/ledger/wallets/{wallet}")).await;
+        assert_eq!(status, 200);
+        let posted = balance["posted"].as_i64().unwrap();
+        assert!(posted >= 0, "wallet {index} overdrawn: {balance}");
+        assert_eq!(posted, expected[&index] * TOKEN as i64, "wallet {index}");
+    }
+    let ledger = ledger::PgLedger::new(
+        db_core::Db::connect_with(&db_core::DbConfig::default(), db.connect_options())
+            .await
+            .unwrap(),
+        ledger::LedgerConfig::default(),
+    );
+    let report = ledger::Ledger::check_invariants(&ledger).await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.violations);
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
