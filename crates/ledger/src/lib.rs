@@ -5,8 +5,9 @@
 //! never applies twice), user wallets that never go below their bound, system wallets that may
 //! go negative, double entry (every asset sums to zero), holds that are posted, voided or
 //! expire, linked (all-or-nothing) and independent batches, and locks taken in one global
-//! order so that concurrent batches never deadlock. Transfers are applied by one PL/pgSQL
-//! function per call (`migrations/blockchain/V2__transfer_engine.sql`): one round trip per
+//! order so that concurrent calls never deadlock. Transfers are applied by one PL/pgSQL
+//! function per call (`migrations/blockchain/V2__transfer_engine.sql`, the batch function as
+//! replaced by `V3__batch_lock_order.sql`): one round trip per
 //! transfer or per batch. Money is integer units throughout ([`amount`]).
 //!
 //! Start at the [`Ledger`] trait and its implementation [`PgLedger`]; [`PgLedger::on`] runs the

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use db_core::sqlx;
 use ledger::{Asset, BatchMode, Ledger, LedgerError, SystemWallet, TransferRequest};
 use tokio::sync::Barrier;
 
@@ -228,5 +229,78 @@ async fn a_transfer_can_join_the_callers_own_transaction() {
         40,
         "committed with the caller's transaction"
     );
+    fx.assert_invariants().await;
+}
+
+/// A batch and single transfers over the same two wallets at once. The balance rows are laid
+/// out against wallet order (as updates in place leave them over time), so any statement that
+/// locks them in the order it reads them, rather than in wallet order, deadlocks with a single
+/// transfer; PostgreSQL counts each deadlock it breaks.
+#[tokio::test]
+async fn batches_and_single_transfers_take_locks_in_one_order() {
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 40;
+    let fx = Fixture::new().await;
+    let (a, b) = (fx.funded(1_000_000).await, fx.funded(1_000_000).await);
+    // Enough other wallets that the planner reads balances by a scan, not a sort.
+    for _ in 0..250 {
+        fx.funded(0).await;
+    }
+    sqlx::raw_sql(
+        "CREATE INDEX balances_backwards ON blockchain.balances (wallet_id DESC, shard DESC);
+         CLUSTER blockchain.balances USING balances_backwards;
+         DROP INDEX blockchain.balances_backwards;
+         ANALYZE blockchain.balances;",
+    )
+    .execute(fx.db.pool())
+    .await
+    .unwrap();
+    let deadlocks = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(fx.db.pool())
+        .await
+        .unwrap()
+    };
+    let before = deadlocks().await;
+
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let mut clients = Vec::new();
+    for client in 0..CLIENTS {
+        let (ledger, barrier) = (fx.ledger.clone(), barrier.clone());
+        let (a, b) = (a.id, b.id);
+        clients.push(tokio::spawn(async move {
+            barrier.wait().await;
+            for round in 0..ROUNDS {
+                if client % 2 == 0 {
+                    let batch = vec![
+                        TransferRequest::transfer(a, b, units(1)),
+                        TransferRequest::transfer(b, a, units(1)),
+                    ];
+                    let results = ledger.submit(batch, BatchMode::Independent).await.unwrap();
+                    assert!(results.iter().all(Result::is_ok), "{results:?}");
+                } else {
+                    let (from, to) = if round % 2 == 0 { (a, b) } else { (b, a) };
+                    ledger
+                        .transfer(TransferRequest::transfer(from, to, units(1)))
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    // Backends report their counts within a second or so of their last transaction.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(
+        deadlocks().await,
+        before,
+        "deadlocks were detected and broken"
+    );
+    assert_eq!(fx.balance(&a).await, 1_000_000);
+    assert_eq!(fx.balance(&b).await, 1_000_000);
     fx.assert_invariants().await;
 }
