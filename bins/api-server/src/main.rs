@@ -40,14 +40,16 @@ async fn main() -> anyhow::Result<()> {
 /// Logs to standard output through a thread of their own: a request never waits for the
 /// terminal or the pipe, and a busy server writes a batch of lines per system call instead of
 /// one each (one line per request measured at a fifth of a cached read's cost). Lines are
-/// never dropped: a full queue (a stalled reader) makes the caller wait. Dropping the returned
-/// guard writes what is queued.
+/// never dropped: a full queue (8,192 lines; a stalled reader) makes the caller wait. Dropping
+/// the returned guard writes what is queued.
 fn init_tracing(log: &api_server::settings::LogSettings) -> WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FODI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
     let colours = std::io::stdout().is_terminal();
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
+        // A bounded queue (the default holds 128,000 lines, tens of megabytes under load).
+        .buffered_lines_limit(8_192)
         .thread_name("api-server-log")
         .finish(std::io::BufWriter::with_capacity(
             64 * 1024,
