@@ -8,8 +8,9 @@ use utoipa::{Modify, OpenApi};
 /// The error body of every route.
 pub use admin_api::Problem as ProblemDocument;
 
-/// Shapes of the ledger's answers, for the document only (the handlers serialise the
-/// ledger's own types; schemathesis checks in CI that the two agree).
+/// Shapes of the ledger's and the AI store's answers, for the document only (the handlers
+/// serialise the crates' own types, which know nothing of OpenAPI; tests compare served
+/// answers with these field for field, and schemathesis checks the types in CI).
 pub mod schemas {
     use chrono::{DateTime, Utc};
     use uuid::Uuid;
@@ -71,6 +72,113 @@ pub mod schemas {
         pub available: i64,
         /// What a transfer may take now; null when unbounded.
         pub spendable: Option<i64>,
+    }
+
+    /// A duration as serialised: whole seconds and the nanoseconds beyond them.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Duration {
+        pub secs: u64,
+        pub nanos: u32,
+    }
+
+    /// A live cache entry.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct CacheEntry {
+        /// The JSON value stored.
+        #[schema(value_type = Object)]
+        pub value: serde_json::Value,
+        /// Null: never expires.
+        pub expires_at: Option<DateTime<Utc>>,
+        /// Set for sliding entries: each hit moves the expiry to this long after it.
+        pub sliding_ttl: Option<Duration>,
+        /// Hits so far, including those not yet written.
+        pub hit_count: i64,
+        pub created_at: DateTime<Utc>,
+    }
+
+    /// A conversation of a user.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Conversation {
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub title: Option<String>,
+        #[schema(value_type = Object)]
+        pub metadata: serde_json::Value,
+        /// Messages appended so far (also the `seq` of the last one).
+        pub message_count: i32,
+        pub last_message_at: Option<DateTime<Utc>>,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+    }
+
+    /// A message of a conversation.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Message {
+        pub conversation_id: Uuid,
+        /// 1, 2, ... within the conversation.
+        pub seq: i32,
+        /// `system`, `user`, `assistant` or `tool`.
+        pub role: String,
+        pub content: String,
+        pub token_count: u32,
+        #[schema(value_type = Object)]
+        pub metadata: serde_json::Value,
+        pub created_at: DateTime<Utc>,
+    }
+
+    /// A page of messages, oldest first.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct MessagePage {
+        pub messages: Vec<Message>,
+        /// Pass as `after_seq` for the next page; null after the last.
+        pub next_after_seq: Option<i32>,
+    }
+
+    /// What is remembered about a user under one key.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Fact {
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub key: String,
+        pub content: String,
+        pub category: Option<String>,
+        pub confidence: f32,
+        pub observation_count: i32,
+        pub source: String,
+        #[schema(value_type = Object)]
+        pub metadata: serde_json::Value,
+        pub expires_at: Option<DateTime<Utc>>,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+    }
+
+    /// A fact as one observation left it.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct FactVersion {
+        /// The fact's observation count after this observation.
+        pub version: i32,
+        pub content: String,
+        pub category: Option<String>,
+        pub confidence: f32,
+        pub source: String,
+        #[schema(value_type = Object)]
+        pub metadata: serde_json::Value,
+        pub recorded_at: DateTime<Utc>,
+    }
+
+    /// A fact and its observations, oldest first.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct FactWithHistory {
+        pub fact: Fact,
+        pub history: Vec<FactVersion>,
     }
 }
 
@@ -135,7 +243,9 @@ pub mod schemas {
         admin_api::routes::restart,
         admin_api::routes::logs,
     ),
-    components(schemas(ProblemDocument, schemas::Transfer, schemas::Applied, schemas::Wallet)),
+    components(schemas(ProblemDocument, schemas::Transfer, schemas::Applied, schemas::Wallet,
+        schemas::CacheEntry, schemas::Conversation, schemas::Message, schemas::MessagePage,
+        schemas::Fact, schemas::FactWithHistory)),
     modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),

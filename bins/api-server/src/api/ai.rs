@@ -22,7 +22,7 @@ use crate::access::{CanAdmin, CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::api::cache_reads::CacheReads;
 use crate::api::errors;
-use crate::openapi::ProblemDocument;
+use crate::openapi::{ProblemDocument, schemas};
 
 pub type SharedAi = Arc<PgAiStore>;
 
@@ -114,7 +114,7 @@ fn user(path: Uuid) -> UserId {
 
 /// A live cache entry
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::CacheEntry), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn cache_get(
     _: CanRead,
     reads: web::Data<CacheReads>,
@@ -214,7 +214,7 @@ pub struct ConversationBody {
 
 /// Start a conversation
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", request_body = ConversationBody, params(("user" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = schemas::Conversation), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn create_conversation(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -244,7 +244,7 @@ pub struct ListQuery {
 
 /// A user's conversations, most recently active first
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", params(("user" = Uuid, Path), ListQuery),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<schemas::Conversation>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn list_conversations(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -269,7 +269,7 @@ pub async fn list_conversations(
 
 /// A conversation
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Conversation), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn conversation(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -313,7 +313,7 @@ pub struct MessageBody {
 
 /// Append a message
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", request_body = MessageBody, params(("user" = Uuid, Path), ("id" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = schemas::Message), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn append(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -347,7 +347,7 @@ pub struct MessagesQuery {
 
 /// A page of messages in order
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), MessagesQuery),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::MessagePage), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn messages(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -379,7 +379,7 @@ pub struct WindowQuery {
 
 /// The most recent messages that fit a count or a token budget
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/window", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), WindowQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<schemas::Message>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn window(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -422,7 +422,7 @@ pub struct FactBody {
 
 /// Record an observation of a fact
 #[utoipa::path(put, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", request_body = FactBody, params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Fact), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn remember(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -443,7 +443,7 @@ pub async fn remember(
 
 /// A fact and its history
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::FactWithHistory), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn fact(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -473,7 +473,7 @@ pub struct FactsQuery {
 
 /// Live facts, most recently updated first
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts", tag = "ai", params(("user" = Uuid, Path), FactsQuery),
-    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<schemas::Fact>), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn facts(
     _: CanRead,
     ai: web::Data<SharedAi>,

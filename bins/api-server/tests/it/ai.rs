@@ -41,6 +41,15 @@ async fn the_ai_store_over_http() {
         (status, &cached["value"]),
         (200, &json!({ "dishes": ["soup"] }))
     );
+    // The document describes the answers field for field (checked below as they come).
+    let (_, document) = api.get("/api-docs/openapi.json").await;
+    let fields = |value: &serde_json::Value| -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let schema = |name: &str| fields(&document["components"]["schemas"][name]["properties"]);
+    assert_eq!(fields(&cached), schema("CacheEntry"));
     let (status, miss) = api.get(&format!("{}/cache/menu", user(&bob))).await;
     assert_eq!(
         (status, miss["type"].as_str()),
@@ -63,6 +72,7 @@ async fn the_ai_store_over_http() {
         )
         .await;
     assert_eq!(status, 201, "{conversation}");
+    assert_eq!(fields(&conversation), schema("Conversation"));
     let conversation = format!(
         "{}/conversations/{}",
         user(&alice),
@@ -76,6 +86,7 @@ async fn the_ai_store_over_http() {
             )
             .await;
         assert_eq!((status, message["seq"].as_i64()), (201, Some(n as i64 + 1)));
+        assert_eq!(fields(&message), schema("Message"));
     }
     let (_, page) = api
         .get(&format!("{conversation}/messages?after_seq=1&limit=1"))
@@ -87,6 +98,7 @@ async fn the_ai_store_over_http() {
         ),
         (Some("m1"), Some(2))
     );
+    assert_eq!(fields(&page), schema("MessagePage"));
     let (_, window) = api.get(&format!("{conversation}/window?last=2")).await;
     assert_eq!(window.as_array().unwrap().len(), 2);
     let (status, problem) = api
@@ -128,6 +140,9 @@ async fn the_ai_store_over_http() {
     let (_, fact) = api.get(&format!("{}/facts/diet", user(&alice))).await;
     assert_eq!(fact["fact"]["observation_count"], 2);
     assert_eq!(fact["history"].as_array().unwrap().len(), 2);
+    assert_eq!(fields(&fact), schema("FactWithHistory"));
+    assert_eq!(fields(&fact["fact"]), schema("Fact"));
+    assert_eq!(fields(&fact["history"][0]), schema("FactVersion"));
     let (status, found) = api
         .get(&format!("{}/facts/search?q=lentil", user(&alice)))
         .await;
