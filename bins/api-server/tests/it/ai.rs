@@ -5,7 +5,7 @@ use db_core::testing::TestDb;
 use serde_json::json;
 
 use crate::ledger::Api;
-use crate::{spawn, with_database};
+use crate::{documented_fields, fields, spawn, with_database};
 
 const ADMIN: &str = "admin-token-0123456789";
 
@@ -43,12 +43,7 @@ async fn the_ai_store_over_http() {
     );
     // The document describes the answers field for field (checked below as they come).
     let (_, document) = api.get("/api-docs/openapi.json").await;
-    let fields = |value: &serde_json::Value| -> Vec<String> {
-        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
-        keys.sort();
-        keys
-    };
-    let schema = |name: &str| fields(&document["components"]["schemas"][name]["properties"]);
+    let schema = |name: &str| documented_fields(&document, name);
     assert_eq!(fields(&cached), schema("CacheEntry"));
     let (status, miss) = api.get(&format!("{}/cache/menu", user(&bob))).await;
     assert_eq!(

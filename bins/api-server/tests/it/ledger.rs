@@ -4,7 +4,7 @@
 use db_core::testing::TestDb;
 use serde_json::{Value, json};
 
-use crate::{spawn, with_database};
+use crate::{documented_fields, fields, spawn, with_database};
 
 pub(crate) struct Api {
     pub base: String,
@@ -153,12 +153,7 @@ async fn a_ledger_flow_over_http() {
     assert_eq!(bob_view["posted"], 12 * TOKEN + TOKEN / 2);
     // The document describes these answers field for field.
     let (_, document) = api.get("/api-docs/openapi.json").await;
-    let fields = |value: &Value| -> Vec<String> {
-        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
-        keys.sort();
-        keys
-    };
-    let schema = |name: &str| fields(&document["components"]["schemas"][name]["properties"]);
+    let schema = |name: &str| documented_fields(&document, name);
     assert_eq!(fields(&first["transfer"]), schema("Transfer"));
     assert_eq!(fields(&first), schema("Applied"));
     assert_eq!(fields(&bob_view), schema("Wallet"));

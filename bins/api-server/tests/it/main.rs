@@ -38,6 +38,18 @@ pub(crate) async fn spawn(
     (base, handle, running)
 }
 
+/// The field names of a JSON object, sorted: to compare a served answer with its schema.
+pub(crate) fn fields(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+/// The field names the OpenAPI `document` gives schema `name`, sorted.
+pub(crate) fn documented_fields(document: &Value, name: &str) -> Vec<String> {
+    fields(&document["components"]["schemas"][name]["properties"])
+}
+
 pub(crate) fn with_database(db: &TestDb) -> Settings {
     Settings {
         database: DbConfig::with_url(db.url()),
