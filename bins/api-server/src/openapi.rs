@@ -74,6 +74,70 @@ pub mod schemas {
         pub spendable: Option<i64>,
     }
 
+    /// A non-fungible token; `owner` is null once burned.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Nft {
+        pub id: Uuid,
+        pub owner: Option<Uuid>,
+        pub collection: String,
+        pub token_uri: Option<String>,
+        #[schema(value_type = Object)]
+        pub metadata: serde_json::Value,
+        pub minted_at: DateTime<Utc>,
+        pub burned_at: Option<DateTime<Utc>>,
+    }
+
+    /// One recorded movement of a token: a mint has no `from`, a burn no `to`.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct NftMovement {
+        pub id: Uuid,
+        pub nft: Uuid,
+        pub from: Option<Uuid>,
+        pub to: Option<Uuid>,
+        pub created_at: DateTime<Utc>,
+    }
+
+    /// A token and its movements, oldest first.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct NftWithHistory {
+        pub nft: Nft,
+        pub history: Vec<NftMovement>,
+    }
+
+    /// A reward paid from the rewards pool (at most once per user, reason and reference).
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Reward {
+        /// Also the id of its transfer.
+        pub id: Uuid,
+        pub user: Uuid,
+        pub reason: String,
+        pub reference: String,
+        /// Units (10^-9 FODI).
+        pub amount: i64,
+        pub order_id: Option<Uuid>,
+        pub created_at: DateTime<Utc>,
+        /// This request found the reward already paid and paid nothing.
+        pub replayed: bool,
+    }
+
+    /// A sealed block of transfers; hashes in hexadecimal.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Block {
+        pub height: i64,
+        /// Position of the last transfer the block covers.
+        pub last_position: Position,
+        pub transaction_count: i32,
+        pub merkle_root: String,
+        pub previous_hash: String,
+        pub hash: String,
+        pub sealed_at: DateTime<Utc>,
+    }
+
     /// A duration as serialised: whole seconds and the nanoseconds beyond them.
     #[derive(utoipa::ToSchema)]
     #[allow(dead_code)]
@@ -245,7 +309,8 @@ pub mod schemas {
     ),
     components(schemas(ProblemDocument, schemas::Transfer, schemas::Applied, schemas::Wallet,
         schemas::CacheEntry, schemas::Conversation, schemas::Message, schemas::MessagePage,
-        schemas::Fact, schemas::FactWithHistory)),
+        schemas::Fact, schemas::FactWithHistory, schemas::Nft, schemas::NftWithHistory,
+        schemas::Reward, schemas::Block)),
     modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::api::errors;
-use crate::openapi::ProblemDocument;
+use crate::openapi::{ProblemDocument, schemas};
 
 pub type SharedLedger = Arc<dyn Ledger>;
 
@@ -421,7 +421,7 @@ pub struct NewNft {
 
 /// Mint an NFT
 #[utoipa::path(post, path = "/api/v1/ledger/nfts", tag = "ledger", request_body = NewNft,
-    responses((status = 201, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = schemas::Nft), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn mint(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -448,7 +448,7 @@ pub struct OwnerQuery {
 
 /// A user's NFTs
 #[utoipa::path(get, path = "/api/v1/ledger/nfts", tag = "ledger", params(OwnerQuery),
-    responses((status = 200, body = serde_json::Value)))]
+    responses((status = 200, body = Vec<schemas::Nft>)))]
 pub async fn nfts_of(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -460,7 +460,7 @@ pub async fn nfts_of(
 
 /// An NFT and its history
 #[utoipa::path(get, path = "/api/v1/ledger/nfts/{id}", tag = "ledger", params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::NftWithHistory), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn nft(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -482,7 +482,7 @@ pub struct NftMove {
 
 /// Transfer an NFT to another user
 #[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/transfer", tag = "ledger", request_body = NftMove, params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Nft), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn move_nft(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -507,7 +507,7 @@ pub struct NftBurn {
 
 /// Burn an NFT
 #[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/burn", tag = "ledger", request_body = NftBurn, params(("id" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Nft), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn burn_nft(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -551,7 +551,7 @@ pub struct NewReward {
 
 /// Pay a reward from the rewards pool, once per (user, reason, reference)
 #[utoipa::path(post, path = "/api/v1/ledger/rewards", tag = "ledger", request_body = NewReward,
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Reward), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn pay_reward(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -580,7 +580,7 @@ pub struct RewardsQuery {
 
 /// A user's rewards
 #[utoipa::path(get, path = "/api/v1/ledger/rewards", tag = "ledger", params(RewardsQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<schemas::Reward>), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn rewards_of(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -605,7 +605,7 @@ pub struct BlocksQuery {
 
 /// Sealed blocks from a height
 #[utoipa::path(get, path = "/api/v1/ledger/blocks", tag = "ledger", params(BlocksQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<schemas::Block>), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn blocks(
     _: CanRead,
     ledger: web::Data<SharedLedger>,

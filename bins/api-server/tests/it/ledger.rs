@@ -235,6 +235,9 @@ async fn a_ledger_flow_over_http() {
         )
         .await;
     assert_eq!(status, 201, "{nft}");
+    let (_, document) = api.get("/api-docs/openapi.json").await;
+    let schema = |name: &str| documented_fields(&document, name);
+    assert_eq!(fields(&nft), schema("Nft"));
     let nft_id = nft["id"].as_str().unwrap();
     let (status, moved) = api
         .post(
@@ -243,6 +246,7 @@ async fn a_ledger_flow_over_http() {
         )
         .await;
     assert_eq!(status, 200, "{moved}");
+    assert_eq!(fields(&moved), schema("Nft"));
     let (status, wrong) = api
         .post(
             &format!("/api/v1/ledger/nfts/{nft_id}/burn"),
@@ -264,15 +268,29 @@ async fn a_ledger_flow_over_http() {
     assert_eq!(status, 200);
     let (_, history) = api.get(&format!("/api/v1/ledger/nfts/{nft_id}")).await;
     assert_eq!(history["history"].as_array().unwrap().len(), 3, "{history}");
+    assert_eq!(fields(&history), schema("NftWithHistory"));
+    assert_eq!(fields(&history["history"][0]), schema("NftMovement"));
 
     let (status, rewards) = api
         .get(&format!("/api/v1/ledger/rewards?user={alice}"))
         .await;
     assert_eq!((status, rewards.as_array().unwrap().len()), (200, 1));
+    assert_eq!(fields(&rewards[0]), schema("Reward"));
     let (status, verification) = api.get("/api/v1/ledger/blocks/verify").await;
     assert_eq!((status, verification["valid"].as_bool()), (200, Some(true)));
-    let (status, _) = api.get("/api/v1/ledger/blocks?limit=5").await;
-    assert_eq!(status, 200);
+    // The sealer seals every second, once the transfers are final (the test cluster is
+    // shared, so that can take a moment).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let block = loop {
+        let (status, blocks) = api.get("/api/v1/ledger/blocks?limit=5").await;
+        assert_eq!(status, 200);
+        if let Some(block) = blocks.as_array().unwrap().first() {
+            break block.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing sealed");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(fields(&block), schema("Block"));
 
     handle.stop(true).await;
     running.await.unwrap().unwrap();
