@@ -138,6 +138,63 @@ pub mod schemas {
         pub sealed_at: DateTime<Utc>,
     }
 
+    /// What a recording request left: points or events taken into the buffer, and those
+    /// dropped because it was full (the server's overflow policy).
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Recorded {
+        pub buffered: u64,
+        pub dropped: u64,
+    }
+
+    /// One time bucket of a metric; an empty bucket has `count` 0 and null aggregates.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct MetricBucket {
+        pub start: DateTime<Utc>,
+        pub count: i64,
+        pub sum: Option<f64>,
+        pub avg: Option<f64>,
+        pub min: Option<f64>,
+        pub max: Option<f64>,
+        /// Interpolated percentiles.
+        pub p50: Option<f64>,
+        pub p95: Option<f64>,
+        pub p99: Option<f64>,
+    }
+
+    /// Events of one kind on one UTC day (also a row of the daily rollup).
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct EventCount {
+        pub day: chrono::NaiveDate,
+        pub kind: String,
+        pub events: i64,
+        /// Distinct users among the events that name one.
+        pub unique_users: i64,
+    }
+
+    /// A fact found by a search.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct FoundFact {
+        pub fact: Fact,
+        /// Higher is more relevant.
+        pub rank: f32,
+    }
+
+    /// What forgetting a user removed.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct ForgetReport {
+        pub cache_entries: u64,
+        pub conversations: u64,
+        pub messages: u64,
+        pub facts: u64,
+        pub fact_versions: u64,
+        pub examples: u64,
+    }
+
     /// A duration as serialised: whole seconds and the nanoseconds beyond them.
     #[derive(utoipa::ToSchema)]
     #[allow(dead_code)]
@@ -310,7 +367,8 @@ pub mod schemas {
     components(schemas(ProblemDocument, schemas::Transfer, schemas::Applied, schemas::Wallet,
         schemas::CacheEntry, schemas::Conversation, schemas::Message, schemas::MessagePage,
         schemas::Fact, schemas::FactWithHistory, schemas::Nft, schemas::NftWithHistory,
-        schemas::Reward, schemas::Block)),
+        schemas::Reward, schemas::Block, schemas::Recorded, schemas::MetricBucket,
+        schemas::EventCount, schemas::FoundFact, schemas::ForgetReport)),
     modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),

@@ -503,7 +503,7 @@ pub struct SearchQuery {
 
 /// Full-text search over the user's facts, most relevant first
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/search", tag = "ai", params(("user" = Uuid, Path), SearchQuery),
-    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<schemas::FoundFact>), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn search_facts(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -615,7 +615,7 @@ pub async fn export(
 
 /// Forget everything of a user in the AI store
 #[utoipa::path(delete, path = "/api/v1/ai/users/{user}", tag = "ai", params(("user" = Uuid, Path)),
-    responses((status = 200, body = serde_json::Value)))]
+    responses((status = 200, body = schemas::ForgetReport)))]
 pub async fn forget_user(
     _: CanWrite,
     ai: web::Data<SharedAi>,

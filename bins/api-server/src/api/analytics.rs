@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::api::errors;
-use crate::openapi::ProblemDocument;
+use crate::openapi::{ProblemDocument, schemas};
 
 /// Rows one request may record.
 pub const MAX_BATCH: usize = 10_000;
@@ -122,7 +122,7 @@ fn accepted(outcomes: &[Recorded]) -> HttpResponse {
 
 /// Record metric points (one, or an array of up to 10,000)
 #[utoipa::path(post, path = "/api/v1/analytics/metrics", tag = "analytics", request_body = Vec<MetricBody>,
-    responses((status = 202, body = serde_json::Value), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 202, body = schemas::Recorded), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn record_metrics(
     _: CanWrite,
     recorder: web::Data<Recorder>,
@@ -145,7 +145,7 @@ pub async fn record_metrics(
 
 /// Record events (one, or an array of up to 10,000)
 #[utoipa::path(post, path = "/api/v1/analytics/events", tag = "analytics", request_body = Vec<EventBody>,
-    responses((status = 202, body = serde_json::Value), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 202, body = schemas::Recorded), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn record_events(
     _: CanWrite,
     recorder: web::Data<Recorder>,
@@ -179,7 +179,7 @@ pub struct BucketsQuery {
 
 /// Time-bucketed aggregates of a metric
 #[utoipa::path(get, path = "/api/v1/analytics/metrics/{name}/buckets", tag = "analytics", params(("name" = String, Path), BucketsQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<schemas::MetricBucket>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn buckets(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,
@@ -218,7 +218,7 @@ pub struct DaysQuery {
 
 /// Events and unique users per kind and UTC day
 #[utoipa::path(get, path = "/api/v1/analytics/events/counts", tag = "analytics", params(DaysQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<schemas::EventCount>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn event_counts(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,
@@ -233,7 +233,7 @@ pub async fn event_counts(
 
 /// The daily rollup, as of its last refresh
 #[utoipa::path(get, path = "/api/v1/analytics/daily-stats", tag = "analytics", params(DaysQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<schemas::EventCount>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn daily_stats(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,

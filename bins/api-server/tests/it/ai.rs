@@ -142,6 +142,7 @@ async fn the_ai_store_over_http() {
         .get(&format!("{}/facts/search?q=lentil", user(&alice)))
         .await;
     assert_eq!((status, found.as_array().unwrap().len()), (200, 1));
+    assert_eq!(fields(&found[0]), schema("FoundFact"));
     let (_, none) = api
         .get(&format!("{}/facts/search?q=lentil", user(&bob)))
         .await;
@@ -190,6 +191,7 @@ async fn the_ai_store_over_http() {
         .unwrap();
     assert_eq!(forgotten.status(), 200);
     let report: serde_json::Value = forgotten.json().await.unwrap();
+    assert_eq!(fields(&report), schema("ForgetReport"));
     assert_eq!(
         (
             report["conversations"].as_u64(),

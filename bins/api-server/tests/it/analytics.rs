@@ -8,7 +8,7 @@ use db_core::testing::TestDb;
 use serde_json::{Value, json};
 
 use crate::ledger::Api;
-use crate::{spawn, with_database};
+use crate::{documented_fields, fields, spawn, with_database};
 
 #[tokio::test]
 async fn metrics_and_events_are_recorded_and_queried() {
@@ -72,6 +72,11 @@ async fn metrics_and_events_are_recorded_and_queried() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(buckets.as_array().unwrap().len(), 2);
+    let (_, document) = api.get("/api-docs/openapi.json").await;
+    let schema = |name: &str| documented_fields(&document, name);
+    assert_eq!(fields(&accepted), schema("Recorded"));
+    assert_eq!(fields(&buckets[0]), schema("MetricBucket"));
+    assert_eq!(fields(&buckets[1]), schema("MetricBucket"));
     assert_eq!(
         (buckets[0]["avg"].as_f64(), buckets[1]["count"].as_i64()),
         (Some(5.5), Some(0))
@@ -91,6 +96,7 @@ async fn metrics_and_events_are_recorded_and_queried() {
                 (stats[0]["kind"].as_str(), stats[0]["unique_users"].as_i64()),
                 (Some("order_placed"), Some(1))
             );
+            assert_eq!(fields(&stats[0]), schema("EventCount"));
             break;
         }
         assert!(Instant::now() < deadline, "the rollup was never refreshed");
@@ -102,6 +108,7 @@ async fn metrics_and_events_are_recorded_and_queried() {
         ))
         .await;
     assert_eq!((status, counts[0]["events"].as_i64()), (200, Some(1)));
+    assert_eq!(fields(&counts[0]), schema("EventCount"));
     let (status, _) = api
         .get(&format!("/api/v1/analytics/events/counts?from={today}"))
         .await;
