@@ -36,12 +36,13 @@ struct Shared<I, A> {
     kind: &'static str,
     run: RunBatch<I, A>,
     max_batch: usize,
-    batches_out: usize,
+    max_batches_out: usize,
     state: RefCell<State<I, A>>,
 }
 
 struct State<I, A> {
     queue: Vec<(I, oneshot::Sender<A>)>,
+    /// Batches at the database now.
     batches_out: usize,
 }
 
@@ -59,7 +60,7 @@ impl<I: 'static, A: 'static> Gatherer<I, A> {
                 kind,
                 run,
                 max_batch: max_batch.max(1),
-                batches_out: batches_out.max(1),
+                max_batches_out: batches_out.max(1),
                 state: RefCell::new(State {
                     queue: Vec::new(),
                     batches_out: 0,
@@ -75,7 +76,7 @@ impl<I: 'static, A: 'static> Gatherer<I, A> {
         let start_batch = {
             let mut state = self.shared.state.borrow_mut();
             state.queue.push((item, reply));
-            let start = state.batches_out < self.shared.batches_out;
+            let start = state.batches_out < self.shared.max_batches_out;
             if start {
                 state.batches_out += 1;
             }
