@@ -74,6 +74,89 @@ pub mod schemas {
         pub spendable: Option<i64>,
     }
 
+    /// One line of a wallet's statement.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct StatementEntry {
+        pub transfer_id: Uuid,
+        pub seq: i64,
+        /// `transfer`, `pending`, `post`, `void` or `expire`.
+        pub kind: String,
+        /// The other wallet of the transfer.
+        pub counterparty: Uuid,
+        /// The transfer's amount, positive when this wallet is credited.
+        pub amount: i64,
+        /// Change of the posted balance (zero for holds, voids and expiries).
+        pub posted_change: i64,
+        /// Posted balance right after this entry.
+        pub balance_after: i64,
+        pub reason: Option<String>,
+        pub reference: Option<String>,
+        pub created_at: DateTime<Utc>,
+    }
+
+    /// A page of a wallet's history, newest first.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Statement {
+        pub wallet: Uuid,
+        pub entries: Vec<StatementEntry>,
+        /// Pass as `before` for the next (older) page; null on the last page.
+        pub next_before: Option<i64>,
+    }
+
+    /// A wallet's posted balance at a time.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct BalanceAt {
+        pub wallet: Uuid,
+        pub at: DateTime<Utc>,
+        pub posted: i64,
+    }
+
+    /// One item of a batch: `ok` when it applied, else `error`.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct BatchItem {
+        pub ok: Option<Applied>,
+        pub error: Option<crate::openapi::ProblemDocument>,
+    }
+
+    /// A batch's outcome, item by item in the order submitted.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct BatchOutcome {
+        /// Items applied.
+        pub applied: u64,
+        pub results: Vec<BatchItem>,
+    }
+
+    /// The first block that does not match, and how (`missing_height`, `broken_link`, ...).
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct InvalidBlock {
+        pub height: i64,
+        pub problem: String,
+    }
+
+    /// What re-hashing the chain found.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct ChainCheck {
+        pub blocks_checked: i64,
+        pub transfers_checked: i64,
+        /// Null when the chain is intact.
+        pub first_invalid: Option<InvalidBlock>,
+    }
+
+    /// The chain's verification.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct ChainVerification {
+        pub valid: bool,
+        pub verification: ChainCheck,
+    }
+
     /// A non-fungible token; `owner` is null once burned.
     #[derive(utoipa::ToSchema)]
     #[allow(dead_code)]
@@ -368,7 +451,8 @@ pub mod schemas {
         schemas::CacheEntry, schemas::Conversation, schemas::Message, schemas::MessagePage,
         schemas::Fact, schemas::FactWithHistory, schemas::Nft, schemas::NftWithHistory,
         schemas::Reward, schemas::Block, schemas::Recorded, schemas::MetricBucket,
-        schemas::EventCount, schemas::FoundFact, schemas::ForgetReport)),
+        schemas::EventCount, schemas::FoundFact, schemas::ForgetReport, schemas::Statement,
+        schemas::BalanceAt, schemas::BatchOutcome, schemas::ChainVerification)),
     modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),

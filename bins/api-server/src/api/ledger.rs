@@ -195,7 +195,7 @@ pub struct StatementQuery {
 
 /// A page of a wallet's history, newest first, with running balances
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/statement", tag = "ledger", params(("id" = Uuid, Path), StatementQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::Statement), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn statement(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -218,7 +218,7 @@ pub struct BalanceQuery {
 
 /// A wallet's posted balance at a time (now by default)
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/balance", tag = "ledger", params(("id" = Uuid, Path), BalanceQuery),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::BalanceAt), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn balance_at(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -308,7 +308,7 @@ pub struct NewBatch {
 
 /// Apply up to 10,000 transfers, linked (all or none) or independent
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/batch", tag = "ledger", request_body = NewBatch,
-    responses((status = 200, body = serde_json::Value), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = schemas::BatchOutcome), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn batch(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -622,7 +622,7 @@ pub async fn blocks(
 
 /// Recompute the chain of blocks
 #[utoipa::path(get, path = "/api/v1/ledger/blocks/verify", tag = "ledger",
-    responses((status = 200, body = serde_json::Value)))]
+    responses((status = 200, body = schemas::ChainVerification)))]
 pub async fn verify_blocks(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
