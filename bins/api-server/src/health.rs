@@ -12,7 +12,7 @@ use admin_api::Problem;
 use crate::jobs::Jobs;
 
 /// The process is alive
-#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = serde_json::Value)))]
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = crate::openapi::schemas::Health)))]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -20,7 +20,7 @@ pub async fn health() -> HttpResponse {
 
 /// The database is reachable, migrations are current and the background jobs run
 #[utoipa::path(get, path = "/ready", tag = "health",
-    responses((status = 200, body = serde_json::Value), (status = 503, body = admin_api::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = crate::openapi::schemas::Ready), (status = 503, body = admin_api::Problem, content_type = "application/problem+json")))]
 #[get("/ready")]
 pub async fn ready(
     db: web::Data<Db>,

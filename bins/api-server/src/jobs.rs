@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 pub type JobRun = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 
 /// What is known of a job.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub interval_ms: u64,
     pub runs: u64,

@@ -74,6 +74,28 @@ pub mod schemas {
         pub spendable: Option<i64>,
     }
 
+    /// The process is alive.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Health {
+        /// `ok`.
+        pub status: String,
+    }
+
+    /// Everything the server needs is there.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Ready {
+        /// `ready`.
+        pub status: String,
+        /// `ok`.
+        pub database: String,
+        /// `current`.
+        pub migrations: String,
+        /// Each background job's last run, by name.
+        pub jobs: std::collections::BTreeMap<String, crate::jobs::JobStatus>,
+    }
+
     /// One line of a wallet's statement.
     #[derive(utoipa::ToSchema)]
     #[allow(dead_code)]
@@ -452,7 +474,8 @@ pub mod schemas {
         schemas::Fact, schemas::FactWithHistory, schemas::Nft, schemas::NftWithHistory,
         schemas::Reward, schemas::Block, schemas::Recorded, schemas::MetricBucket,
         schemas::EventCount, schemas::FoundFact, schemas::ForgetReport, schemas::Statement,
-        schemas::BalanceAt, schemas::BatchOutcome, schemas::ChainVerification)),
+        schemas::BalanceAt, schemas::BatchOutcome, schemas::ChainVerification, schemas::Health,
+        schemas::Ready)),
     modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),

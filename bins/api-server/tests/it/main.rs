@@ -62,16 +62,25 @@ async fn health_and_ready_answer_on_a_migrated_database() {
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
 
+    let document: Value = reqwest::get(format!("{base}/api-docs/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let health = reqwest::get(format!("{base}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
-    assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(fields(&health), documented_fields(&document, "Health"));
 
     let ready = reqwest::get(format!("{base}/ready")).await.unwrap();
     assert_eq!(ready.status(), 200);
-    assert_eq!(
-        ready.json::<Value>().await.unwrap()["migrations"],
-        "current"
-    );
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["migrations"], "current");
+    assert_eq!(fields(&ready), documented_fields(&document, "Ready"));
+    let (_, job) = ready["jobs"].as_object().unwrap().iter().next().unwrap();
+    assert_eq!(fields(job), documented_fields(&document, "JobStatus"));
 
     handle.stop(true).await;
     running.await.unwrap().unwrap();
