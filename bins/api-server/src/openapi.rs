@@ -288,6 +288,38 @@ pub mod schemas {
         pub rank: f32,
     }
 
+    /// What the user thought of a response: `kind` is `positive`, `negative`, `neutral` or
+    /// `correction`, the last with the right response as `text`.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct ExampleFeedback {
+        pub kind: String,
+        pub text: Option<String>,
+    }
+
+    /// A learning example.
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct Example {
+        pub id: Uuid,
+        pub user_id: Uuid,
+        pub idempotency_key: String,
+        pub prompt: String,
+        pub response: String,
+        pub feedback: ExampleFeedback,
+        #[schema(value_type = Object)]
+        pub metadata: serde_json::Value,
+        pub created_at: DateTime<Utc>,
+    }
+
+    /// An example and whether this call stored it (false: it was recorded before).
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    pub struct RecordedExample {
+        pub example: Example,
+        pub created: bool,
+    }
+
     /// What forgetting a user removed.
     #[derive(utoipa::ToSchema)]
     #[allow(dead_code)]
@@ -475,7 +507,7 @@ pub mod schemas {
         schemas::Reward, schemas::Block, schemas::Recorded, schemas::MetricBucket,
         schemas::EventCount, schemas::FoundFact, schemas::ForgetReport, schemas::Statement,
         schemas::BalanceAt, schemas::BatchOutcome, schemas::ChainVerification, schemas::Health,
-        schemas::Ready)),
+        schemas::Ready, schemas::RecordedExample)),
     modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),

@@ -546,7 +546,7 @@ pub struct ExampleBody {
 
 /// Record a learning example, once per idempotency key
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/examples", tag = "ai", request_body = ExampleBody, params(("user" = Uuid, Path)),
-    responses((status = 201, body = serde_json::Value), (status = 200, body = serde_json::Value), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = schemas::RecordedExample), (status = 200, body = schemas::RecordedExample), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn record_example(
     _: CanWrite,
     ai: web::Data<SharedAi>,

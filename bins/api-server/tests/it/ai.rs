@@ -159,10 +159,12 @@ async fn the_ai_store_over_http() {
 
     // Examples: recorded once, exported as NDJSON.
     let example = json!({ "idempotency_key": "e1", "prompt": "p", "response": "r", "feedback": { "kind": "positive" } });
-    let (status, _) = api
+    let (status, recorded) = api
         .post(&format!("{}/examples", user(&alice)), example.clone())
         .await;
     assert_eq!(status, 201);
+    assert_eq!(fields(&recorded), schema("RecordedExample"));
+    assert_eq!(fields(&recorded["example"]), schema("Example"));
     let (status, replay) = api
         .post(&format!("{}/examples", user(&alice)), example)
         .await;
