@@ -91,7 +91,7 @@ fn backend_not_supervised() -> Problem {
 
 /// The supervised backend's status (the seed's route)
 #[utoipa::path(get, path = "/api/v1/admin/backend/status", tag = "admin",
-    responses((status = 200, body = serde_json::Value), (status = 404, body = admin_api::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = admin_api::routes::ProcessView), (status = 404, body = admin_api::Problem, content_type = "application/problem+json")))]
 pub async fn backend_status(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -111,7 +111,7 @@ fn backend(state: &AdminState) -> Result<HttpResponse, Problem> {
 
 /// Start, stop or restart the supervised backend (the seed's routes)
 #[utoipa::path(post, path = "/api/v1/admin/backend/{action}", tag = "admin", params(("action" = String, Path, description = "start, stop or restart")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = admin_api::Problem, content_type = "application/problem+json"), (status = 409, body = admin_api::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = admin_api::routes::ProcessView), (status = 404, body = admin_api::Problem, content_type = "application/problem+json"), (status = 409, body = admin_api::Problem, content_type = "application/problem+json")))]
 pub async fn backend_action(
     request: HttpRequest,
     state: web::Data<AdminState>,

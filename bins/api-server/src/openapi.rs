@@ -507,7 +507,7 @@ pub mod schemas {
         schemas::Reward, schemas::Block, schemas::Recorded, schemas::MetricBucket,
         schemas::EventCount, schemas::FoundFact, schemas::ForgetReport, schemas::Statement,
         schemas::BalanceAt, schemas::BatchOutcome, schemas::ChainVerification, schemas::Health,
-        schemas::Ready, schemas::RecordedExample)),
+        schemas::Ready, schemas::RecordedExample, admin_api::routes::ProcessView)),
     modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),

@@ -104,9 +104,39 @@ fn authorised(request: &HttpRequest, state: &AdminState) -> Result<(), Problem> 
     (state.authorise)(request)
 }
 
+/// A supervised process as the admin routes answer it, for the OpenAPI document only (the
+/// routes serialise the orchestrator's `ProcessStatus`). Which of the optional fields are
+/// present depends on `state`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProcessView {
+    pub name: String,
+    /// `stopped`, `starting`, `running`, `unhealthy`, `backoff`, `stopping`, `exited` or
+    /// `fatal`.
+    pub state: String,
+    /// While `starting`, `running`, `unhealthy` or `stopping`.
+    pub pid: Option<u32>,
+    /// Failed health checks in a row, while `unhealthy`.
+    pub failures: Option<u32>,
+    /// The restart waited for, while in `backoff`.
+    pub attempt: Option<u32>,
+    pub delay_ms: Option<u64>,
+    /// How it ended, once `exited`.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Why it is `fatal`.
+    pub reason: Option<String>,
+    /// Automatic restarts since the supervisor started.
+    pub restarts: u64,
+    /// Seconds since it became running, while it is.
+    pub uptime_seconds: Option<f64>,
+    /// Latency of the last health check, in milliseconds.
+    pub last_health_check_ms: Option<f64>,
+}
+
 /// Every supervised process, in dependency order
 #[utoipa::path(get, path = "/api/v1/admin/processes", tag = "admin",
-    responses((status = 200, body = serde_json::Value), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<ProcessView>), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -117,7 +147,7 @@ pub async fn list(
 
 /// A process's status
 #[utoipa::path(get, path = "/api/v1/admin/processes/{name}", tag = "admin", params(("name" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ProcessView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn status(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -135,7 +165,7 @@ fn current(state: &AdminState, name: &str) -> Result<HttpResponse, Problem> {
 
 /// Start a process (dependencies first)
 #[utoipa::path(post, path = "/api/v1/admin/processes/{name}/start", tag = "admin", params(("name" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ProcessView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn start(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -152,7 +182,7 @@ pub async fn start(
 
 /// Stop a process
 #[utoipa::path(post, path = "/api/v1/admin/processes/{name}/stop", tag = "admin", params(("name" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ProcessView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn stop(
     request: HttpRequest,
     state: web::Data<AdminState>,
@@ -169,7 +199,7 @@ pub async fn stop(
 
 /// Restart a process
 #[utoipa::path(post, path = "/api/v1/admin/processes/{name}/restart", tag = "admin", params(("name" = String, Path)),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ProcessView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn restart(
     request: HttpRequest,
     state: web::Data<AdminState>,

@@ -8,7 +8,7 @@ use api_server::settings::{AuthSettings, OrchestratorSettings, Settings};
 use db_core::testing::TestDb;
 use serde_json::Value;
 
-use crate::{spawn, with_database};
+use crate::{documented_fields, fields, spawn, with_database};
 
 const ADMIN: &str = "admin-token-0123456789";
 const API: &str = "api-token-0123456789ab";
@@ -156,6 +156,24 @@ async fn the_admin_routes_control_a_real_backend_behind_the_admin_token() {
     .await;
     assert_eq!((status, stopped["state"].as_str()), (200, Some("stopped")));
     assert!(!alive(second));
+    // The document lists every field a process view may have; each state shows some of them.
+    let document: Value = reqwest::get(format!("{base}/api-docs/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let documented = documented_fields(&document, "ProcessView");
+    for view in [&running_backend, &restarted, &stopped, &list[0]] {
+        let served = fields(view);
+        assert!(
+            served.iter().all(|field| documented.contains(field)),
+            "{served:?} not all in {documented:?}"
+        );
+        for required in ["name", "state", "restarts"] {
+            assert!(served.iter().any(|field| field == required), "{view}");
+        }
+    }
     let (status, started) = call(
         "POST",
         &format!("{base}/api/v1/admin/processes/backend/start"),
