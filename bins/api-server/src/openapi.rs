@@ -507,7 +507,8 @@ pub mod schemas {
         schemas::Reward, schemas::Block, schemas::Recorded, schemas::MetricBucket,
         schemas::EventCount, schemas::FoundFact, schemas::ForgetReport, schemas::Statement,
         schemas::BalanceAt, schemas::BatchOutcome, schemas::ChainVerification, schemas::Health,
-        schemas::Ready, schemas::RecordedExample, admin_api::routes::ProcessView)),
+        schemas::Ready, schemas::RecordedExample, admin_api::routes::ProcessView,
+        admin_api::routes::LogLineView)),
     modifiers(&BearerTokens, &CommonProblems),
     tags(
         (name = "health", description = "Liveness and readiness"),

@@ -134,6 +134,18 @@ pub struct ProcessView {
     pub last_health_check_ms: Option<f64>,
 }
 
+/// One captured line of a process's output, for the OpenAPI document only (the route
+/// serialises the orchestrator's `LogLine`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LogLineView {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub line: String,
+}
+
 /// Every supervised process, in dependency order
 #[utoipa::path(get, path = "/api/v1/admin/processes", tag = "admin",
     responses((status = 200, body = Vec<ProcessView>), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
@@ -223,7 +235,7 @@ pub struct LogsQuery {
 
 /// A process's recent output lines
 #[utoipa::path(get, path = "/api/v1/admin/processes/{name}/logs", tag = "admin", params(("name" = String, Path), LogsQuery),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<LogLineView>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn logs(
     request: HttpRequest,
     state: web::Data<AdminState>,

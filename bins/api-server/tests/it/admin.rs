@@ -197,6 +197,9 @@ async fn the_admin_routes_control_a_real_backend_behind_the_admin_token() {
             .iter()
             .any(|line| line["line"] == "child started")
     );
+    for line in logs.as_array().unwrap() {
+        assert_eq!(fields(line), documented_fields(&document, "LogLineView"));
+    }
     let (status, _) = call(
         "POST",
         &format!("{base}/api/v1/admin/backend/explode"),
