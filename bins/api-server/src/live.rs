@@ -211,14 +211,7 @@ pub async fn websocket(
     hub: web::Data<LiveHub>,
     filter: web::Query<Filter>,
 ) -> actix_web::Result<HttpResponse> {
-    let selector = Selector::new(&filter).map_err(|reason| {
-        admin_api::Problem::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid-query",
-            "The query string is invalid",
-        )
-        .with_detail(reason)
-    })?;
+    let selector = Selector::new(&filter).map_err(admin_api::Problem::invalid_query)?;
     let (response, session, stream) = actix_ws::handle(&request, body)?;
     let events = hub.events.subscribe();
     let closing = hub.closing.subscribe();

@@ -26,6 +26,26 @@ impl Problem {
         }
     }
 
+    /// 400 `invalid-query`: the query string does not parse or asks for something impossible.
+    pub fn invalid_query(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "The query string is invalid",
+        )
+        .with_detail(detail)
+    }
+
+    /// The error handler of `web::QueryConfig`: a query the extractor refused is
+    /// [`invalid_query`](Self::invalid_query). (actix hands the error over by value.)
+    #[allow(clippy::needless_pass_by_value)]
+    pub fn query_rejected(
+        error: actix_web::error::QueryPayloadError,
+        _: &actix_web::HttpRequest,
+    ) -> actix_web::Error {
+        Self::invalid_query(error.to_string()).into()
+    }
+
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());

@@ -44,15 +44,7 @@ impl AdminState {
 /// Registers the routes; the app must hold a `web::Data<AdminState>`.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .app_data(web::QueryConfig::default().error_handler(|error, _| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                "The query string is invalid",
-            )
-            .with_detail(error.to_string())
-            .into()
-        }))
+        .app_data(web::QueryConfig::default().error_handler(Problem::query_rejected))
         .route("/api/v1/admin/processes", web::get().to(list))
         .route("/api/v1/admin/processes/{name}", web::get().to(status))
         .route(
@@ -245,12 +237,9 @@ pub async fn logs(
     authorised(&request, &state)?;
     let lines = query.lines.unwrap_or(100);
     if lines == 0 || lines > MAX_LOG_LINES {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-            "The query string is invalid",
-        )
-        .with_detail(format!("lines must be 1 to {MAX_LOG_LINES}")));
+        return Err(Problem::invalid_query(format!(
+            "lines must be 1 to {MAX_LOG_LINES}"
+        )));
     }
     let logs = state
         .supervisor

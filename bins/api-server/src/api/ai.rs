@@ -391,12 +391,9 @@ pub async fn window(
         (Some(last), None) => Window::LastMessages(last),
         (None, Some(tokens)) => Window::TokenBudget(tokens),
         _ => {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                "The query string is invalid",
-            )
-            .with_detail("give exactly one of last and tokens"));
+            return Err(Problem::invalid_query(
+                "give exactly one of last and tokens",
+            ));
         }
     };
     let messages = ai

@@ -67,19 +67,12 @@ fn fail(error: LedgerError) -> Problem {
     errors::ledger(&error)
 }
 
-fn bad_query(detail: impl Into<String>) -> Problem {
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "invalid-query",
-        "The query string is invalid",
-    )
-    .with_detail(detail)
-}
-
 fn page(limit: Option<u32>, default: u32) -> Result<u32, Problem> {
     match limit.unwrap_or(default) {
-        0 => Err(bad_query("limit must be at least 1")),
-        limit if limit > MAX_PAGE => Err(bad_query(format!("limit must be at most {MAX_PAGE}"))),
+        0 => Err(Problem::invalid_query("limit must be at least 1")),
+        limit if limit > MAX_PAGE => Err(Problem::invalid_query(format!(
+            "limit must be at most {MAX_PAGE}"
+        ))),
         limit => Ok(limit),
     }
 }
@@ -614,7 +607,7 @@ pub async fn blocks(
     let limit = page(query.limit, 50)?;
     let from = query.from.unwrap_or(0);
     if from < 0 {
-        return Err(bad_query("from must not be negative"));
+        return Err(Problem::invalid_query("from must not be negative"));
     }
     let blocks = ledger.blocks(from, limit).await.map_err(fail)?;
     Ok(HttpResponse::Ok().json(blocks))

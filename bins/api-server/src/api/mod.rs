@@ -27,15 +27,7 @@ pub fn configure_errors(config: &mut web::ServiceConfig) {
             .with_detail(error.to_string())
             .into()
         }))
-        .app_data(web::QueryConfig::default().error_handler(|error, _| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                "The query string is invalid",
-            )
-            .with_detail(error.to_string())
-            .into()
-        }));
+        .app_data(web::QueryConfig::default().error_handler(Problem::query_rejected));
 }
 
 pub async fn not_found() -> HttpResponse {
