@@ -120,18 +120,6 @@ pub async fn backend_action(
     (state.authorise)(&request)?;
     // Refuse at once when there is no backend to act on.
     backend(&state)?;
-    let supervisor = &state.supervisor;
-    let result = match action.as_str() {
-        "start" => supervisor.start(BACKEND).await,
-        "stop" => supervisor.stop(BACKEND).await,
-        "restart" => supervisor.restart(BACKEND).await,
-        other => {
-            return Err(
-                Problem::new(StatusCode::NOT_FOUND, "unknown-action", "No such action")
-                    .with_detail(format!("{other:?}: use start, stop or restart")),
-            );
-        }
-    };
-    result.map_err(|error| admin_api::routes::problem(&error))?;
-    backend(&state)
+    let action = admin_api::routes::Action::parse(&action)?;
+    admin_api::routes::act(&state, BACKEND, action).await
 }

@@ -167,6 +167,42 @@ fn current(state: &AdminState, name: &str) -> Result<HttpResponse, Problem> {
     Ok(HttpResponse::Ok().json(status))
 }
 
+/// What a control route does to a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    /// `start`, `stop` or `restart`; anything else is a 404 `unknown-action`.
+    pub fn parse(name: &str) -> Result<Self, Problem> {
+        match name {
+            "start" => Ok(Self::Start),
+            "stop" => Ok(Self::Stop),
+            "restart" => Ok(Self::Restart),
+            other => Err(
+                Problem::new(StatusCode::NOT_FOUND, "unknown-action", "No such action")
+                    .with_detail(format!("{other:?}: use start, stop or restart")),
+            ),
+        }
+    }
+}
+
+/// Carries out `action` on process `name` (the caller authorised) and answers with its
+/// status afterwards.
+pub async fn act(state: &AdminState, name: &str, action: Action) -> Result<HttpResponse, Problem> {
+    let supervisor = &state.supervisor;
+    let done = match action {
+        Action::Start => supervisor.start(name).await,
+        Action::Stop => supervisor.stop(name).await,
+        Action::Restart => supervisor.restart(name).await,
+    };
+    done.map_err(|e| problem(&e))?;
+    current(state, name)
+}
+
 /// Start a process (dependencies first)
 #[utoipa::path(post, path = "/api/v1/admin/processes/{name}/start", tag = "admin", params(("name" = String, Path)),
     responses((status = 200, body = ProcessView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
@@ -176,12 +212,7 @@ pub async fn start(
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     authorised(&request, &state)?;
-    state
-        .supervisor
-        .start(&name)
-        .await
-        .map_err(|e| problem(&e))?;
-    current(&state, &name)
+    act(&state, &name, Action::Start).await
 }
 
 /// Stop a process
@@ -193,12 +224,7 @@ pub async fn stop(
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     authorised(&request, &state)?;
-    state
-        .supervisor
-        .stop(&name)
-        .await
-        .map_err(|e| problem(&e))?;
-    current(&state, &name)
+    act(&state, &name, Action::Stop).await
 }
 
 /// Restart a process
@@ -210,12 +236,7 @@ pub async fn restart(
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     authorised(&request, &state)?;
-    state
-        .supervisor
-        .restart(&name)
-        .await
-        .map_err(|e| problem(&e))?;
-    current(&state, &name)
+    act(&state, &name, Action::Restart).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
