@@ -54,17 +54,6 @@ pub fn all_sets() -> Vec<MigrationSet> {
     ]
 }
 
-/// Waits for SIGINT (Ctrl-C) or SIGTERM; both stop the server gracefully.
-async fn shutdown_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
-}
-
 /// Stops a running server as SIGTERM would: live clients are told goodbye, then the server
 /// stops accepting and finishes in-flight requests.
 #[derive(Clone)]
@@ -351,7 +340,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.stop_handle();
         let on_signal = tokio::spawn(async move {
-            match shutdown_signal().await {
+            match orchestrator::stop_requested().await {
                 Ok(signal) => tracing::info!(signal, "shutting down; finishing in-flight requests"),
                 Err(error) => {
                     tracing::error!(%error, "cannot listen for shutdown signals; stopping");

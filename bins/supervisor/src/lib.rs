@@ -53,7 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // One process failing to start leaves the others running; the API reports it.
         tracing::error!(%error, "not every process could be started");
     }
-    let signal = shutdown_signal().await?;
+    let signal = orchestrator::stop_requested().await?;
     tracing::info!(signal, "stopping every process");
     supervisor.shutdown().await;
     handle.stop(true).await;
@@ -67,14 +67,4 @@ async fn render_metrics(metrics: web::Data<PrometheusHandle>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(metrics.render())
-}
-
-async fn shutdown_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
 }

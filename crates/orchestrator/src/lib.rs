@@ -34,6 +34,18 @@ pub use spec::{
 pub use state::{ProcessEvent, ProcessState, ProcessStatus};
 pub use supervisor::Supervisor;
 
+/// Waits for SIGTERM or SIGINT (Ctrl-C), the signals that ask a supervising process (the
+/// `supervisor`, the api-server) to stop gracefully; tells which came.
+pub async fn stop_requested() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}
+
 /// Describes this crate's metrics to the installed `metrics` recorder (their help texts in
 /// Prometheus). Call once, after installing the recorder.
 pub fn describe_metrics() {
