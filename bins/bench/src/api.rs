@@ -20,10 +20,7 @@ use std::time::{Duration, Instant};
 use ai_store::{AiConfig, CacheConfig, PgAiStore, ResponseCache, Ttl, UserId};
 use anyhow::{Context, bail};
 use db_core::migrate::core_set;
-use ledger::{
-    Amount, Asset, BatchMode, Ledger, LedgerConfig, PgLedger, SystemWallet, TransferRequest,
-    WalletId,
-};
+use ledger::{Amount, Ledger, LedgerConfig, PgLedger, TransferRequest, WalletId};
 
 use crate::cluster::{BenchCluster, DATABASE};
 use crate::compare::{median, record};
@@ -57,7 +54,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     .await?;
     let ledger = Arc::new(PgLedger::new(bench.db.clone(), LedgerConfig::default()));
     let users = bench.create_users(WALLETS).await?;
-    let wallets = Arc::new(fund(&ledger, &users).await?);
+    let wallets = Arc::new(crate::ledger::fund_wallets(&ledger, &users).await?);
     let ai = PgAiStore::start(
         bench.db.clone(),
         AiConfig {
@@ -230,30 +227,6 @@ where
         library_p99_ms: median(library_p99s),
         peak_rss_kib: peak,
     })
-}
-
-/// A wallet per user, each funded by the issuer.
-async fn fund(ledger: &PgLedger, users: &[uuid::Uuid]) -> anyhow::Result<Vec<WalletId>> {
-    let mut wallets = Vec::with_capacity(users.len());
-    for user in users {
-        wallets.push(
-            ledger
-                .open_user_wallet(ledger::UserId(*user), &Asset::fodi())
-                .await?
-                .id,
-        );
-    }
-    let issuer = ledger
-        .system_wallet(SystemWallet::Issuer, &Asset::fodi())
-        .await?;
-    let grant = Amount::tokens(1_000_000).context("grant")?;
-    let batch = wallets
-        .iter()
-        .map(|wallet| TransferRequest::transfer(issuer.id, *wallet, grant))
-        .collect();
-    let results = ledger.submit(batch, BatchMode::Linked).await?;
-    anyhow::ensure!(results.iter().all(Result::is_ok), "funding failed");
-    Ok(wallets)
 }
 
 async fn library_transfers(

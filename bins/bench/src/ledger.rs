@@ -357,11 +357,20 @@ async fn setup_wallets(
 ) -> anyhow::Result<Vec<WalletId>> {
     progress(&format!("creating {count} funded wallets"));
     let users = bench.create_users(count).await?;
-    let mut wallets = Vec::with_capacity(count);
+    fund_wallets(ledger, &users).await
+}
+
+/// A FODI wallet for each of `users`, each granted a million tokens by the issuer in linked
+/// batches; in the users' order.
+pub async fn fund_wallets(
+    ledger: &PgLedger,
+    users: &[uuid::Uuid],
+) -> anyhow::Result<Vec<WalletId>> {
+    let mut wallets = Vec::with_capacity(users.len());
     for user in users {
         wallets.push(
             ledger
-                .open_user_wallet(ledger::UserId(user), &Asset::fodi())
+                .open_user_wallet(ledger::UserId(*user), &Asset::fodi())
                 .await?
                 .id,
         );
