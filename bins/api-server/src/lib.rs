@@ -368,6 +368,7 @@ impl Application {
         // Give the pool's connections a moment to say goodbye before the cluster stops.
         tokio::time::sleep(Duration::from_millis(10)).await;
         drop(self.cluster);
+        tracing::info!("api-server stopped");
         served
     }
 }

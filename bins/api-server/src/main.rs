@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use api_server::Application;
 use api_server::settings::Settings;
 use clap::Parser;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+
+mod log_output;
 
 /// Serves the FODI REST API. With no database configured (database.url, FODI__DATABASE__URL),
 /// it starts and migrates a private PostgreSQL cluster under ./.data/pg.
@@ -31,38 +32,28 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&settings.redacted())?);
         return Ok(());
     }
-    let _log_writer = init_tracing(&settings.log);
+    let _log_output = init_tracing(&settings.log)?;
     let application = Application::build(settings).await?;
     application.run_until_stopped().await?;
     Ok(())
 }
 
-/// Logs to standard output through a thread of their own: a request never waits for the
-/// terminal or the pipe, and a busy server writes a batch of lines per system call instead of
-/// one each (one line per request measured at a fifth of a cached read's cost). Lines are
-/// never dropped: a full queue (8,192 lines; a stalled reader) makes the caller wait. Dropping
-/// the returned guard writes what is queued.
-fn init_tracing(log: &api_server::settings::LogSettings) -> WorkerGuard {
+/// Logs to standard output through a shared buffer ([`log_output`]): lines are never
+/// dropped, and a busy server writes a buffer of lines per system call. Dropping the returned
+/// guard writes what is buffered.
+fn init_tracing(log: &api_server::settings::LogSettings) -> anyhow::Result<log_output::FlushOnDrop> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FODI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
     let colours = std::io::stdout().is_terminal();
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        // A bounded queue (the default holds 128,000 lines, tens of megabytes under load).
-        .buffered_lines_limit(8_192)
-        .thread_name("api-server-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+    let flush = log_output::start()?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colours)
-        .with_writer(writer);
+        .with_writer(log_output::line);
     if log.json {
         builder.json().init();
     } else {
         builder.init();
     }
-    guard
+    Ok(flush)
 }

@@ -163,6 +163,7 @@ fn the_example_configuration_documents_the_defaults() {
 
 #[tokio::test]
 async fn the_binary_stops_gracefully_on_ctrl_c_and_stops_its_cluster() {
+    use tokio::io::AsyncReadExt;
     let workdir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -174,9 +175,24 @@ async fn the_binary_stops_gracefully_on_ctrl_c_and_stops_its_cluster() {
         .env_remove("DATABASE_URL")
         .env_remove("FODI__DATABASE__URL")
         .env("FODI__SERVER__PORT", port.to_string())
+        .env_remove("FODI_LOG")
+        .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let mut stdout = server.stdout.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = tokio::spawn({
+        let log = log.clone();
+        async move {
+            let mut chunk = [0; 4096];
+            while let Ok(read @ 1..) = stdout.read(&mut chunk).await {
+                log.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..read]));
+            }
+        }
+    });
     let ready_url = format!("http://127.0.0.1:{port}/ready");
     let mut ready = false;
     for _ in 0..240 {
@@ -191,6 +207,24 @@ async fn the_binary_stops_gracefully_on_ctrl_c_and_stops_its_cluster() {
     }
     assert!(ready, "the api-server became ready on its embedded cluster");
 
+    // A request's log line reaches standard output while the server runs (lines are
+    // buffered, and written at least every 100 ms).
+    let request_id = format!("log-check-{}", uuid::Uuid::new_v4());
+    reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .header("X-Request-Id", &request_id)
+        .send()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !log.lock().unwrap().contains(&request_id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request's log line was not written within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     let pid = nix::unistd::Pid::from_raw(server.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(std::time::Duration::from_secs(60), server.wait())
@@ -202,4 +236,9 @@ async fn the_binary_stops_gracefully_on_ctrl_c_and_stops_its_cluster() {
         !workdir.path().join(".data/pg/data/postmaster.pid").exists(),
         "the cluster was stopped"
     );
+    // The last lines are written on the way out, without colour codes in a pipe.
+    reader.await.unwrap();
+    let log = log.lock().unwrap();
+    assert!(log.contains("api-server stopped"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
 }
