@@ -293,6 +293,10 @@ impl Application {
             }
             app.default_service(web::to(api::not_found))
         })
+        // Responses, streamed lines and WebSocket frames leave as soon as they are written:
+        // with Nagle's algorithm (the OS default) a write behind unacknowledged bytes waits for
+        // the client's ACK, which clients delay by 40 ms or more.
+        .tcp_nodelay(true)
         .listen(listener)?
         // Signals are ours (see run_until_stopped): actix would treat SIGINT as a forced stop.
         .disable_signals()

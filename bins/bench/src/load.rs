@@ -13,11 +13,44 @@ pub struct LoadResult {
     pub failures: u64,
     pub elapsed: Duration,
     pub latency: Latency,
+    clients: usize,
+    /// Each successful call's duration, in microseconds.
+    latencies: Vec<u32>,
 }
 
 impl LoadResult {
     pub fn units_per_second(&self) -> f64 {
         self.units as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latencies as wrk reports its own, for comparing the two: wrk corrects for
+    /// coordinated omission (`stats_correct` in its source). With `interval` the run's time
+    /// divided by the calls each client made, a call that took `n` ≥ 2 × `interval` also
+    /// stands for the calls a client at a steady rate would have started while it waited,
+    /// counted at `n - interval`, `n - 2 × interval`, ... while above one interval. A stall
+    /// of 100 ms in a run of 2 ms calls thus weighs fifty times more than its own calls.
+    pub fn latency_as_wrk_counts(&self) -> Latency {
+        let calls = self.latencies.len() as u64;
+        let per_client = calls / self.clients.max(1) as u64;
+        if per_client == 0 {
+            return self.latency;
+        }
+        let interval = u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX) / per_client;
+        let mut counted = self.latencies.clone();
+        if interval > 0 {
+            for &latency in &self.latencies {
+                let latency = u64::from(latency);
+                if latency < 2 * interval {
+                    continue;
+                }
+                let mut missed = latency - interval;
+                while missed > interval {
+                    counted.push(u32::try_from(missed).unwrap_or(u32::MAX));
+                    missed -= interval;
+                }
+            }
+        }
+        Latency::of(counted)
     }
 }
 
@@ -71,6 +104,8 @@ where
         units,
         failures,
         elapsed: started.elapsed(),
-        latency: Latency::of(result_latencies),
+        latency: Latency::of(result_latencies.clone()),
+        clients,
+        latencies: result_latencies,
     }
 }

@@ -153,6 +153,7 @@ fn main() -> anyhow::Result<()> {
             let options = api::Options {
                 seconds: cli.seconds,
                 rounds: cli.rounds,
+                only: cli.only,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
