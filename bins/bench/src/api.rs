@@ -170,6 +170,7 @@ struct Library {
     rate: f64,
     p99_ms: f64,
     measured_p99_ms: f64,
+    max_ms: f64,
 }
 
 impl From<load::LoadResult> for Library {
@@ -178,6 +179,7 @@ impl From<load::LoadResult> for Library {
             rate: result.units_per_second(),
             p99_ms: result.latency_as_wrk_counts().p99_ms,
             measured_p99_ms: result.latency.p99_ms,
+            max_ms: result.latency.max_ms,
         }
     }
 }
@@ -234,8 +236,8 @@ where
         let (result, rss) = server.under_load(|| wrk(&server.url(), script, options.seconds))?;
         let library = library().await;
         progress(&format!(
-            "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {:.0}/s (p99 {:.2} ms as wrk counts, {:.2} ms measured)",
-            result.rate, result.p99_ms, library.rate, library.p99_ms, library.measured_p99_ms
+            "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {:.0}/s (p99 {:.2} ms as wrk counts, {:.2} ms measured, max {:.1} ms)",
+            result.rate, result.p99_ms, library.rate, library.p99_ms, library.measured_p99_ms, library.max_ms
         ));
         http.push(result.rate);
         p99s.push(result.p99_ms);

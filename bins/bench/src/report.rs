@@ -146,6 +146,7 @@ pub struct Latency {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 impl Latency {
@@ -162,6 +163,7 @@ impl Latency {
             p50_ms: at(0.50),
             p95_ms: at(0.95),
             p99_ms: at(0.99),
+            max_ms: at(1.0),
         }
     }
 }
