@@ -41,7 +41,9 @@ async fn main() -> anyhow::Result<()> {
 /// Logs to standard output through a shared buffer ([`log_output`]): lines are never
 /// dropped, and a busy server writes a buffer of lines per system call. Dropping the returned
 /// guard writes what is buffered.
-fn init_tracing(log: &api_server::settings::LogSettings) -> anyhow::Result<log_output::FlushOnDrop> {
+fn init_tracing(
+    log: &api_server::settings::LogSettings,
+) -> anyhow::Result<log_output::FlushOnDrop> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FODI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
     let colours = std::io::stdout().is_terminal();

@@ -237,7 +237,12 @@ where
         let library = library().await;
         progress(&format!(
             "  round {round}: HTTP {:.0}/s (p99 {:.2} ms), library {:.0}/s (p99 {:.2} ms as wrk counts, {:.2} ms measured, max {:.1} ms)",
-            result.rate, result.p99_ms, library.rate, library.p99_ms, library.measured_p99_ms, library.max_ms
+            result.rate,
+            result.p99_ms,
+            library.rate,
+            library.p99_ms,
+            library.measured_p99_ms,
+            library.max_ms
         ));
         http.push(result.rate);
         p99s.push(result.p99_ms);

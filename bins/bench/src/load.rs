@@ -109,3 +109,48 @@ where
         latencies: result_latencies,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 99 calls of 1 ms and one of 100 ms, by one client in 199 ms.
+    fn one_stall() -> LoadResult {
+        let mut latencies = vec![1_000; 99];
+        latencies.push(100_000);
+        LoadResult {
+            units: 100,
+            failures: 0,
+            elapsed: Duration::from_millis(199),
+            latency: Latency::of(latencies.clone()),
+            clients: 1,
+            latencies,
+        }
+    }
+
+    #[test]
+    fn a_stall_weighs_as_the_calls_a_steady_client_would_have_made_meanwhile() {
+        let result = one_stall();
+        assert!((result.latency.p99_ms - 1.0).abs() < f64::EPSILON);
+        // The interval is 1.99 ms: the stall also counts at 98.01, 96.02, ... 3.99 ms (49
+        // more calls), so a p99 of 149 calls lands among them.
+        let counted = result.latency_as_wrk_counts();
+        assert!(counted.p99_ms > 90.0, "{counted:?}");
+        assert!((counted.max_ms - 100.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn steady_calls_are_counted_once() {
+        let latencies = vec![1_000; 100];
+        let result = LoadResult {
+            units: 100,
+            failures: 0,
+            elapsed: Duration::from_millis(100),
+            latency: Latency::of(latencies.clone()),
+            clients: 1,
+            latencies,
+        };
+        let counted = result.latency_as_wrk_counts();
+        assert!((counted.p99_ms - 1.0).abs() < f64::EPSILON, "{counted:?}");
+    }
+}
