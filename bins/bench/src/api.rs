@@ -201,7 +201,7 @@ struct Comparison {
     library: f64,
     p99_ms: f64,
     /// The library's p99 in the same rounds, counted as wrk counts: a stall both sides see is
-    /// the database's.
+    /// not the server's.
     library_p99_ms: f64,
     /// ... and as measured, each call once.
     library_measured_p99_ms: f64,
@@ -330,7 +330,7 @@ fn transfer_lua(wallets: &[WalletId]) -> String {
     format!(
         r#"local wallets = {{{}}}
 local requests = {{}}
-local next = 0
+local turn = 0
 {SEED}
 init = function(args)
   math.randomseed(thread_number)
@@ -343,8 +343,8 @@ init = function(args)
   end
 end
 request = function()
-  next = next % #requests + 1
-  return requests[next]
+  turn = turn % #requests + 1
+  return requests[turn]
 end
 "#,
         list.join(","),
