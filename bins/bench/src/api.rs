@@ -42,6 +42,9 @@ const CONNECTIONS: usize = 8;
 /// 90,000 `GET /health` a second); a second thread only takes CPU from the server and
 /// PostgreSQL on the same cores (cache reads measured 10% slower with two).
 const WRK_THREADS: &str = "1";
+/// `GET /health` measures what the HTTP work alone costs the cores, and one wrk thread cannot
+/// keep the server busy on requests that do nothing.
+const HEALTH_WRK_THREADS: &str = "2";
 const WALLETS: usize = 1_000;
 const P99_TARGET_MS: f64 = 10.0;
 const RSS_TARGET_KIB: f64 = 100.0 * 1024.0;
@@ -118,11 +121,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
         cache.record("cache_get", &mut measurements, &[]);
         peak_rss_kib = peak_rss_kib.max(cache.peak_rss_kib);
         progress("ceiling: GET /health, HTTP with no work behind it");
-        // Two wrk threads here: this run measures what the HTTP work alone costs the cores,
-        // and one thread cannot keep the server busy on requests that do nothing.
         let health = wrk_with(
             None,
-            "2",
+            HEALTH_WRK_THREADS,
             &format!("{}/health", server.url()),
             options.seconds,
         )?;

@@ -8,7 +8,7 @@ use api_server::settings::{AuthSettings, OrchestratorSettings, Settings};
 use db_core::testing::TestDb;
 use serde_json::Value;
 
-use crate::{documented_fields, fields, spawn, with_database};
+use crate::{documented_fields, fields, get_json, openapi_document, spawn, with_database};
 
 const ADMIN: &str = "admin-token-0123456789";
 const API: &str = "api-token-0123456789ab";
@@ -157,12 +157,7 @@ async fn the_admin_routes_control_a_real_backend_behind_the_admin_token() {
     assert_eq!((status, stopped["state"].as_str()), (200, Some("stopped")));
     assert!(!alive(second));
     // The document lists every field a process view may have; each state shows some of them.
-    let document: Value = reqwest::get(format!("{base}/api-docs/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = openapi_document(&base).await;
     let documented = documented_fields(&document, "ProcessView");
     for view in [&running_backend, &restarted, &stopped, &list[0]] {
         let served = fields(view);
@@ -265,12 +260,7 @@ async fn ready_reports_every_background_job() {
     let (base, handle, running) = spawn(settings).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let jobs = loop {
-        let ready: Value = reqwest::get(format!("{base}/ready"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ready = get_json(&format!("{base}/ready")).await;
         if ready["jobs"]["ledger_sealer"]["runs"].as_u64().unwrap_or(0) > 0 {
             break ready["jobs"].clone();
         }
@@ -401,12 +391,7 @@ async fn requests_carry_an_id_and_cors_answers_configured_origins() {
 async fn the_openapi_document_and_the_offline_docs_are_served() {
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
-    let document: Value = reqwest::get(format!("{base}/api-docs/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = openapi_document(&base).await;
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     let paths = document["paths"].as_object().unwrap();
     for path in [

@@ -50,6 +50,16 @@ pub(crate) fn documented_fields(document: &Value, name: &str) -> Vec<String> {
     fields(&document["components"]["schemas"][name]["properties"])
 }
 
+/// The JSON answer of a plain `GET` of `url`.
+pub(crate) async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// The OpenAPI document the server at `base` serves.
+pub(crate) async fn openapi_document(base: &str) -> Value {
+    get_json(&format!("{base}/api-docs/openapi.json")).await
+}
+
 pub(crate) fn with_database(db: &TestDb) -> Settings {
     Settings {
         database: DbConfig::with_url(db.url()),
@@ -62,12 +72,7 @@ async fn health_and_ready_answer_on_a_migrated_database() {
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
 
-    let document: Value = reqwest::get(format!("{base}/api-docs/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = openapi_document(&base).await;
     let health = reqwest::get(format!("{base}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
     let health: Value = health.json().await.unwrap();
