@@ -33,6 +33,7 @@ pub struct Settings {
 #[serde(default)]
 pub struct MigrationSettings {
     /// The sets this deployment manages when no --set is given; empty means all.
+    #[serde(deserialize_with = "app_config::list")]
     pub sets: Vec<String>,
 }
 

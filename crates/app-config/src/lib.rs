@@ -1,13 +1,19 @@
 //! Layered configuration for the binaries: built-in defaults, then a TOML file, then
 //! `FODI__SECTION__KEY` environment variables (`FODI__DATABASE__URL` sets `database.url`).
 //!
+//! A list setting (`auth.api_tokens`) is an array in the file and a comma-separated string in
+//! the environment (`FODI__AUTH__API_TOKENS=one,two`): fields declare it with
+//! `#[serde(deserialize_with = "app_config::list")]`.
+//!
 //! Architecture invariant: only binaries depend on this crate. Library crates never read
 //! configuration or the environment; binaries load it here and pass typed structs down.
 
+use std::fmt;
 use std::path::Path;
 
 use config::{Config, Environment, File};
-use serde::de::DeserializeOwned;
+use serde::Deserializer;
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 
 pub use config::ConfigError;
 
@@ -40,6 +46,61 @@ fn load_with_environment<T: DeserializeOwned>(
         .try_deserialize()
 }
 
+/// A list of strings from an array (the file), or from one string of comma-separated items
+/// (an environment variable: the environment has no arrays). Items are trimmed and empty ones
+/// dropped, so an empty variable gives an empty list. A lone number or boolean, which the
+/// environment source parses as such, is one item.
+pub fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    deserializer.deserialize_any(ListVisitor)
+}
+
+struct ListVisitor;
+
+impl<'de> Visitor<'de> for ListVisitor {
+    type Value = Vec<String>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an array of strings or a comma-separated string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, items: &str) -> Result<Self::Value, E> {
+        Ok(items
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, item: i64) -> Result<Self::Value, E> {
+        Ok(vec![item.to_string()])
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, item: u64) -> Result<Self::Value, E> {
+        Ok(vec![item.to_string()])
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, item: f64) -> Result<Self::Value, E> {
+        Ok(vec![item.to_string()])
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, item: bool) -> Result<Self::Value, E> {
+        Ok(vec![item.to_string()])
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+        let mut list = Vec::with_capacity(items.size_hint().unwrap_or(0));
+        while let Some(item) = items.next_element::<String>()? {
+            list.push(item);
+        }
+        Ok(list)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -52,6 +113,14 @@ mod tests {
     #[serde(default)]
     struct Settings {
         server: Server,
+        auth: Auth,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct Auth {
+        #[serde(deserialize_with = "list")]
+        tokens: Vec<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -116,5 +185,35 @@ mod tests {
         let error =
             load_with_environment::<Settings>(Some(&missing), environment(&[])).unwrap_err();
         assert!(error.to_string().contains("absent.toml"), "{error}");
+    }
+
+    #[test]
+    fn a_list_is_an_array_in_the_file_and_comma_separated_in_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fodi.toml");
+        std::fs::write(
+            &file,
+            "[auth]\ntokens = [\"from-file-1\", \"from-file-2\"]\n",
+        )
+        .unwrap();
+        let tokens = |pairs: &[(&str, &str)]| {
+            load_with_environment::<Settings>(Some(&file), environment(pairs))
+                .unwrap()
+                .auth
+                .tokens
+        };
+
+        assert_eq!(tokens(&[]), ["from-file-1", "from-file-2"]);
+        assert_eq!(
+            tokens(&[("FODI__AUTH__TOKENS", "first-token, second-token,")]),
+            ["first-token", "second-token"]
+        );
+        assert_eq!(tokens(&[("FODI__AUTH__TOKENS", "only-one")]), ["only-one"]);
+        // The environment source reads digits as a number: still one item.
+        assert_eq!(
+            tokens(&[("FODI__AUTH__TOKENS", "12345678901234567")]),
+            ["12345678901234567"]
+        );
+        assert!(tokens(&[("FODI__AUTH__TOKENS", "")]).is_empty());
     }
 }

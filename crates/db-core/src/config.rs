@@ -113,7 +113,8 @@ impl fmt::Debug for DbConfig {
     }
 }
 
-/// Replaces the password of a `scheme://user:password@host/...` URL with `***`.
+/// Replaces the passwords of a `scheme://user:password@host/...?password=...` URL with `***`:
+/// the one in the user part and those of the `password` and `sslpassword` parameters.
 ///
 /// Anything that does not look like such a URL is returned unchanged: it holds no
 /// password we could recognise, and mangling it would hide the mistake from its author.
@@ -123,13 +124,29 @@ pub fn redact_url(url: &str) -> String {
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{}", redact_query(tail))
+}
+
+/// `path?query` with the values of password parameters replaced.
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((key, _)) if matches!(key, "password" | "sslpassword") => format!("{key}=***"),
+            _ => parameter.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", parameters.join("&"))
 }
 
 #[cfg(test)]
@@ -137,7 +154,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_only_the_password() {
+    fn redacts_only_the_passwords() {
         assert_eq!(
             redact_url("postgres://fodi:s3cr%40t@db.internal:5432/fodi?sslmode=require"),
             "postgres://fodi:***@db.internal:5432/fodi?sslmode=require"
@@ -151,6 +168,14 @@ mod tests {
             "postgres:///fodi?host=/tmp"
         );
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("postgres://fodi@db/fodi?sslmode=require&password=hunter2&sslpassword=x"),
+            "postgres://fodi@db/fodi?sslmode=require&password=***&sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("postgres://fodi:a@db?password=b"),
+            "postgres://fodi:***@db?password=***"
+        );
     }
 
     #[test]
