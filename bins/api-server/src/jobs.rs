@@ -72,6 +72,13 @@ impl Jobs {
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map(|elapsed| elapsed.as_millis() as u64)
                     .unwrap_or(0);
+                metrics::gauge!("fodi_job_last_run_timestamp_seconds", "job" => name)
+                    .set(now_ms as f64 / 1_000.0);
+                metrics::gauge!("fodi_job_last_run_ok", "job" => name).set(if result.is_ok() {
+                    1.0
+                } else {
+                    0.0
+                });
                 if result.is_ok() {
                     metrics::gauge!("fodi_job_last_success_timestamp_seconds", "job" => name)
                         .set(now_ms as f64 / 1_000.0);

@@ -234,6 +234,8 @@ impl Application {
         let live_data = web::Data::new(live.clone());
         let timeout_data =
             web::Data::new(middleware::RequestTimeout(settings.server.request_timeout));
+        let body_limit = api::body::BodyLimit(settings.server.max_body_bytes);
+        let serves_users = manages(&settings, "core");
         let cors_origins = settings.server.cors_origins.clone();
 
         let address = (settings.server.host.as_str(), settings.server.port);
@@ -254,6 +256,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(middleware::observe))
                 .wrap(middleware::cors(&cors_origins))
                 .app_data(timeout_data.clone())
+                .app_data(body_limit)
                 .configure(api::configure_errors)
                 .app_data(db_data.clone())
                 .app_data(migrator_data.clone())
@@ -270,8 +273,11 @@ impl Application {
                 .service(openapi::styles)
                 .configure(admin::configure)
                 .app_data(live_data.clone())
-                .route("/ws", web::get().to(live::websocket))
-                .configure(api::users::configure);
+                .route("/ws", web::get().to(live::websocket));
+            // Where the core backend owns `public` (its set not managed here), so do its users.
+            if serves_users {
+                app = app.configure(api::users::configure);
+            }
             if let Some(ai) = &ai_data {
                 // Per worker: the factory runs on each worker's thread.
                 let reads = web::Data::new(api::cache_reads::CacheReads::new(ai.get_ref().clone()));

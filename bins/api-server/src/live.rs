@@ -9,8 +9,11 @@
 //!
 //! The per-client queue is the broadcast channel's capacity ([`CLIENT_QUEUE`]): a client that
 //! falls that far behind is disconnected (close code 1008, "too slow"), so a slow client
-//! never grows the server's memory. The server pings every [`HEARTBEAT`]; a client silent for
-//! two heartbeats is disconnected.
+//! never grows the server's memory. So is a client that stops reading: once the socket's
+//! buffers are full, a frame that waits [`SEND_TIMEOUT`] to be taken ends the session (the
+//! lag would otherwise go unseen, as the session waits on that frame instead of reading the
+//! queue). The server pings every [`HEARTBEAT`]; a client silent for two heartbeats is
+//! disconnected.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -31,6 +34,10 @@ use crate::access::CanRead;
 /// Events a client may lag behind before it is disconnected.
 pub const CLIENT_QUEUE: usize = 1_024;
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How long a frame may wait for a client to take it before the client counts as stalled.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the closing frame may wait: a stalled client never takes it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the ledger's feed is read when it had nothing new.
 const FEED_POLL: Duration = Duration::from_millis(100);
 
@@ -233,8 +240,8 @@ async fn serve(
             frame = stream.next() => match frame {
                 Some(Ok(Message::Ping(bytes))) => {
                     last_heard = Instant::now();
-                    if session.pong(&bytes).await.is_err() {
-                        break None;
+                    if let Err(close) = deliver(session.pong(&bytes)).await {
+                        break close;
                     }
                 }
                 Some(Ok(Message::Pong(_))) => last_heard = Instant::now(),
@@ -250,8 +257,8 @@ async fn serve(
                         }
                         Err(reason) => serde_json::json!({ "type": "error", "detail": reason }),
                     };
-                    if session.text(reply.to_string()).await.is_err() {
-                        break None;
+                    if let Err(close) = deliver(session.text(reply.to_string())).await {
+                        break close;
                     }
                 }
                 Some(Ok(Message::Close(reason))) => break reason,
@@ -262,14 +269,15 @@ async fn serve(
                 Ok(event) => {
                     if selector.selects(&event) {
                         let Ok(text) = serde_json::to_string(&*event) else { continue };
-                        if session.text(text).await.is_err() {
-                            break None;
+                        if let Err(close) = deliver(session.text(text)).await {
+                            break close;
                         }
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::info!(missed, "disconnecting a WebSocket client that fell behind");
-                    metrics::counter!("fodi_ws_slow_clients_dropped_total").increment(1);
+                    metrics::counter!("fodi_ws_slow_clients_dropped_total", "reason" => "lagging")
+                        .increment(1);
                     break Some(CloseReason {
                         code: CloseCode::Policy,
                         description: Some(format!("too slow: {missed} events missed")),
@@ -289,11 +297,31 @@ async fn serve(
                         description: Some("no answer to pings".into()),
                     });
                 }
-                if session.ping(b"").await.is_err() {
-                    break None;
+                if let Err(close) = deliver(session.ping(b"")).await {
+                    break close;
                 }
             }
         }
     };
-    let _ = session.close(close).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(close)).await;
+}
+
+/// Waits for a frame to be taken. `Err` ends the session: with `None` when the client is gone,
+/// with the reason to give it when it has taken nothing for [`SEND_TIMEOUT`].
+async fn deliver(
+    sending: impl Future<Output = Result<(), actix_ws::Closed>>,
+) -> Result<(), Option<CloseReason>> {
+    match tokio::time::timeout(SEND_TIMEOUT, sending).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(actix_ws::Closed)) => Err(None),
+        Err(_) => {
+            tracing::info!("disconnecting a WebSocket client that stopped reading");
+            metrics::counter!("fodi_ws_slow_clients_dropped_total", "reason" => "not_reading")
+                .increment(1);
+            Err(Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("too slow: stopped reading".into()),
+            }))
+        }
+    }
 }

@@ -27,7 +27,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut settings: Settings = app_config::load(cli.config.as_deref())?;
-    settings.apply_seed_environment(|name| std::env::var(name).ok());
+    settings.apply_seed_environment(|name| std::env::var(name).ok())?;
     if cli.print_config {
         print!("{}", toml::to_string_pretty(&settings.redacted())?);
         return Ok(());

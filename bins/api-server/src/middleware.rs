@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::error::InternalError;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{ResponseError, web};
 use admin_api::Problem;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -30,34 +31,56 @@ pub async fn observe(
         .map_or(Duration::from_secs(30), |timeout| timeout.0);
     let (method, path) = (request.method().clone(), request.path().to_owned());
     let started = Instant::now();
-    let response = match tokio::time::timeout(timeout, next.call(request)).await {
-        Ok(response) => response?.map_into_boxed_body(),
+    match tokio::time::timeout(timeout, next.call(request)).await {
+        Ok(response) => {
+            let mut response = response?.map_into_boxed_body();
+            tag(&id, response.headers_mut());
+            let status = response.status();
+            tracing::info!(
+                request_id = %id,
+                %method,
+                %path,
+                status = status.as_u16(),
+                duration_ms = started.elapsed().as_secs_f64() * 1_000.0,
+                "request"
+            );
+            record(&method, status, started);
+            Ok(response)
+        }
         Err(_) => {
-            tracing::warn!(request_id = %id, %method, %path, "request timed out");
-            return Err(Problem::new(
+            let mut response = Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
                 "The request took too long",
             )
-            .into());
+            .error_response();
+            tag(&id, response.headers_mut());
+            tracing::warn!(
+                request_id = %id,
+                %method,
+                %path,
+                status = response.status().as_u16(),
+                duration_ms = started.elapsed().as_secs_f64() * 1_000.0,
+                "request timed out"
+            );
+            record(&method, response.status(), started);
+            // An error carrying its finished response: the request it belonged to went with
+            // the abandoned call, and a `ServiceResponse` needs one.
+            Err(InternalError::from_response("request timed out", response).into())
         }
-    };
-    let mut response = response;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID, value);
     }
-    let status = response.status().as_u16();
-    tracing::info!(
-        request_id = %id,
-        %method,
-        %path,
-        status,
-        duration_ms = started.elapsed().as_secs_f64() * 1_000.0,
-        "request"
-    );
-    metrics::histogram!("fodi_http_request_duration_seconds", "method" => method.to_string(), "status" => status.to_string())
+}
+
+/// Echoes the request's id in its response.
+fn tag(id: &str, headers: &mut HeaderMap) {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        headers.insert(REQUEST_ID, value);
+    }
+}
+
+fn record(method: &Method, status: StatusCode, started: Instant) {
+    metrics::histogram!("fodi_http_request_duration_seconds", "method" => method.to_string(), "status" => status.as_u16().to_string())
         .record(started.elapsed().as_secs_f64());
-    Ok(response)
 }
 
 /// `server.request_timeout`, for [`observe`].

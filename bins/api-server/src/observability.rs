@@ -65,6 +65,15 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "Unix time of the job's last successful run"
     );
+    describe_gauge!(
+        "fodi_job_last_run_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time of the job's last run, successful or not"
+    );
+    describe_gauge!(
+        "fodi_job_last_run_ok",
+        "1 when the job's last run succeeded, 0 when it failed"
+    );
     describe_gauge!("fodi_job_alive", "1 while the job's task runs");
     describe_gauge!(
         "fodi_supervision_leader",
@@ -72,7 +81,7 @@ fn describe_metrics() {
     );
     describe_counter!(
         "fodi_ws_slow_clients_dropped_total",
-        "WebSocket clients disconnected for falling behind"
+        "WebSocket clients disconnected as too slow, by reason: lagging (their queue overflowed) or not_reading (a frame waited too long to be taken)"
     );
 }
 

@@ -25,6 +25,7 @@ pub struct Settings {
 pub struct AnalyticsSettings {
     /// Metric names to copy (`"fodi_http_request_duration_seconds"`, or a prefix such as
     /// `"fodi_http_*"`); empty: no bridge.
+    #[serde(deserialize_with = "app_config::list")]
     pub bridge_metrics: Vec<String>,
     /// How often the selected metrics are copied.
     #[serde(with = "humantime_serde")]
@@ -42,12 +43,26 @@ impl Default for AnalyticsSettings {
 
 /// Bearer tokens. Admin tokens may do everything; API tokens may write (and read); reads need
 /// a token only when `read_requires_token`. Without any token the server serves loopback only.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
+    #[serde(deserialize_with = "app_config::list")]
     pub admin_tokens: Vec<String>,
+    #[serde(deserialize_with = "app_config::list")]
     pub api_tokens: Vec<String>,
     pub read_requires_token: bool,
+}
+
+/// Counts the tokens instead of printing them, so that no log line can carry one.
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AuthSettings")
+            .field("admin_tokens", &self.admin_tokens.len())
+            .field("api_tokens", &self.api_tokens.len())
+            .field("read_requires_token", &self.read_requires_token)
+            .finish()
+    }
 }
 
 /// The backend process the api-server supervises (the seed system's Go backend). The seed's
@@ -107,10 +122,19 @@ impl Default for JobSettings {
 
 impl Settings {
     /// Applies the seed system's environment variables, which predate this configuration:
-    /// `ORCHESTRATOR_ENABLED` (`true`/`1`), `GO_BACKEND_BINARY`, `GO_BACKEND_URL`.
-    pub fn apply_seed_environment(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+    /// `ORCHESTRATOR_ENABLED` (`true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, in any case),
+    /// `GO_BACKEND_BINARY`, `GO_BACKEND_URL`. Any other `ORCHESTRATOR_ENABLED` is refused
+    /// rather than read as "off".
+    pub fn apply_seed_environment(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<()> {
         if let Some(enabled) = lookup("ORCHESTRATOR_ENABLED") {
-            self.orchestrator.enabled = matches!(enabled.trim(), "1" | "true" | "TRUE" | "yes");
+            self.orchestrator.enabled = match enabled.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => anyhow::bail!("ORCHESTRATOR_ENABLED={enabled:?}: expected true or false"),
+            };
         }
         if let Some(binary) = lookup("GO_BACKEND_BINARY") {
             self.orchestrator.binary = Some(binary.into());
@@ -118,6 +142,7 @@ impl Settings {
         if let Some(url) = lookup("GO_BACKEND_URL") {
             self.orchestrator.url = url;
         }
+        Ok(())
     }
 
     /// Refuses settings the server must not run with.
@@ -136,10 +161,31 @@ impl Settings {
                 anyhow::bail!("a token is shorter than 16 characters");
             }
         }
+        for (name, interval) in self.intervals() {
+            if interval.is_zero() {
+                anyhow::bail!("{name} must be longer than zero");
+            }
+        }
         if self.orchestrator.enabled && self.orchestrator.binary.is_none() {
             anyhow::bail!("orchestrator.enabled needs orchestrator.binary (or GO_BACKEND_BINARY)");
         }
         Ok(())
+    }
+
+    /// Every duration setting, by its key: none may be zero (an interval of zero is a busy
+    /// loop, a timeout of zero refuses every request).
+    fn intervals(&self) -> [(&'static str, Duration); 6] {
+        [
+            ("server.request_timeout", self.server.request_timeout),
+            ("jobs.ai_maintenance", self.jobs.ai_maintenance),
+            ("jobs.ledger_sealer", self.jobs.ledger_sealer),
+            ("jobs.daily_stats_refresh", self.jobs.daily_stats_refresh),
+            (
+                "jobs.partition_maintenance",
+                self.jobs.partition_maintenance,
+            ),
+            ("analytics.bridge_interval", self.analytics.bridge_interval),
+        ]
     }
 
     /// The settings as `--print-config` shows them: tokens and passwords replaced.
@@ -175,7 +221,11 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Origins browsers may call from (`["https://app.example.com"]`, or `["*"]`); empty: no
     /// cross-origin calls.
+    #[serde(deserialize_with = "app_config::list")]
     pub cors_origins: Vec<String>,
+    /// The largest request body accepted, in bytes; a larger one is answered 413
+    /// (`body-too-large`). The default holds the largest batches (10,000 items).
+    pub max_body_bytes: usize,
 }
 
 impl Default for ServerSettings {
@@ -185,6 +235,7 @@ impl Default for ServerSettings {
             port: 8080,
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
+            max_body_bytes: crate::api::body::MAX_BODY_BYTES,
         }
     }
 }
@@ -198,6 +249,7 @@ pub struct MigrationSettings {
     pub apply_on_start: Option<bool>,
     /// The sets this deployment manages; empty means all. A deployment whose core backend
     /// owns `public` lists `["ai", "blockchain", "analytics"]`.
+    #[serde(deserialize_with = "app_config::list")]
     pub sets: Vec<String>,
 }
 

@@ -62,7 +62,7 @@ fn fail(error: AnalyticsError) -> Problem {
 }
 
 /// One row, or a batch of them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
     Many(Vec<T>),
@@ -121,7 +121,7 @@ fn accepted(outcomes: &[Recorded]) -> HttpResponse {
 }
 
 /// Record metric points (one, or an array of up to 10,000)
-#[utoipa::path(post, path = "/api/v1/analytics/metrics", tag = "analytics", request_body = Vec<MetricBody>,
+#[utoipa::path(post, path = "/api/v1/analytics/metrics", tag = "analytics", request_body = OneOrMany<MetricBody>,
     responses((status = 202, body = schemas::Recorded), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn record_metrics(
     _: CanWrite,
@@ -144,7 +144,7 @@ pub async fn record_metrics(
 }
 
 /// Record events (one, or an array of up to 10,000)
-#[utoipa::path(post, path = "/api/v1/analytics/events", tag = "analytics", request_body = Vec<EventBody>,
+#[utoipa::path(post, path = "/api/v1/analytics/events", tag = "analytics", request_body = OneOrMany<EventBody>,
     responses((status = 202, body = schemas::Recorded), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
 pub async fn record_events(
     _: CanWrite,

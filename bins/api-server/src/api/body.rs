@@ -11,9 +11,13 @@ use admin_api::Problem;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-/// Largest accepted request body: room for the largest batches the crates take (10,000
-/// transfers or analytics rows).
+/// The default of `server.max_body_bytes`: room for the largest batches the crates take
+/// (10,000 transfers or analytics rows).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// `server.max_body_bytes`, for [`Body`]: the largest accepted request body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 /// A JSON body of type `T`.
 pub struct Body<T>(pub T);
@@ -28,6 +32,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             .get(actix_web::http::header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("application/json"));
+        let limit = request
+            .app_data::<BodyLimit>()
+            .map_or(MAX_BODY_BYTES, |limit| limit.0);
         let mut payload = payload.take();
         Box::pin(async move {
             if !json {
@@ -47,13 +54,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                     )
                     .with_detail(error.to_string())
                 })?;
-                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                if bytes.len() + chunk.len() > limit {
                     return Err(Problem::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "body-too-large",
                         "The body is too large",
                     )
-                    .with_detail(format!("at most {MAX_BODY_BYTES} bytes")));
+                    .with_detail(format!("at most {limit} bytes")));
                 }
                 bytes.extend_from_slice(&chunk);
             }

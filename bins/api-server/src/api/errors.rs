@@ -11,6 +11,16 @@ fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Probl
     Problem::new(status, kind, title).with_detail(detail)
 }
 
+/// The column of a check PostgreSQL named itself (`<table>_<column>_check`, as a column's
+/// `CHECK` is named): the field the caller sent.
+fn checked_column<'a>(table: &str, constraint: &'a str) -> Option<&'a str> {
+    constraint
+        .strip_prefix(table)?
+        .strip_prefix('_')?
+        .strip_suffix("_check")
+        .filter(|column| !column.is_empty())
+}
+
 /// Database failures: unavailable (retry later) or internal (logged, not described).
 pub fn database(error: &DbError) -> Problem {
     match error {
@@ -31,14 +41,25 @@ pub fn database(error: &DbError) -> Problem {
         }
         // A table's CHECK refused a value: the caller's input, which the handler's own
         // validation did not catch.
-        DbError::CheckViolation { constraint, .. } => {
+        DbError::CheckViolation { constraint, source } => {
             tracing::info!(%error, "refused by a check");
-            Problem::new(
+            let refused = Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-field",
                 "A field is invalid",
-            )
-            .with_detail(format!("refused by {constraint}"))
+            );
+            let table = source
+                .as_database_error()
+                .and_then(|error| {
+                    error.try_downcast_ref::<db_core::sqlx::postgres::PgDatabaseError>()
+                })
+                .and_then(|error| error.table());
+            match table.and_then(|table| checked_column(table, constraint)) {
+                Some(column) => refused.with_detail(format!("{column}: out of the allowed values")),
+                // A constraint's own name says nothing to the caller and something about the
+                // schema: it stays in the log.
+                None => refused,
+            }
         }
         // Class 22, data exceptions: a value the caller sent cannot be stored as it is (a NUL
         // character in a path segment, a number out of a column's range, ...).
@@ -136,5 +157,21 @@ pub fn ledger(error: &LedgerError) -> Problem {
         ),
         E::Db(error) => database(error),
         E::UnexpectedResult(_) => internal(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checked_column;
+
+    #[test]
+    fn a_column_check_names_its_column_and_other_checks_nothing() {
+        assert_eq!(checked_column("users", "users_email_check"), Some("email"));
+        assert_eq!(
+            checked_column("cache_entries", "cache_entries_expires_at_check"),
+            Some("expires_at")
+        );
+        assert_eq!(checked_column("users", "positive_amounts"), None);
+        assert_eq!(checked_column("users", "users_check"), None);
     }
 }

@@ -12,6 +12,8 @@ use crate::{documented_fields, fields, get_json, openapi_document, spawn, with_d
 
 const ADMIN: &str = "admin-token-0123456789";
 const API: &str = "api-token-0123456789ab";
+const API_ONE: &str = "api-token-one-0123456789";
+const API_TWO: &str = "api-token-two-0123456789";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -276,6 +278,19 @@ async fn ready_reports_every_background_job() {
         assert_eq!(jobs[job]["alive"], true, "{job}: {jobs}");
     }
     assert_eq!(jobs["ledger_sealer"]["last_ok"], true, "{jobs}");
+    // The recorder is shared with the other tests' servers: the series are checked, not values.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "fodi_job_last_run_ok{job=\"ledger_sealer\"}",
+        "fodi_job_last_run_timestamp_seconds{job=\"ledger_sealer\"}",
+    ] {
+        assert!(metrics.contains(series), "{series}: {metrics}");
+    }
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
@@ -299,19 +314,42 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
     );
     assert!(shown.contains("***"));
 
+    let debugged = format!("{settings:?}");
+    assert!(!debugged.contains(ADMIN), "{debugged}");
+
+    let mut timed = Settings::default();
+    timed.jobs.ledger_sealer = Duration::ZERO;
+    let refused = timed.check().unwrap_err().to_string();
+    assert!(refused.contains("jobs.ledger_sealer"), "{refused}");
+
     let mut seeded = Settings::default();
-    seeded.apply_seed_environment(|name| match name {
-        "ORCHESTRATOR_ENABLED" => Some("true".into()),
-        "GO_BACKEND_BINARY" => Some("/opt/backend".into()),
-        "GO_BACKEND_URL" => Some("http://127.0.0.1:9000".into()),
-        _ => None,
-    });
+    seeded
+        .apply_seed_environment(|name| match name {
+            "ORCHESTRATOR_ENABLED" => Some("True".into()),
+            "GO_BACKEND_BINARY" => Some("/opt/backend".into()),
+            "GO_BACKEND_URL" => Some("http://127.0.0.1:9000".into()),
+            _ => None,
+        })
+        .unwrap();
     assert!(seeded.orchestrator.enabled);
     assert_eq!(seeded.orchestrator.url, "http://127.0.0.1:9000");
     assert_eq!(
-        seeded.orchestrator.binary.unwrap().to_str(),
+        seeded
+            .orchestrator
+            .binary
+            .as_deref()
+            .and_then(std::path::Path::to_str),
         Some("/opt/backend")
     );
+    let switched_off = |value: &str| {
+        let mut settings = seeded.clone();
+        settings
+            .apply_seed_environment(|name| (name == "ORCHESTRATOR_ENABLED").then(|| value.into()))
+            .map(|()| !settings.orchestrator.enabled)
+    };
+    assert!(switched_off("OFF").unwrap() && switched_off("0").unwrap());
+    let refused = switched_off("enabled").unwrap_err().to_string();
+    assert!(refused.contains("ORCHESTRATOR_ENABLED"), "{refused}");
 }
 
 #[test]
@@ -328,6 +366,16 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
         .arg(&path)
         .arg("--print-config")
         .env("GO_BACKEND_URL", "http://127.0.0.1:7777")
+        // Lists come from the environment comma-separated.
+        .env("FODI__AUTH__API_TOKENS", format!("{API_ONE}, {API_TWO}"))
+        .env(
+            "FODI__SERVER__CORS_ORIGINS",
+            "https://a.example,https://b.example",
+        )
+        .env(
+            "FODI__DATABASE__URL",
+            "postgres://fodi@db.internal/fodi?password=hunter2",
+        )
         .output()
         .unwrap();
     assert!(
@@ -342,6 +390,107 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
         "the seed's variable is honoured"
     );
     assert!(!shown.contains(ADMIN), "{shown}");
+    let effective: toml::Value = toml::from_str(&shown).unwrap();
+    assert_eq!(
+        effective["auth"]["api_tokens"].as_array().map(Vec::len),
+        Some(2),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(API_ONE) && !shown.contains(API_TWO),
+        "{shown}"
+    );
+    assert_eq!(
+        effective["server"]["cors_origins"],
+        toml::Value::try_from(["https://a.example", "https://b.example"]).unwrap()
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_request_past_the_timeout_is_answered_503_with_its_id_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = with_database(&db);
+    settings.server.request_timeout = Duration::from_millis(300);
+    let (base, handle, running) = spawn(settings).await;
+    // A body announced and never sent: the handler waits for it past the timeout.
+    let address = base.trim_start_matches("http://");
+    let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /api/v1/users HTTP/1.1\r\nHost: fodi\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\nX-Request-Id: stalled-upload-7\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0; 4096];
+    let head_and_body = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let read = stalled.read(&mut chunk).await.unwrap();
+            answer.extend_from_slice(&chunk[..read]);
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if read == 0 || text.contains("\"timeout\"") || text.contains("/timeout") {
+                return text;
+            }
+        }
+    })
+    .await
+    .expect("an answer within the timeout");
+    let lowercase = head_and_body.to_ascii_lowercase();
+    assert!(head_and_body.starts_with("HTTP/1.1 503"), "{head_and_body}");
+    assert!(
+        lowercase.contains("x-request-id: stalled-upload-7"),
+        "{head_and_body}"
+    );
+    assert!(
+        lowercase.contains("application/problem+json"),
+        "{head_and_body}"
+    );
+
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("fodi_http_request_duration_seconds_count")
+                && line.contains("status=\"503\"")
+        ),
+        "{metrics}"
+    );
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn where_the_core_backend_owns_public_the_users_routes_are_not_served() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = with_database(&db);
+    settings.migrations.sets = vec!["ai".into(), "blockchain".into(), "analytics".into()];
+    let (base, handle, running) = spawn(settings).await;
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/api/v1/users"))
+        .json(&serde_json::json!({ "email": "nobody@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 404);
+    let problem: Value = created.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/no-such-route");
+    let blocks = client
+        .get(format!("{base}/api/v1/ledger/blocks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blocks.status(), 200, "the other families are served");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -415,6 +564,8 @@ async fn the_openapi_document_and_the_offline_docs_are_served() {
         html.contains("/docs/swagger-ui-bundle.js") && !html.contains("https://"),
         "offline: {html}"
     );
+    // Swagger UI's default would send the document to validator.swagger.io.
+    assert!(html.contains("validatorUrl: null"), "{html}");
     for (asset, kind) in [
         ("swagger-ui-bundle.js", "application/javascript"),
         ("swagger-ui.css", "text/css"),

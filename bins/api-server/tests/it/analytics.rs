@@ -8,7 +8,7 @@ use db_core::testing::TestDb;
 use serde_json::{Value, json};
 
 use crate::ledger::Api;
-use crate::{documented_fields, fields, spawn, with_database};
+use crate::{documented_fields, fields, spawn, spawn_binary, terminate, with_database};
 
 #[tokio::test]
 async fn metrics_and_events_are_recorded_and_queried() {
@@ -156,35 +156,11 @@ async fn a_graceful_shutdown_loses_no_acknowledged_event() {
 async fn the_server_s_own_metrics_reach_analytics_through_the_bridge() {
     // The binary, so that its process installs the bridge (the test process has one recorder).
     let db = TestDb::new(api_server::all_sets()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("fodi.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nport = {port}\n[database]\nurl = \"{}\"\n[analytics]\nbridge_metrics = [\"fodi_http_*\"]\nbridge_interval = \"200ms\"\n",
-            db.url()
-        ),
+    let (base, mut server) = spawn_binary(
+        &db,
+        "[analytics]\nbridge_metrics = [\"fodi_http_*\"]\nbridge_interval = \"200ms\"\n",
     )
-    .unwrap();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
-        .arg("--config")
-        .arg(&config)
-        .env_remove("DATABASE_URL")
-        .env_remove("FODI__DATABASE__URL")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("{base}/health")).await.is_err() {
-        assert!(Instant::now() < deadline, "the server never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
     for _ in 0..5 {
         reqwest::get(format!("{base}/health")).await.unwrap();
     }
@@ -213,11 +189,5 @@ async fn the_server_s_own_metrics_reach_analytics_through_the_bridge() {
     .await
     .unwrap();
     assert_eq!(unselected, 0, "only the selected metrics are copied");
-    let pid = nix::unistd::Pid::from_raw(server.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(60), server.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    assert!(terminate(&mut server).await.success());
 }

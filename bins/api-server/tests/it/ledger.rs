@@ -1,10 +1,13 @@
 //! The ledger and users over HTTP: a whole flow (rewards, transfers with idempotent retries,
 //! holds, batches, NFTs, blocks), problem documents for bad input, and write tokens.
 
+use std::time::Duration;
+
+use db_core::sqlx;
 use db_core::testing::TestDb;
 use serde_json::{Value, json};
 
-use crate::{documented_fields, fields, spawn, with_database};
+use crate::{documented_fields, fields, spawn, spawn_binary, terminate, with_database};
 
 pub(crate) struct Api {
     pub base: String,
@@ -303,7 +306,9 @@ async fn a_ledger_flow_over_http() {
 #[tokio::test]
 async fn bad_input_gets_a_problem_document_never_a_500() {
     let db = TestDb::new(api_server::all_sets()).await;
-    let (base, handle, running) = spawn(with_database(&db)).await;
+    let mut settings = with_database(&db);
+    settings.server.max_body_bytes = 64 * 1024;
+    let (base, handle, running) = spawn(settings).await;
     let api = Api {
         base: base.clone(),
         client: reqwest::Client::new(),
@@ -413,11 +418,15 @@ async fn bad_input_gets_a_problem_document_never_a_500() {
     );
 
     let huge =
-        json!({ "debit": wallet, "credit": other, "amount": "1", "reason": "x".repeat(5_000_000) });
+        json!({ "debit": wallet, "credit": other, "amount": "1", "reason": "x".repeat(70_000) });
     let (status, problem) = api.post("/api/v1/ledger/transfers", huge).await;
     assert_eq!(
         (status, problem["type"].as_str()),
         (413, Some("/problems/body-too-large"))
+    );
+    assert_eq!(
+        problem["detail"], "at most 65536 bytes",
+        "the configured limit"
     );
     let (status, problem) = api
         .send(
@@ -567,4 +576,137 @@ async fn concurrent_transfers_apply_once_and_never_overdraw() {
     assert!(report.is_ok(), "{:?}", report.violations);
     handle.stop(true).await;
     running.await.unwrap().unwrap();
+}
+
+/// Writes from several clients while the server gets SIGTERM: every acknowledged transfer and
+/// event is stored, and the ledger holds exactly the transfers it applied, each whole.
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_write() {
+    const CLIENTS: usize = 8;
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, mut server) = spawn_binary(&db, "").await;
+    let api = Api {
+        base: base.clone(),
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let (alice, bob) = (
+        api.user("term-alice@example.com").await,
+        api.user("term-bob@example.com").await,
+    );
+    let (alice_wallet, bob_wallet) = (api.wallet(&alice).await, api.wallet(&bob).await);
+    let reward =
+        json!({ "user_id": alice, "reason": "signup", "reference": "sigterm", "amount": "5" });
+    assert_eq!(api.post("/api/v1/ledger/rewards", reward).await.0, 200);
+
+    // Each client alternates a transfer of one unit and an event until the server refuses or
+    // goes away, and keeps what was acknowledged.
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (base, debit, credit) = (base.clone(), alice_wallet.clone(), bob_wallet.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let (mut transfers, mut events) = (Vec::new(), Vec::new());
+                for n in 0.. {
+                    let id = uuid::Uuid::new_v4();
+                    let transfer = json!({ "id": id, "debit": debit, "credit": credit,
+                                           "amount": "0.000000001" });
+                    let Ok(answer) = http
+                        .post(format!("{base}/api/v1/ledger/transfers"))
+                        .json(&transfer)
+                        .send()
+                        .await
+                    else {
+                        break;
+                    };
+                    match answer.status().as_u16() {
+                        201 => transfers.push(id),
+                        503 => break,
+                        status => panic!("transfer answered {status}"),
+                    }
+                    let tag = format!("{client}-{n}");
+                    let event = json!({ "kind": "sigterm", "properties": { "tag": tag } });
+                    let Ok(answer) = http
+                        .post(format!("{base}/api/v1/analytics/events"))
+                        .json(&event)
+                        .send()
+                        .await
+                    else {
+                        break;
+                    };
+                    match answer.status().as_u16() {
+                        202 => events.push(tag),
+                        503 => break,
+                        status => panic!("event answered {status}"),
+                    }
+                }
+                (transfers, events)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(terminate(&mut server).await.success());
+    let (mut transfers, mut events) = (Vec::new(), Vec::new());
+    for client in clients {
+        let (acknowledged_transfers, acknowledged_events) = client.await.unwrap();
+        transfers.extend(acknowledged_transfers);
+        events.extend(acknowledged_events);
+    }
+    assert!(
+        transfers.len() > 10 && events.len() > 10,
+        "the load ran: {} transfers, {} events",
+        transfers.len(),
+        events.len()
+    );
+
+    let stored_transfers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM blockchain.fodi_transactions WHERE id = ANY($1)")
+            .bind(&transfers)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        stored_transfers as usize,
+        transfers.len(),
+        "acknowledged transfers stored"
+    );
+    let stored_events: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT properties->>'tag') FROM analytics.events
+          WHERE kind = 'sigterm' AND properties->>'tag' = ANY($1)",
+    )
+    .bind(&events)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        stored_events as usize,
+        events.len(),
+        "acknowledged events stored"
+    );
+
+    // Whole transfers only: Bob holds one unit per transfer applied (acknowledged or not),
+    // and the two wallets together hold the reward.
+    let applied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM blockchain.fodi_transactions WHERE credit_wallet_id = $1::uuid",
+    )
+    .bind(&bob_wallet)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    let posted = |wallet: String| {
+        let pool = db.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT sum(posted)::bigint FROM blockchain.balances WHERE wallet_id = $1::uuid",
+            )
+            .bind(wallet)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (alice_posted, bob_posted) = (posted(alice_wallet).await, posted(bob_wallet).await);
+    assert!(applied as usize >= transfers.len());
+    assert_eq!(bob_posted, applied);
+    assert_eq!(alice_posted + bob_posted, 5 * TOKEN as i64);
 }

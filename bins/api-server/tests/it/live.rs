@@ -8,6 +8,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use api_server::live::SEND_TIMEOUT;
+
 use crate::ledger::Api;
 use crate::{spawn, with_database};
 
@@ -138,7 +140,19 @@ async fn a_client_that_does_not_read_is_dropped_not_buffered() {
             .await;
         assert_eq!((status, batch["applied"].as_u64()), (200, Some(10_000)));
     }
-    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+    // Dropped while the client still reads nothing: it fell behind its queue, or the frame
+    // the server waited to hand over was not taken within SEND_TIMEOUT.
+    let dropped = async {
+        while dropped_clients(&base, "lagging").await + dropped_clients(&base, "not_reading").await
+            < 1.0
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(SEND_TIMEOUT + Duration::from_secs(30), dropped)
+        .await
+        .expect("the slow client was dropped");
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match socket.next().await {
                 Some(Ok(Message::Close(frame))) => return frame,
@@ -148,26 +162,85 @@ async fn a_client_that_does_not_read_is_dropped_not_buffered() {
         }
     })
     .await
-    .expect("the slow client was disconnected");
+    .expect("the stream of the dropped client ends");
     // The close frame queues behind megabytes the client never read: it may be lost when the
     // server lets go of the connection. When it arrives, it says why.
     if let Some(frame) = closed {
         assert_eq!(u16::from(frame.code), 1008);
         assert!(frame.reason.contains("too slow"), "{}", frame.reason);
     }
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200, "the server is fine");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+/// `fodi_ws_slow_clients_dropped_total{reason}` as served (0 before the first).
+async fn dropped_clients(base: &str, reason: &str) -> f64 {
     let metrics = reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let dropped = metrics
+    let series = format!("fodi_ws_slow_clients_dropped_total{{reason=\"{reason}\"}} ");
+    metrics
         .lines()
-        .find_map(|line| line.strip_prefix("fodi_ws_slow_clients_dropped_total "))
-        .and_then(|value| value.trim().parse::<f64>().ok());
-    assert!(dropped.is_some_and(|dropped| dropped >= 1.0), "{metrics}");
-    let health = reqwest::get(format!("{base}/health")).await.unwrap();
-    assert_eq!(health.status(), 200, "the server is fine");
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_though_its_queue_never_overflows() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let api = Api {
+        base: base.clone(),
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let (alice_wallet, bob_wallet) = funded_pair(&api, "stalled").await;
+    // A small receive buffer, so that a few hundred unread events fill the connection.
+    let address: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(address).await.unwrap();
+    let (mut client, _) =
+        tokio_tungstenite::client_async(format!("ws://{address}/ws?topics=transfers"), stream)
+            .await
+            .unwrap();
+
+    // Batches well under the per-client queue (1,024), so that the session never lags behind
+    // its queue while it can send: what stops it is the frame the client does not take.
+    let before = dropped_clients(&base, "not_reading").await;
+    let transfer = json!({ "debit": alice_wallet, "credit": bob_wallet, "amount": "0.000000001" });
+    let stalled = async {
+        while dropped_clients(&base, "not_reading").await <= before {
+            let (status, _) = api
+                .post(
+                    "/api/v1/ledger/transfers/batch",
+                    json!({ "mode": "independent", "transfers": vec![transfer.clone(); 300] }),
+                )
+                .await;
+            assert_eq!(status, 200);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(SEND_TIMEOUT + Duration::from_secs(40), stalled)
+        .await
+        .expect("the client that stopped reading was dropped");
+
+    // What was queued in the socket is still delivered, then the stream ends.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(message)) = client.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the dropped client's stream ends");
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }

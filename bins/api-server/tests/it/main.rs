@@ -67,6 +67,54 @@ pub(crate) fn with_database(db: &TestDb) -> Settings {
     }
 }
 
+/// The api-server binary on a free port against `db`, `extra` appended to its configuration
+/// file; returns its base URL once it listens, and the child (killed when dropped).
+pub(crate) async fn spawn_binary(db: &TestDb, extra: &str) -> (String, tokio::process::Child) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("fodi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nport = {port}\n[database]\nurl = \"{}\"\n{extra}",
+            db.url()
+        ),
+    )
+    .unwrap();
+    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("DATABASE_URL")
+        .env_remove("FODI__DATABASE__URL")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while reqwest::get(format!("{base}/health")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never listened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    (base, server)
+}
+
+/// Sends SIGTERM to a binary from [`spawn_binary`] and waits for it to exit.
+pub(crate) async fn terminate(server: &mut tokio::process::Child) -> std::process::ExitStatus {
+    let pid = nix::unistd::Pid::from_raw(server.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), server.wait())
+        .await
+        .expect("the server exits within a minute of SIGTERM")
+        .unwrap()
+}
+
 #[tokio::test]
 async fn health_and_ready_answer_on_a_migrated_database() {
     let db = TestDb::new(api_server::all_sets()).await;
