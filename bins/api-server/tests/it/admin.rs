@@ -8,7 +8,9 @@ use api_server::settings::{AuthSettings, OrchestratorSettings, Settings};
 use db_core::testing::TestDb;
 use serde_json::Value;
 
-use crate::{documented_fields, fields, get_json, openapi_document, spawn, with_database};
+use crate::{
+    documented_fields, fields, get_json, metrics_text, openapi_document, spawn, with_database,
+};
 
 const ADMIN: &str = "admin-token-0123456789";
 const API: &str = "api-token-0123456789ab";
@@ -207,12 +209,7 @@ async fn the_admin_routes_control_a_real_backend_behind_the_admin_token() {
 
     // Metrics, in Prometheus text format. The recorder is the test process's, shared with the
     // other tests' servers: names and help texts are checked, not values.
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     assert!(
         metrics.contains("orchestrator_up{process=\"backend\"}")
             && metrics.contains("# HELP orchestrator_up "),
@@ -279,12 +276,7 @@ async fn ready_reports_every_background_job() {
     }
     assert_eq!(jobs["ledger_sealer"]["last_ok"], true, "{jobs}");
     // The recorder is shared with the other tests' servers: the series are checked, not values.
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     for series in [
         "fodi_job_last_run_ok{job=\"ledger_sealer\"}",
         "fodi_job_last_run_timestamp_seconds{job=\"ledger_sealer\"}",
@@ -450,12 +442,7 @@ async fn a_request_past_the_timeout_is_answered_503_with_its_id_and_counted() {
         "{head_and_body}"
     );
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     assert!(
         metrics.lines().any(
             |line| line.starts_with("fodi_http_request_duration_seconds_count")

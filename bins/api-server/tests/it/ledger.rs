@@ -606,38 +606,30 @@ async fn sigterm_under_load_loses_no_acknowledged_write() {
             let (base, debit, credit) = (base.clone(), alice_wallet.clone(), bob_wallet.clone());
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
+                // The answer's status; `None` once the server is gone or shutting down.
+                let post = |path: &str, body: Value| {
+                    let request = http.post(format!("{base}{path}")).json(&body).send();
+                    async move {
+                        let status = request.await.ok()?.status().as_u16();
+                        (status != 503).then_some(status)
+                    }
+                };
                 let (mut transfers, mut events) = (Vec::new(), Vec::new());
                 for n in 0.. {
                     let id = uuid::Uuid::new_v4();
                     let transfer = json!({ "id": id, "debit": debit, "credit": credit,
                                            "amount": "0.000000001" });
-                    let Ok(answer) = http
-                        .post(format!("{base}/api/v1/ledger/transfers"))
-                        .json(&transfer)
-                        .send()
-                        .await
-                    else {
-                        break;
-                    };
-                    match answer.status().as_u16() {
-                        201 => transfers.push(id),
-                        503 => break,
-                        status => panic!("transfer answered {status}"),
+                    match post("/api/v1/ledger/transfers", transfer).await {
+                        Some(201) => transfers.push(id),
+                        None => break,
+                        Some(status) => panic!("transfer answered {status}"),
                     }
                     let tag = format!("{client}-{n}");
                     let event = json!({ "kind": "sigterm", "properties": { "tag": tag } });
-                    let Ok(answer) = http
-                        .post(format!("{base}/api/v1/analytics/events"))
-                        .json(&event)
-                        .send()
-                        .await
-                    else {
-                        break;
-                    };
-                    match answer.status().as_u16() {
-                        202 => events.push(tag),
-                        503 => break,
-                        status => panic!("event answered {status}"),
+                    match post("/api/v1/analytics/events", event).await {
+                        Some(202) => events.push(tag),
+                        None => break,
+                        Some(status) => panic!("event answered {status}"),
                     }
                 }
                 (transfers, events)

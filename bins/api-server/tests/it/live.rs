@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use api_server::live::SEND_TIMEOUT;
 
 use crate::ledger::Api;
-use crate::{spawn, with_database};
+use crate::{metrics_text, spawn, with_database};
 
 /// Two users' wallets, the first funded with 5 tokens (a reward); returns their ids.
 async fn funded_pair(api: &Api, tag: &str) -> (String, String) {
@@ -177,12 +177,7 @@ async fn a_client_that_does_not_read_is_dropped_not_buffered() {
 
 /// `fodi_ws_slow_clients_dropped_total{reason}` as served (0 before the first).
 async fn dropped_clients(base: &str, reason: &str) -> f64 {
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(base).await;
     let series = format!("fodi_ws_slow_clients_dropped_total{{reason=\"{reason}\"}} ");
     metrics
         .lines()

@@ -55,6 +55,16 @@ pub(crate) async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
+/// What the server at `base` serves on `/metrics`.
+pub(crate) async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The OpenAPI document the server at `base` serves.
 pub(crate) async fn openapi_document(base: &str) -> Value {
     get_json(&format!("{base}/api-docs/openapi.json")).await
