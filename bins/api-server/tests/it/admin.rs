@@ -9,7 +9,8 @@ use db_core::testing::TestDb;
 use serde_json::Value;
 
 use crate::{
-    documented_fields, fields, get_json, metrics_text, openapi_document, spawn, with_database,
+    documented_fields, fields, get_json, metrics_text, openapi_document, spawn,
+    spawn_binary_logging_to, terminate, with_database,
 };
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -617,4 +618,61 @@ async fn only_the_lock_holder_supervises_and_another_takes_over_when_it_stops() 
     assert_ne!(taken_over["pid"].as_u64(), Some(leader_pid));
     second_handle.stop(true).await;
     second_running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn json_logs_carry_request_ids_and_never_a_token() {
+    use tokio::io::AsyncReadExt;
+
+    let db = TestDb::new(api_server::all_sets()).await;
+    let config = format!(
+        "[log]\njson = true\n[auth]\nadmin_tokens = [\"{ADMIN}\"]\napi_tokens = [\"{API}\"]\n"
+    );
+    let (base, mut server) =
+        spawn_binary_logging_to(&db, &config, std::process::Stdio::piped()).await;
+    let mut stdout = server.stdout.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        stdout.read_to_string(&mut log).await.unwrap();
+        log
+    });
+    let wrong = "not-a-configured-token-0123";
+    let client = reqwest::Client::new();
+    for (token, expected) in [(API, 201), (wrong, 401)] {
+        let created = client
+            .post(format!("{base}/api/v1/users"))
+            .bearer_auth(token)
+            .header("X-Request-Id", format!("logged-{expected}"))
+            .json(&serde_json::json!({ "email": format!("log-{expected}@example.com") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), expected);
+    }
+    let (status, _) = call(
+        "GET",
+        &format!("{base}/api/v1/admin/processes"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(terminate(&mut server).await.success());
+
+    let log = log.await.unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    for id in ["logged-201", "logged-401"] {
+        assert!(
+            lines
+                .iter()
+                .any(|line| line["fields"]["request_id"] == id || line["request_id"] == id),
+            "{id} in {log}"
+        );
+    }
+    for token in [ADMIN, API, wrong] {
+        assert!(!log.contains(token), "a token reached the log: {log}");
+    }
 }

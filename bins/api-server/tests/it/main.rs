@@ -80,6 +80,16 @@ pub(crate) fn with_database(db: &TestDb) -> Settings {
 /// The api-server binary on a free port against `db`, `extra` appended to its configuration
 /// file; returns its base URL once it listens, and the child (killed when dropped).
 pub(crate) async fn spawn_binary(db: &TestDb, extra: &str) -> (String, tokio::process::Child) {
+    spawn_binary_logging_to(db, extra, std::process::Stdio::inherit()).await
+}
+
+/// [`spawn_binary`] with its standard output (the log) sent to `log`. A pipe must be read:
+/// the server waits for its reader rather than lose lines.
+pub(crate) async fn spawn_binary_logging_to(
+    db: &TestDb,
+    extra: &str,
+    log: std::process::Stdio,
+) -> (String, tokio::process::Child) {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -100,6 +110,7 @@ pub(crate) async fn spawn_binary(db: &TestDb, extra: &str) -> (String, tokio::pr
         .arg(&config)
         .env_remove("DATABASE_URL")
         .env_remove("FODI__DATABASE__URL")
+        .stdout(log)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
