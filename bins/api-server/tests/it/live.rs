@@ -32,6 +32,26 @@ async fn funded_pair(api: &Api, tag: &str) -> (String, String) {
     (wallets[0].clone(), wallets[1].clone())
 }
 
+/// The next JSON text frame `wanted` accepts, the others skipped; within 10 s.
+async fn next_frame<S>(socket: &mut S, wanted: impl Fn(&Value) -> bool) -> Value
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let frame = async {
+        loop {
+            if let Message::Text(text) = socket.next().await.unwrap().unwrap() {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if wanted(&frame) {
+                    return frame;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), frame)
+        .await
+        .expect("the awaited frame arrived")
+}
+
 #[tokio::test]
 async fn a_websocket_client_receives_the_transfer_it_caused() {
     let db = TestDb::new(api_server::all_sets()).await;
@@ -85,19 +105,36 @@ async fn a_websocket_client_receives_the_transfer_it_caused() {
         ))
         .await
         .unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Message::Text(text) = socket.next().await.unwrap().unwrap() {
-                let frame: Value = serde_json::from_str(&text).unwrap();
-                if frame["type"] != "transfer" {
-                    return frame;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let answer = next_frame(&mut socket, |frame| frame["type"] != "transfer").await;
     assert_eq!(answer["type"], "subscribed");
+
+    // A new filter selects: subscribed to Carol's wallet, the client gets her transfer and
+    // not Bob's one before it (events come in ledger order).
+    let carol = api.user("ws-carol@example.com").await;
+    let (_, carol_wallet) = api
+        .post("/api/v1/ledger/wallets", json!({ "user_id": carol }))
+        .await;
+    let carol_wallet = carol_wallet["id"].as_str().unwrap();
+    socket
+        .send(Message::text(
+            json!({ "subscribe": { "topics": ["transfers"], "wallets": [carol_wallet] } })
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    next_frame(&mut socket, |frame| frame["type"] == "subscribed").await;
+    let mut sent = Vec::new();
+    for credit in [bob_wallet, carol_wallet] {
+        let transfer = json!({ "debit": alice_wallet, "credit": credit, "amount": "0.5" });
+        let (status, answer) = api.post("/api/v1/ledger/transfers", transfer).await;
+        assert_eq!(status, 201, "{answer}");
+        sent.push(answer["transfer"]["id"].clone());
+    }
+    let first = next_frame(&mut socket, |frame| frame["type"] == "transfer").await;
+    assert_eq!(
+        first["transfer"]["id"], sent[1],
+        "Bob's was filtered out: {first}"
+    );
 
     // The server says goodbye on shutdown rather than waiting for the client.
     handle.stop(true).await;
