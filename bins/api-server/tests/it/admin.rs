@@ -8,6 +8,7 @@ use api_server::settings::{AuthSettings, OrchestratorSettings, Settings};
 use db_core::testing::TestDb;
 use serde_json::Value;
 
+use crate::live::next_frame;
 use crate::{
     documented_fields, fields, get_json, metrics_text, openapi_document, spawn,
     spawn_binary_logging_to, terminate, with_database,
@@ -136,6 +137,13 @@ async fn the_admin_routes_control_a_real_backend_behind_the_admin_token() {
 
     let running_backend = backend_state(&base, "running").await;
     let first_pid = running_backend["pid"].as_u64().unwrap();
+    // State changes reach the live stream.
+    let (mut live, _) = tokio_tungstenite::connect_async(format!(
+        "{}/ws?topics=processes&processes=backend",
+        base.replace("http://", "ws://")
+    ))
+    .await
+    .unwrap();
     let (status, list) = call("GET", &processes, Some(ADMIN)).await;
     assert_eq!(status, 200);
     assert_eq!(list[0]["name"], "backend");
@@ -149,6 +157,14 @@ async fn the_admin_routes_control_a_real_backend_behind_the_admin_token() {
     assert_eq!(status, 200, "{restarted}");
     assert_ne!(restarted["pid"].as_u64(), Some(first_pid));
     assert!(!alive(first_pid));
+    let event = next_frame(&mut live, |frame| frame["type"] == "process").await;
+    assert_eq!(event["event"]["process"], "backend", "{event}");
+    assert_eq!(event["event"]["from"]["state"], "running", "{event}");
+    assert_eq!(
+        event["event"]["from"]["pid"].as_u64(),
+        Some(first_pid),
+        "{event}"
+    );
     let second = backend_state(&base, "running").await["pid"]
         .as_u64()
         .unwrap();
@@ -184,6 +200,10 @@ async fn the_admin_routes_control_a_real_backend_behind_the_admin_token() {
     let third = backend_state(&base, "running").await["pid"]
         .as_u64()
         .unwrap();
+    let (status, one) = call("GET", &format!("{processes}/backend"), Some(ADMIN)).await;
+    assert_eq!((status, one["pid"].as_u64()), (200, Some(third)), "{one}");
+    let (status, _) = call("GET", &format!("{processes}/nobody"), Some(ADMIN)).await;
+    assert_eq!(status, 404);
     let (status, logs) = call(
         "GET",
         &format!("{processes}/backend/logs?lines=5"),

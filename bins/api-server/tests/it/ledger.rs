@@ -234,6 +234,29 @@ async fn a_ledger_flow_over_http() {
     assert_eq!(fields(&balance), schema("BalanceAt"));
     assert_eq!(fields(&batch), schema("BatchOutcome"));
 
+    // A hold voided: nothing moves, and it can no longer be posted.
+    let hold = json!({ "debit": alice_wallet, "credit": bob_wallet, "amount": "3", "hold_timeout_ms": 60_000 });
+    let (status, held) = api.post("/api/v1/ledger/transfers", hold).await;
+    assert_eq!(status, 201, "{held}");
+    let pending = held["transfer"]["id"].as_str().unwrap();
+    let void = format!("/api/v1/ledger/transfers/{pending}/void");
+    let (status, voided) = api.post(&void, json!({})).await;
+    assert_eq!(status, 201, "{voided}");
+    let (status, refused) = api
+        .post(
+            &format!("/api/v1/ledger/transfers/{pending}/post"),
+            json!({ "amount": "3" }),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["type"].as_str()),
+        (409, Some("/problems/pending-resolved"))
+    );
+    let (_, bob_view) = api
+        .get(&format!("/api/v1/ledger/wallets/{bob_wallet}"))
+        .await;
+    assert_eq!(bob_view["posted"], 16 * TOKEN + TOKEN / 2, "{bob_view}");
+
     // NFTs: minted, transferred, burned.
     let (status, nft) = api
         .post(

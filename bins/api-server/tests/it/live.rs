@@ -33,7 +33,7 @@ async fn funded_pair(api: &Api, tag: &str) -> (String, String) {
 }
 
 /// The next JSON text frame `wanted` accepts, the others skipped; within 10 s.
-async fn next_frame<S>(socket: &mut S, wanted: impl Fn(&Value) -> bool) -> Value
+pub(crate) async fn next_frame<S>(socket: &mut S, wanted: impl Fn(&Value) -> bool) -> Value
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
@@ -273,6 +273,41 @@ async fn a_client_that_stops_reading_is_dropped_though_its_queue_never_overflows
     })
     .await;
     assert!(ended.is_ok(), "the dropped client's stream ends");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn where_reads_need_a_token_so_does_the_stream() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = with_database(&db);
+    let token = "reader-token-0123456789";
+    settings.auth.api_tokens = vec![token.into()];
+    settings.auth.read_requires_token = true;
+    let (base, handle, running) = spawn(settings).await;
+    let url = format!("{}/ws?topics=transfers", base.replace("http://", "ws://"));
+
+    let refused = tokio_tungstenite::connect_async(url.as_str()).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401);
+        }
+        other => panic!("a stream without a token: {other:?}"),
+    }
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket
+        .send(Message::text(
+            json!({ "subscribe": { "topics": ["transfers"] } }).to_string(),
+        ))
+        .await
+        .unwrap();
+    next_frame(&mut socket, |frame| frame["type"] == "subscribed").await;
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
