@@ -125,3 +125,35 @@ impl Jobs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `/ready` reads: a job whose task ended (a panic) is not alive; one whose runs fail
+    /// still is, with the failure as its last result.
+    #[tokio::test]
+    async fn a_job_that_panics_is_reported_dead_and_one_that_fails_alive() {
+        let mut jobs = Jobs::default();
+        jobs.spawn("panics", Duration::from_millis(10), || {
+            Box::pin(async { panic!("a bug in the job") })
+        });
+        jobs.spawn("fails", Duration::from_millis(10), || {
+            Box::pin(async { Err("the database said no".to_owned()) })
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let statuses = loop {
+            let statuses = jobs.statuses();
+            if !statuses["panics"].alive && statuses["fails"].runs > 0 {
+                break statuses;
+            }
+            assert!(Instant::now() < deadline, "{statuses:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let failing = &statuses["fails"];
+        assert!(failing.alive);
+        assert_eq!(failing.last_ok, Some(false));
+        assert_eq!(failing.last_result.as_deref(), Some("the database said no"));
+        jobs.stop();
+    }
+}
