@@ -8,21 +8,27 @@ use anyhow::Context;
 
 use crate::report::progress;
 
-/// A release binary of this workspace next to the bench binary, built when missing.
+/// A release binary of this workspace next to the bench binary, built from the current sources.
 pub fn release_binary(name: &str) -> anyhow::Result<PathBuf> {
     let beside = std::env::current_exe()?
         .parent()
         .context("no directory of the bench binary")?
         .join(name);
-    if !beside.exists() {
-        progress(&format!(
-            "building the {name} binary (cargo build --release -p {name})"
-        ));
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", name])
-            .status()
-            .context("cannot run cargo")?;
-        anyhow::ensure!(status.success(), "cannot build {name}");
+    // Built every time (cargo does nothing when it is up to date): a binary left from older
+    // sources would otherwise be measured in their place.
+    progress(&format!(
+        "building the {name} binary (cargo build --release -p {name})"
+    ));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    match Command::new(cargo)
+        .args(["build", "--release", "-p", name])
+        .status()
+    {
+        Ok(status) => anyhow::ensure!(status.success(), "cannot build {name}"),
+        Err(error) if beside.exists() => progress(&format!(
+            "cannot run cargo ({error}): measuring the {name} binary as it was built"
+        )),
+        Err(error) => return Err(error).context("cannot run cargo"),
     }
     anyhow::ensure!(beside.exists(), "no {name} binary at {}", beside.display());
     Ok(beside)
