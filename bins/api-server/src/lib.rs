@@ -32,12 +32,12 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
-use ai_store::{AiConfig, PgAiStore};
-use analytics::{Analytics, PartitionConfig, PgAnalytics, Recorder, RecorderConfig};
+use ai_store::PgAiStore;
+use analytics::{Analytics, PgAnalytics, Recorder};
 use anyhow::Context;
 use db_core::migrate::{MigrationSet, Migrator, UpOptions};
 use db_core::{DatabaseTarget, Db, LocalCluster};
-use ledger::{Ledger, LedgerConfig, PgLedger};
+use ledger::{Ledger, PgLedger};
 use orchestrator::Supervisor;
 
 use access::Access;
@@ -181,19 +181,19 @@ impl Application {
         let prometheus = observability::prometheus(bridge.as_ref());
 
         let ai = if manages(&settings, "ai") {
-            Some(PgAiStore::start(db.clone(), AiConfig::default()).await?)
+            Some(PgAiStore::start(db.clone(), settings.ai.config()).await?)
         } else {
             None
         };
         let ai_data: Option<web::Data<api::ai::SharedAi>> =
             ai.clone().map(|ai| web::Data::new(Arc::new(ai)));
         let ledger = manages(&settings, "blockchain")
-            .then(|| Arc::new(PgLedger::new(db.clone(), LedgerConfig::default())));
+            .then(|| Arc::new(PgLedger::new(db.clone(), settings.ledger.config())));
         let ledger_data: Option<web::Data<api::ledger::SharedLedger>> = ledger
             .clone()
             .map(|ledger| web::Data::new(ledger as api::ledger::SharedLedger));
         let analytics = manages(&settings, "analytics")
-            .then(|| PgAnalytics::new(db.clone(), PartitionConfig::default()));
+            .then(|| PgAnalytics::new(db.clone(), settings.analytics.partitions()));
         if let Some(analytics) = &analytics
             && let Err(error) = analytics.maintain_partitions().await
         {
@@ -201,7 +201,7 @@ impl Application {
             tracing::warn!(%error, "cannot create the analytics partitions yet");
         }
         let analytics_data = analytics.clone().map(web::Data::new);
-        let recorder = Recorder::start(&db, RecorderConfig::default());
+        let recorder = Recorder::start(&db, settings.analytics.recorder());
         let recorder_data = web::Data::new(recorder.clone());
         if let Some(bridge) = &bridge {
             // Runs until the recorder is closed at shutdown.

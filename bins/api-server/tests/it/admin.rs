@@ -334,6 +334,10 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
     timed.jobs.ledger_sealer = Duration::ZERO;
     let refused = timed.check().unwrap_err().to_string();
     assert!(refused.contains("jobs.ledger_sealer"), "{refused}");
+    let mut empty = Settings::default();
+    empty.analytics.retention_days = 0;
+    let refused = empty.check().unwrap_err().to_string();
+    assert!(refused.contains("analytics.retention_days"), "{refused}");
 
     let mut seeded = Settings::default();
     seeded

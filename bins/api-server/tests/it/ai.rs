@@ -1,6 +1,9 @@
 //! The AI store over HTTP: cache, conversations, facts, examples and their export, and
 //! forgetting a user; nothing crosses users.
 
+use std::time::{Duration, Instant};
+
+use db_core::sqlx;
 use db_core::testing::TestDb;
 use serde_json::json;
 
@@ -325,6 +328,61 @@ async fn concurrent_cache_reads_each_get_their_own_answer() {
             assert_eq!(status, 200);
             assert_eq!(body["hit_count"], json!(count + 1), "user {user} key {key}");
         }
+    }
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+/// `ai.message_retention` reaches the store: the maintenance job removes older messages.
+#[tokio::test]
+async fn messages_past_the_configured_retention_are_removed() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = with_database(&db);
+    settings.ai.message_retention = Some(Duration::from_secs(24 * 3600));
+    settings.jobs.ai_maintenance = Duration::from_millis(100);
+    let (base, handle, running) = spawn(settings).await;
+    let api = Api {
+        base,
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let carol = api.user("ai-retention@example.com").await;
+    let (status, conversation) = api
+        .post(
+            &format!("/api/v1/ai/users/{carol}/conversations"),
+            json!({ "title": "Old and new" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{conversation}");
+    let id = conversation["id"].as_str().unwrap().to_owned();
+    let messages = format!("/api/v1/ai/users/{carol}/conversations/{id}/messages");
+    for content in ["old", "new"] {
+        let message = json!({ "role": "user", "content": content, "token_count": 1 });
+        assert_eq!(api.post(&messages, message).await.0, 201);
+    }
+    sqlx::query(
+        "UPDATE ai.conversation_messages SET created_at = now() - interval '2 days'
+          WHERE conversation_id = $1::uuid AND seq = 1",
+    )
+    .bind(&id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, page) = api.get(&messages).await;
+        let kept: Vec<&str> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|message| message["content"].as_str())
+            .collect();
+        if kept == ["new"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still kept: {kept:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     handle.stop(true).await;
     running.await.unwrap().unwrap();
