@@ -72,19 +72,20 @@ impl Jobs {
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map(|elapsed| elapsed.as_millis() as u64)
                     .unwrap_or(0);
-                metrics::gauge!("fodi_job_last_run_timestamp_seconds", "job" => name)
-                    .set(now_ms as f64 / 1_000.0);
-                metrics::gauge!("fodi_job_last_run_ok", "job" => name).set(if result.is_ok() {
-                    1.0
-                } else {
-                    0.0
-                });
-                if result.is_ok() {
-                    metrics::gauge!("fodi_job_last_success_timestamp_seconds", "job" => name)
-                        .set(now_ms as f64 / 1_000.0);
-                } else if let Err(error) = &result {
-                    tracing::warn!(job = name, %error, "background job failed");
-                }
+                let now_s = now_ms as f64 / 1_000.0;
+                metrics::gauge!("fodi_job_last_run_timestamp_seconds", "job" => name).set(now_s);
+                let ok = match &result {
+                    Ok(_) => {
+                        metrics::gauge!("fodi_job_last_success_timestamp_seconds", "job" => name)
+                            .set(now_s);
+                        1.0
+                    }
+                    Err(error) => {
+                        tracing::warn!(job = name, %error, "background job failed");
+                        0.0
+                    }
+                };
+                metrics::gauge!("fodi_job_last_run_ok", "job" => name).set(ok);
                 let mut statuses = statuses.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(status) = statuses.get_mut(name) {
                     status.runs += 1;

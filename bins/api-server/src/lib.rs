@@ -274,7 +274,7 @@ impl Application {
                 .configure(admin::configure)
                 .app_data(live_data.clone())
                 .route("/ws", web::get().to(live::websocket));
-            // Where the core backend owns `public` (its set not managed here), so do its users.
+            // Without the `core` set, `public` and its users belong to the core backend.
             if serves_users {
                 app = app.configure(api::users::configure);
             }

@@ -233,6 +233,8 @@ async fn serve(
     mut selector: Selector,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
+    // The same signal for waits on a send (the select below holds `closing` meanwhile).
+    let mut sends_closing = closing.clone();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut last_heard = Instant::now();
     let close = loop {
@@ -240,7 +242,7 @@ async fn serve(
             frame = stream.next() => match frame {
                 Some(Ok(Message::Ping(bytes))) => {
                     last_heard = Instant::now();
-                    if let Err(close) = deliver(session.pong(&bytes)).await {
+                    if let Err(close) = deliver(session.pong(&bytes), &mut sends_closing).await {
                         break close;
                     }
                 }
@@ -257,7 +259,7 @@ async fn serve(
                         }
                         Err(reason) => serde_json::json!({ "type": "error", "detail": reason }),
                     };
-                    if let Err(close) = deliver(session.text(reply.to_string())).await {
+                    if let Err(close) = deliver(session.text(reply.to_string()), &mut sends_closing).await {
                         break close;
                     }
                 }
@@ -269,7 +271,7 @@ async fn serve(
                 Ok(event) => {
                     if selector.selects(&event) {
                         let Ok(text) = serde_json::to_string(&*event) else { continue };
-                        if let Err(close) = deliver(session.text(text)).await {
+                        if let Err(close) = deliver(session.text(text), &mut sends_closing).await {
                             break close;
                         }
                     }
@@ -297,7 +299,7 @@ async fn serve(
                         description: Some("no answer to pings".into()),
                     });
                 }
-                if let Err(close) = deliver(session.ping(b"")).await {
+                if let Err(close) = deliver(session.ping(b""), &mut sends_closing).await {
                     break close;
                 }
             }
@@ -307,11 +309,19 @@ async fn serve(
 }
 
 /// Waits for a frame to be taken. `Err` ends the session: with `None` when the client is gone,
-/// with the reason to give it when it has taken nothing for [`SEND_TIMEOUT`].
+/// with the reason to give it when it has taken nothing for [`SEND_TIMEOUT`] or the server is
+/// closing (a shutdown does not wait for a client that stopped reading).
 async fn deliver(
     sending: impl Future<Output = Result<(), actix_ws::Closed>>,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), Option<CloseReason>> {
-    match tokio::time::timeout(SEND_TIMEOUT, sending).await {
+    let sent = tokio::select! {
+        sent = tokio::time::timeout(SEND_TIMEOUT, sending) => sent,
+        _ = closing.wait_for(|closing| *closing) => {
+            return Err(Some(CloseReason { code: CloseCode::Away, description: None }));
+        }
+    };
+    match sent {
         Ok(Ok(())) => Ok(()),
         Ok(Err(actix_ws::Closed)) => Err(None),
         Err(_) => {

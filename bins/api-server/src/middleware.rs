@@ -30,21 +30,17 @@ pub async fn observe(
         .app_data::<web::Data<RequestTimeout>>()
         .map_or(Duration::from_secs(30), |timeout| timeout.0);
     let (method, path) = (request.method().clone(), request.path().to_owned());
-    let started = Instant::now();
+    let answered = Answered {
+        id: &id,
+        method: &method,
+        path: &path,
+        started: Instant::now(),
+    };
     match tokio::time::timeout(timeout, next.call(request)).await {
         Ok(response) => {
             let mut response = response?.map_into_boxed_body();
-            tag(&id, response.headers_mut());
             let status = response.status();
-            tracing::info!(
-                request_id = %id,
-                %method,
-                %path,
-                status = status.as_u16(),
-                duration_ms = started.elapsed().as_secs_f64() * 1_000.0,
-                "request"
-            );
-            record(&method, status, started);
+            finish(&answered, status, response.headers_mut(), false);
             Ok(response)
         }
         Err(_) => {
@@ -54,33 +50,45 @@ pub async fn observe(
                 "The request took too long",
             )
             .error_response();
-            tag(&id, response.headers_mut());
-            tracing::warn!(
-                request_id = %id,
-                %method,
-                %path,
-                status = response.status().as_u16(),
-                duration_ms = started.elapsed().as_secs_f64() * 1_000.0,
-                "request timed out"
-            );
-            record(&method, response.status(), started);
-            // An error carrying its finished response: the request it belonged to went with
-            // the abandoned call, and a `ServiceResponse` needs one.
+            let status = response.status();
+            finish(&answered, status, response.headers_mut(), true);
+            // An error carrying its finished response, rendered as it is: the request it
+            // belonged to went with the abandoned call, and a `ServiceResponse` needs one
+            // (routing holds the only reference, so it cannot be kept aside beforehand).
             Err(InternalError::from_response("request timed out", response).into())
         }
     }
 }
 
-/// Echoes the request's id in its response.
-fn tag(id: &str, headers: &mut HeaderMap) {
+/// What every answer gets: the request's id echoed, its log line (a warning when the
+/// request timed out) and its duration in `fodi_http_request_duration_seconds`.
+fn finish(request: &Answered<'_>, status: StatusCode, headers: &mut HeaderMap, timed_out: bool) {
+    let Answered {
+        id,
+        method,
+        path,
+        started,
+    } = request;
     if let Ok(value) = HeaderValue::from_str(id) {
         headers.insert(REQUEST_ID, value);
     }
+    let elapsed = started.elapsed();
+    let (status_code, duration_ms) = (status.as_u16(), elapsed.as_secs_f64() * 1_000.0);
+    if timed_out {
+        tracing::warn!(request_id = %id, %method, %path, status = status_code, duration_ms, "request timed out");
+    } else {
+        tracing::info!(request_id = %id, %method, %path, status = status_code, duration_ms, "request");
+    }
+    metrics::histogram!("fodi_http_request_duration_seconds", "method" => method.to_string(), "status" => status_code.to_string())
+        .record(elapsed.as_secs_f64());
 }
 
-fn record(method: &Method, status: StatusCode, started: Instant) {
-    metrics::histogram!("fodi_http_request_duration_seconds", "method" => method.to_string(), "status" => status.as_u16().to_string())
-        .record(started.elapsed().as_secs_f64());
+/// A request as its log line and metrics name it.
+struct Answered<'a> {
+    id: &'a str,
+    method: &'a Method,
+    path: &'a str,
+    started: Instant,
 }
 
 /// `server.request_timeout`, for [`observe`].

@@ -309,11 +309,23 @@ impl Settings {
         Ok(())
     }
 
-    /// Every duration setting, by its key: none may be zero (an interval of zero is a busy
-    /// loop, a timeout of zero refuses every request).
-    fn intervals(&self) -> [(&'static str, Duration); 10] {
+    /// The durations that must be longer than zero, by key: an interval of zero is a busy
+    /// loop, a timeout of zero refuses every call, a retention of zero deletes everything.
+    /// (Unset retentions keep everything.)
+    fn intervals(&self) -> Vec<(&'static str, Duration)> {
+        let set = [
+            ("ai.message_retention", self.ai.message_retention),
+            (
+                "ai.learning_example_retention",
+                self.ai.learning_example_retention,
+            ),
+        ];
+        let retentions = set
+            .into_iter()
+            .filter_map(|(name, retention)| Some((name, retention?)));
         [
             ("server.request_timeout", self.server.request_timeout),
+            ("database.acquire_timeout", self.database.acquire_timeout),
             ("jobs.ai_maintenance", self.jobs.ai_maintenance),
             ("jobs.ledger_sealer", self.jobs.ledger_sealer),
             ("jobs.daily_stats_refresh", self.jobs.daily_stats_refresh),
@@ -336,6 +348,9 @@ impl Settings {
                 self.analytics.recorder_flush_interval,
             ),
         ]
+        .into_iter()
+        .chain(retentions)
+        .collect()
     }
 
     /// Every count that must be at least 1, by its key.

@@ -20,16 +20,11 @@ pub fn release_binary(name: &str) -> anyhow::Result<PathBuf> {
         "building the {name} binary (cargo build --release -p {name})"
     ));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    match Command::new(cargo)
+    let status = Command::new(cargo)
         .args(["build", "--release", "-p", name])
         .status()
-    {
-        Ok(status) => anyhow::ensure!(status.success(), "cannot build {name}"),
-        Err(error) if beside.exists() => progress(&format!(
-            "cannot run cargo ({error}): measuring the {name} binary as it was built"
-        )),
-        Err(error) => return Err(error).context("cannot run cargo"),
-    }
+        .context("cannot run cargo to build the binary under test")?;
+    anyhow::ensure!(status.success(), "cannot build {name}");
     anyhow::ensure!(beside.exists(), "no {name} binary at {}", beside.display());
     Ok(beside)
 }

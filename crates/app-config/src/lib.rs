@@ -40,16 +40,18 @@ fn load_with_environment<T: DeserializeOwned>(
             environment
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                // Values stay strings: typed fields parse them as they deserialize, and a list
+                // (or a token made of digits) keeps exactly the text that was set.
+                .try_parsing(false),
         )
         .build()?
         .try_deserialize()
 }
 
 /// A list of strings from an array (the file), or from one string of comma-separated items
-/// (an environment variable: the environment has no arrays). Items are trimmed and empty ones
-/// dropped, so an empty variable gives an empty list. A lone number or boolean, which the
-/// environment source parses as such, is one item.
+/// (an environment variable: the environment has no arrays), so no item can contain a comma.
+/// Items are trimmed and empty ones dropped: an empty variable gives an empty list. A lone
+/// number or boolean in the file is one item.
 pub fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     deserializer.deserialize_any(ListVisitor)
 }
@@ -209,11 +211,10 @@ mod tests {
             ["first-token", "second-token"]
         );
         assert_eq!(tokens(&[("FODI__AUTH__TOKENS", "only-one")]), ["only-one"]);
-        // The environment source reads digits as a number: still one item.
-        assert_eq!(
-            tokens(&[("FODI__AUTH__TOKENS", "12345678901234567")]),
-            ["12345678901234567"]
-        );
+        // Digits, a sign and leading zeros are kept as set, whatever their length.
+        for token in ["12345678901234567890123", "+0012345678901234567", "TRUE"] {
+            assert_eq!(tokens(&[("FODI__AUTH__TOKENS", token)]), [token]);
+        }
         assert!(tokens(&[("FODI__AUTH__TOKENS", "")]).is_empty());
     }
 }

@@ -142,11 +142,40 @@ fn redact_query(tail: &str) -> String {
     let parameters: Vec<String> = query
         .split('&')
         .map(|parameter| match parameter.split_once('=') {
-            Some((key, _)) if matches!(key, "password" | "sslpassword") => format!("{key}=***"),
+            // Compared decoded, as the driver reads them (`pass%77ord` is `password`).
+            Some((key, _))
+                if matches!(percent_decoded(key).as_str(), "password" | "sslpassword") =>
+            {
+                format!("{key}=***")
+            }
             _ => parameter.to_owned(),
         })
         .collect();
     format!("{path}?{}", parameters.join("&"))
+}
+
+/// `text` with its `%hh` escapes decoded (an invalid escape is kept as it is).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| text.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                at += 3;
+            }
+            None => {
+                decoded.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 #[cfg(test)]
@@ -175,6 +204,10 @@ mod tests {
         assert_eq!(
             redact_url("postgres://fodi:a@db?password=b"),
             "postgres://fodi:***@db?password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://fodi@db?pass%77ord=hunter2&x=%zz"),
+            "postgres://fodi@db?pass%77ord=***&x=%zz"
         );
     }
 

@@ -11,13 +11,28 @@ fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Probl
     Problem::new(status, kind, title).with_detail(detail)
 }
 
-/// The column of a check PostgreSQL named itself (`<table>_<column>_check`, as a column's
-/// `CHECK` is named): the field the caller sent.
+/// What the schema's check constraints are named after, behind `<table>_<column>_`.
+const CHECK_RULES: [&str; 10] = [
+    "_not_negative",
+    "_positive",
+    "_length",
+    "_format",
+    "_known",
+    "_range",
+    "_object",
+    "_iso",
+    "_given",
+    "_code",
+];
+
+/// The column a check constraint guards, from its name: the schema names a column's checks
+/// `<table>_<column>_<rule>` (`users_email_format`). `None` for checks over a whole row
+/// (`fodi_transactions_well_formed`), which name no field of the caller's.
 fn checked_column<'a>(table: &str, constraint: &'a str) -> Option<&'a str> {
-    constraint
-        .strip_prefix(table)?
-        .strip_prefix('_')?
-        .strip_suffix("_check")
+    let rest = constraint.strip_prefix(table)?.strip_prefix('_')?;
+    CHECK_RULES
+        .iter()
+        .find_map(|rule| rest.strip_suffix(rule))
         .filter(|column| !column.is_empty())
 }
 
@@ -56,8 +71,7 @@ pub fn database(error: &DbError) -> Problem {
                 .and_then(|error| error.table());
             match table.and_then(|table| checked_column(table, constraint)) {
                 Some(column) => refused.with_detail(format!("{column}: out of the allowed values")),
-                // A constraint's own name says nothing to the caller and something about the
-                // schema: it stays in the log.
+                // A check over the whole row names no field; its name stays in the log.
                 None => refused,
             }
         }
@@ -165,13 +179,73 @@ mod tests {
     use super::checked_column;
 
     #[test]
-    fn a_column_check_names_its_column_and_other_checks_nothing() {
-        assert_eq!(checked_column("users", "users_email_check"), Some("email"));
+    fn a_column_check_names_its_column_and_a_row_check_nothing() {
+        assert_eq!(checked_column("users", "users_email_format"), Some("email"));
         assert_eq!(
-            checked_column("cache_entries", "cache_entries_expires_at_check"),
-            Some("expires_at")
+            checked_column(
+                "conversation_messages",
+                "conversation_messages_token_count_not_negative"
+            ),
+            Some("token_count")
         );
-        assert_eq!(checked_column("users", "positive_amounts"), None);
-        assert_eq!(checked_column("users", "users_check"), None);
+        assert_eq!(
+            checked_column("wallets", "wallets_asset_code"),
+            Some("asset")
+        );
+        assert_eq!(
+            checked_column("fodi_transactions", "fodi_transactions_well_formed"),
+            None
+        );
+        assert_eq!(checked_column("balances", "users_email_format"), None);
+    }
+
+    /// Every check of the migrations names a column, or nothing: a check whose name broke the
+    /// convention would send the caller a wrong field.
+    #[test]
+    fn the_schema_s_checks_follow_the_naming_the_problem_documents_rely_on() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+        let mut sql = String::new();
+        for set in std::fs::read_dir(dir).unwrap() {
+            for file in std::fs::read_dir(set.unwrap().path()).unwrap() {
+                sql.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+            }
+        }
+        let tables: Vec<&str> = sql
+            .split("CREATE TABLE ")
+            .skip(1)
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(|name| name.rsplit('.').next().unwrap_or(name))
+            .collect();
+        let columns: Vec<&str> = sql
+            .lines()
+            .filter_map(|line| line.strip_prefix("    "))
+            .filter_map(|definition| definition.split_whitespace().next())
+            .collect();
+        let mut named = 0;
+        for rest in sql.split("CONSTRAINT ").skip(1) {
+            let mut words = rest.split_whitespace();
+            let (Some(constraint), Some("CHECK")) = (words.next(), words.next()) else {
+                continue;
+            };
+            // The longest table name the constraint starts with (`conversation_messages`
+            // before `conversations`).
+            let table = tables
+                .iter()
+                .filter(|table| constraint.starts_with(&format!("{table}_")))
+                .max_by_key(|table| table.len())
+                .unwrap_or_else(|| panic!("{constraint}: no table of that name"));
+            if let Some(column) = checked_column(table, constraint) {
+                named += 1;
+                // The field as callers know it: the column, or the column without its unit or
+                // scope (`price` for `price_cents`, `key` for `cache_key`).
+                let guards_a_column = columns.iter().any(|name| {
+                    *name == column
+                        || name.starts_with(&format!("{column}_"))
+                        || name.ends_with(&format!("_{column}"))
+                });
+                assert!(guards_a_column, "{constraint}: no column {column}");
+            }
+        }
+        assert!(named > 30, "{named} checks named a column");
     }
 }

@@ -334,6 +334,10 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
     timed.jobs.ledger_sealer = Duration::ZERO;
     let refused = timed.check().unwrap_err().to_string();
     assert!(refused.contains("jobs.ledger_sealer"), "{refused}");
+    let mut forgetful = Settings::default();
+    forgetful.ai.message_retention = Some(Duration::ZERO);
+    let refused = forgetful.check().unwrap_err().to_string();
+    assert!(refused.contains("ai.message_retention"), "{refused}");
     let mut empty = Settings::default();
     empty.analytics.retention_days = 0;
     let refused = empty.check().unwrap_err().to_string();
@@ -424,6 +428,18 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
     assert!(!shown.contains("hunter2"), "{shown}");
 }
 
+/// POSTs answered 503 so far, by `fodi_http_request_duration_seconds` (shared by the test
+/// process's servers; no other test's POST times out).
+async fn timed_out_posts(base: &str) -> f64 {
+    metrics_text(base)
+        .await
+        .lines()
+        .filter(|line| line.starts_with("fodi_http_request_duration_seconds_count{"))
+        .filter(|line| line.contains("method=\"POST\"") && line.contains("status=\"503\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::test]
 async fn a_request_past_the_timeout_is_answered_503_with_its_id_and_counted() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -432,6 +448,7 @@ async fn a_request_past_the_timeout_is_answered_503_with_its_id_and_counted() {
     let mut settings = with_database(&db);
     settings.server.request_timeout = Duration::from_millis(300);
     let (base, handle, running) = spawn(settings).await;
+    let timed_out_before = timed_out_posts(&base).await;
     // A body announced and never sent: the handler waits for it past the timeout.
     let address = base.trim_start_matches("http://");
     let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -467,14 +484,8 @@ async fn a_request_past_the_timeout_is_answered_503_with_its_id_and_counted() {
         "{head_and_body}"
     );
 
-    let metrics = metrics_text(&base).await;
-    assert!(
-        metrics.lines().any(
-            |line| line.starts_with("fodi_http_request_duration_seconds_count")
-                && line.contains("status=\"503\"")
-        ),
-        "{metrics}"
-    );
+    let timed_out = timed_out_posts(&base).await;
+    assert!(timed_out > timed_out_before, "counted: {timed_out}");
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }

@@ -91,21 +91,18 @@ pub(crate) async fn spawn_binary_logging_to(
     log: std::process::Stdio,
 ) -> (String, tokio::process::Child) {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let config = dir.path().join("fodi.toml");
+    // Port 0, the port read from the process itself: a port picked here and handed over
+    // could be taken meanwhile by another test's server, which would then answer instead.
     std::fs::write(
         &config,
         format!(
-            "[server]\nport = {port}\n[database]\nurl = \"{}\"\n{extra}",
+            "[server]\nport = 0\n[database]\nurl = \"{}\"\n{extra}",
             db.url()
         ),
     )
     .unwrap();
-    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
         .arg("--config")
         .arg(&config)
         .env_remove("DATABASE_URL")
@@ -114,16 +111,58 @@ pub(crate) async fn spawn_binary_logging_to(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let pid = server.id().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while reqwest::get(format!("{base}/health")).await.is_err() {
+    let port = loop {
+        if let Some(port) = listening_port(pid) {
+            break port;
+        }
+        if let Some(status) = server.try_wait().unwrap() {
+            panic!("the server exited before listening: {status}");
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "the server never listened"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    while reqwest::get(format!("{base}/health")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     (base, server)
+}
+
+/// The TCP port process `pid` listens on, from `/proc`: its socket inodes matched against
+/// the listening sockets of `/proc/<pid>/net/tcp`.
+fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    table.lines().skip(1).find_map(|line| {
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+        let listening = *state == "0A" && inodes.iter().any(|own| own == inode);
+        listening
+            .then(|| u16::from_str_radix(local.rsplit(':').next()?, 16).ok())
+            .flatten()
+    })
 }
 
 /// Sends SIGTERM to a binary from [`spawn_binary`] and waits for it to exit.
@@ -233,6 +272,23 @@ fn the_example_configuration_documents_the_defaults() {
     let documented: Settings = app_config::load(Some(std::path::Path::new(example))).unwrap();
     let as_json = |settings: &Settings| serde_json::to_value(settings).unwrap();
     assert_eq!(as_json(&documented), as_json(&Settings::default()));
+
+    // And lists every setting that has a value by default (a missing key would still load,
+    // at its default): the keys of the defaults against the example's own.
+    let file: toml::Value = toml::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    let defaults = as_json(&Settings::default());
+    for (section, settings) in defaults.as_object().unwrap() {
+        for (key, value) in settings.as_object().unwrap() {
+            let listed = file
+                .get(section)
+                .and_then(|section| section.get(key))
+                .is_some();
+            assert!(
+                listed || value.is_null(),
+                "{section}.{key} is not in the example"
+            );
+        }
+    }
 }
 
 #[tokio::test]
