@@ -294,7 +294,7 @@ impl Settings {
             }
         }
         for (name, interval) in self.intervals() {
-            if interval.is_zero() {
+            if interval.is_some_and(|interval| interval.is_zero()) {
                 anyhow::bail!("{name} must be longer than zero");
             }
         }
@@ -311,46 +311,47 @@ impl Settings {
 
     /// The durations that must be longer than zero, by key: an interval of zero is a busy
     /// loop, a timeout of zero refuses every call, a retention of zero deletes everything.
-    /// (Unset retentions keep everything.)
-    fn intervals(&self) -> Vec<(&'static str, Duration)> {
-        let set = [
+    /// `None`: an unset retention, which keeps everything.
+    fn intervals(&self) -> [(&'static str, Option<Duration>); 13] {
+        [
+            ("server.request_timeout", Some(self.server.request_timeout)),
+            (
+                "database.acquire_timeout",
+                Some(self.database.acquire_timeout),
+            ),
+            ("jobs.ai_maintenance", Some(self.jobs.ai_maintenance)),
+            ("jobs.ledger_sealer", Some(self.jobs.ledger_sealer)),
+            (
+                "jobs.daily_stats_refresh",
+                Some(self.jobs.daily_stats_refresh),
+            ),
+            (
+                "jobs.partition_maintenance",
+                Some(self.jobs.partition_maintenance),
+            ),
+            ("ai.cache_default_ttl", Some(self.ai.cache_default_ttl)),
+            (
+                "ai.cache_hit_flush_interval",
+                Some(self.ai.cache_hit_flush_interval),
+            ),
             ("ai.message_retention", self.ai.message_retention),
+            (
+                "ai.deleted_conversation_retention",
+                Some(self.ai.deleted_conversation_retention),
+            ),
             (
                 "ai.learning_example_retention",
                 self.ai.learning_example_retention,
             ),
-        ];
-        let retentions = set
-            .into_iter()
-            .filter_map(|(name, retention)| Some((name, retention?)));
-        [
-            ("server.request_timeout", self.server.request_timeout),
-            ("database.acquire_timeout", self.database.acquire_timeout),
-            ("jobs.ai_maintenance", self.jobs.ai_maintenance),
-            ("jobs.ledger_sealer", self.jobs.ledger_sealer),
-            ("jobs.daily_stats_refresh", self.jobs.daily_stats_refresh),
             (
-                "jobs.partition_maintenance",
-                self.jobs.partition_maintenance,
+                "analytics.bridge_interval",
+                Some(self.analytics.bridge_interval),
             ),
-            ("ai.cache_default_ttl", self.ai.cache_default_ttl),
-            (
-                "ai.cache_hit_flush_interval",
-                self.ai.cache_hit_flush_interval,
-            ),
-            (
-                "ai.deleted_conversation_retention",
-                self.ai.deleted_conversation_retention,
-            ),
-            ("analytics.bridge_interval", self.analytics.bridge_interval),
             (
                 "analytics.recorder_flush_interval",
-                self.analytics.recorder_flush_interval,
+                Some(self.analytics.recorder_flush_interval),
             ),
         ]
-        .into_iter()
-        .chain(retentions)
-        .collect()
     }
 
     /// Every count that must be at least 1, by its key.

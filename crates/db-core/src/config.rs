@@ -134,6 +134,13 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{authority}{}", redact_query(tail))
 }
 
+/// Whether a query parameter holds a password, its name compared decoded, as the driver
+/// reads it (`pass%77ord` is `password`).
+fn is_password_parameter(key: &str) -> bool {
+    let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+    matches!(key.as_ref(), "password" | "sslpassword")
+}
+
 /// `path?query` with the values of password parameters replaced.
 fn redact_query(tail: &str) -> String {
     let Some((path, query)) = tail.split_once('?') else {
@@ -142,40 +149,11 @@ fn redact_query(tail: &str) -> String {
     let parameters: Vec<String> = query
         .split('&')
         .map(|parameter| match parameter.split_once('=') {
-            // Compared decoded, as the driver reads them (`pass%77ord` is `password`).
-            Some((key, _))
-                if matches!(percent_decoded(key).as_str(), "password" | "sslpassword") =>
-            {
-                format!("{key}=***")
-            }
+            Some((key, _)) if is_password_parameter(key) => format!("{key}=***"),
             _ => parameter.to_owned(),
         })
         .collect();
     format!("{path}?{}", parameters.join("&"))
-}
-
-/// `text` with its `%hh` escapes decoded (an invalid escape is kept as it is).
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let escaped = (bytes[at] == b'%')
-            .then(|| text.get(at + 1..at + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                at += 3;
-            }
-            None => {
-                decoded.push(bytes[at]);
-                at += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 #[cfg(test)]

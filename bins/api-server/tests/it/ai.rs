@@ -18,11 +18,7 @@ async fn the_ai_store_over_http() {
     let mut settings = with_database(&db);
     settings.auth.admin_tokens = vec![ADMIN.into()];
     let (base, handle, running) = spawn(settings).await;
-    let api = Api {
-        base,
-        client: reqwest::Client::new(),
-        token: Some(ADMIN.into()),
-    };
+    let api = Api::new(&base).with_token(ADMIN);
     let (alice, bob) = (
         api.user("ai-alice@example.com").await,
         api.user("ai-bob@example.com").await,
@@ -219,11 +215,7 @@ async fn concurrent_cache_reads_each_get_their_own_answer() {
     let db = TestDb::new(api_server::all_sets()).await;
     let settings = with_database(&db);
     let (base, handle, running) = spawn(settings).await;
-    let api = std::sync::Arc::new(Api {
-        base,
-        client: reqwest::Client::new(),
-        token: None,
-    });
+    let api = std::sync::Arc::new(Api::new(&base));
     const USERS: usize = 4;
     const KEYS: usize = 5;
     let mut users = Vec::new();
@@ -341,11 +333,7 @@ async fn messages_past_the_configured_retention_are_removed() {
     settings.ai.message_retention = Some(Duration::from_secs(24 * 3600));
     settings.jobs.ai_maintenance = Duration::from_millis(100);
     let (base, handle, running) = spawn(settings).await;
-    let api = Api {
-        base,
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let api = Api::new(&base);
     let carol = api.user("ai-retention@example.com").await;
     let (status, conversation) = api
         .post(

@@ -16,11 +16,7 @@ async fn metrics_and_events_are_recorded_and_queried() {
     let mut settings = with_database(&db);
     settings.jobs.daily_stats_refresh = Duration::from_millis(200);
     let (base, handle, running) = spawn(settings).await;
-    let api = Api {
-        base,
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let api = Api::new(&base);
     let now = chrono::Utc::now();
     let minute = now - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&now)) + 60);
 
@@ -126,11 +122,7 @@ fn urlencode(text: &str) -> String {
 async fn a_graceful_shutdown_loses_no_acknowledged_event() {
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
-    let api = Api {
-        base,
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let api = Api::new(&base);
     let mut acknowledged = 0;
     for batch in 0..20 {
         let events: Vec<Value> = (0..50)

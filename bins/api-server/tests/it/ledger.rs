@@ -16,6 +16,23 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// A client of the server at `base`, sending no token.
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            client: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// The same client, sending `token` as its bearer token.
+    pub fn with_token(self, token: &str) -> Self {
+        Self {
+            token: Some(token.to_owned()),
+            ..self
+        }
+    }
+
     pub async fn send(
         &self,
         method: &str,
@@ -78,11 +95,7 @@ const TOKEN: u64 = 1_000_000_000;
 async fn a_ledger_flow_over_http() {
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
-    let api = Api {
-        base,
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let api = Api::new(&base);
     let (alice, bob) = (
         api.user("alice@example.com").await,
         api.user("bob@example.com").await,
@@ -332,11 +345,7 @@ async fn bad_input_gets_a_problem_document_never_a_500() {
     let mut settings = with_database(&db);
     settings.server.max_body_bytes = 64 * 1024;
     let (base, handle, running) = spawn(settings).await;
-    let api = Api {
-        base: base.clone(),
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let api = Api::new(&base);
     let alice = api.user("carol@example.com").await;
     let wallet = api.wallet(&alice).await;
     let other = api.wallet(&api.user("dave@example.com").await).await;
@@ -474,11 +483,7 @@ async fn writes_need_a_token_and_reads_do_not_unless_configured() {
     let mut settings = with_database(&db);
     settings.auth.api_tokens = vec!["api-token-0123456789ab".into()];
     let (base, handle, running) = spawn(settings.clone()).await;
-    let anonymous = Api {
-        base: base.clone(),
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let anonymous = Api::new(&base);
     let (status, problem) = anonymous
         .post("/api/v1/users", json!({ "email": "e@example.com" }))
         .await;
@@ -486,11 +491,7 @@ async fn writes_need_a_token_and_reads_do_not_unless_configured() {
         (status, problem["type"].as_str()),
         (401, Some("/problems/missing-token"))
     );
-    let writer = Api {
-        base,
-        client: reqwest::Client::new(),
-        token: Some("api-token-0123456789ab".into()),
-    };
+    let writer = Api::new(&base).with_token("api-token-0123456789ab");
     let user = writer.user("e@example.com").await;
     let (status, _) = anonymous.get(&format!("/api/v1/users/{user}")).await;
     assert_eq!(status, 200, "reads are open by default");
@@ -499,11 +500,7 @@ async fn writes_need_a_token_and_reads_do_not_unless_configured() {
 
     settings.auth.read_requires_token = true;
     let (base, handle, running) = spawn(settings).await;
-    let anonymous = Api {
-        base,
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let anonymous = Api::new(&base);
     let (status, _) = anonymous.get(&format!("/api/v1/users/{user}")).await;
     assert_eq!(status, 401);
     handle.stop(true).await;
@@ -520,11 +517,7 @@ async fn concurrent_transfers_apply_once_and_never_overdraw() {
 
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
-    let api = Arc::new(Api {
-        base,
-        client: reqwest::Client::new(),
-        token: None,
-    });
+    let api = Arc::new(Api::new(&base));
     const WALLETS: usize = 6;
     let mut wallets = Vec::new();
     for n in 0..WALLETS {
@@ -608,11 +601,7 @@ async fn sigterm_under_load_loses_no_acknowledged_write() {
     const CLIENTS: usize = 8;
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, mut server) = spawn_binary(&db, "").await;
-    let api = Api {
-        base: base.clone(),
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let api = Api::new(&base);
     let (alice, bob) = (
         api.user("term-alice@example.com").await,
         api.user("term-bob@example.com").await,

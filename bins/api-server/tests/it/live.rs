@@ -60,11 +60,7 @@ where
 async fn a_websocket_client_receives_the_transfer_it_caused() {
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
-    let api = Api {
-        base: base.clone(),
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let api = Api::new(&base);
     let (alice_wallet, bob_wallet) = funded_pair(&api, "ws").await;
     let (alice_wallet, bob_wallet) = (alice_wallet.as_str(), bob_wallet.as_str());
 
@@ -157,11 +153,7 @@ async fn a_client_that_does_not_read_is_dropped_not_buffered() {
     let _alone = SLOW_CLIENTS.lock().await;
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
-    let api = Api {
-        base: base.clone(),
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let api = Api::new(&base);
     let (alice_wallet, bob_wallet) = funded_pair(&api, "slow").await;
     let (alice_wallet, bob_wallet) = (alice_wallet.as_str(), bob_wallet.as_str());
     let (mut socket, _) = tokio_tungstenite::connect_async(format!(
@@ -235,11 +227,7 @@ async fn a_client_that_stops_reading_is_dropped_though_its_lag_goes_unseen() {
     let _alone = SLOW_CLIENTS.lock().await;
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
-    let api = Api {
-        base: base.clone(),
-        client: reqwest::Client::new(),
-        token: None,
-    };
+    let api = Api::new(&base);
     let (alice_wallet, bob_wallet) = funded_pair(&api, "stalled").await;
     // A small receive buffer, so that a few hundred unread events fill the connection.
     let address: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();

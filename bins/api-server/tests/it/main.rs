@@ -92,8 +92,7 @@ pub(crate) async fn spawn_binary_logging_to(
 ) -> (String, tokio::process::Child) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("fodi.toml");
-    // Port 0, the port read from the process itself: a port picked here and handed over
-    // could be taken meanwhile by another test's server, which would then answer instead.
+    // Port 0: see `listening_port_of`.
     std::fs::write(
         &config,
         format!(
@@ -111,11 +110,29 @@ pub(crate) async fn spawn_binary_logging_to(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let pid = server.id().unwrap();
+    let port = listening_port_of(&mut server).await;
+    let base = format!("http://127.0.0.1:{port}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let port = loop {
+    while reqwest::get(format!("{base}/health")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (base, server)
+}
+
+/// The port a binary started on port 0 listens on, once it does (within 2 minutes: an
+/// embedded cluster is created first); fails at once if the binary exits. Read from the
+/// process itself: a port picked beforehand and handed over could be taken meanwhile by
+/// another test's server, which would then answer in its place.
+pub(crate) async fn listening_port_of(server: &mut tokio::process::Child) -> u16 {
+    let pid = server.id().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
         if let Some(port) = listening_port(pid) {
-            break port;
+            return port;
         }
         if let Some(status) = server.try_wait().unwrap() {
             panic!("the server exited before listening: {status}");
@@ -125,16 +142,7 @@ pub(crate) async fn spawn_binary_logging_to(
             "the server never listened"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    while reqwest::get(format!("{base}/health")).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server never answered"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    (base, server)
 }
 
 /// The TCP port process `pid` listens on, from `/proc`: its socket inodes matched against
@@ -295,16 +303,11 @@ fn the_example_configuration_documents_the_defaults() {
 async fn the_binary_stops_gracefully_on_ctrl_c_and_stops_its_cluster() {
     use tokio::io::AsyncReadExt;
     let workdir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
         .current_dir(workdir.path())
         .env_remove("DATABASE_URL")
         .env_remove("FODI__DATABASE__URL")
-        .env("FODI__SERVER__PORT", port.to_string())
+        .env("FODI__SERVER__PORT", "0")
         .env_remove("FODI_LOG")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -323,6 +326,7 @@ async fn the_binary_stops_gracefully_on_ctrl_c_and_stops_its_cluster() {
             }
         }
     });
+    let port = listening_port_of(&mut server).await;
     let ready_url = format!("http://127.0.0.1:{port}/ready");
     let mut ready = false;
     for _ in 0..240 {
