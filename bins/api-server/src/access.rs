@@ -4,10 +4,9 @@
 //! open. Tokens are compared in constant time and never logged.
 
 use actix_web::HttpRequest;
-use actix_web::http::StatusCode;
-use admin_api::Problem;
 use admin_api::auth::{bearer, token_matches};
 
+use crate::error::ApiError;
 use crate::settings::AuthSettings;
 
 /// What a route needs.
@@ -47,7 +46,7 @@ impl Access {
 
     /// The caller's role by its bearer token: `Ok(None)` without one, an error for one that
     /// matches nothing.
-    fn role(&self, request: &HttpRequest) -> Result<Option<Role>, Problem> {
+    fn role(&self, request: &HttpRequest) -> Result<Option<Role>, ApiError> {
         let Some(offered) = bearer(request) else {
             return Ok(None);
         };
@@ -63,36 +62,21 @@ impl Access {
         match (admin, api) {
             (true, _) => Ok(Some(Role::Admin)),
             (false, true) => Ok(Some(Role::Api)),
-            (false, false) => Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid-token",
-                "The bearer token is not valid",
-            )),
+            (false, false) => Err(ApiError::invalid_token()),
         }
     }
 
     /// `Ok` when the request may do what `needs` says; else the 401 or 403 to answer.
-    pub fn check(&self, request: &HttpRequest, needs: Needs) -> Result<(), Problem> {
+    pub fn check(&self, request: &HttpRequest, needs: Needs) -> Result<(), ApiError> {
         if self.open() {
             return Ok(());
         }
         let role = self.role(request)?;
-        let missing = || {
-            Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "missing-token",
-                "A bearer token is required",
-            )
-        };
         match (needs, role) {
             (Needs::Read, _) if !self.read_requires_token => Ok(()),
             (_, Some(Role::Admin)) | (Needs::Read | Needs::Write, Some(Role::Api)) => Ok(()),
-            (Needs::Admin, Some(Role::Api)) => Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "This token may not use the admin routes",
-            )),
-            (_, None) => Err(missing()),
+            (Needs::Admin, Some(Role::Api)) => Err(ApiError::forbidden()),
+            (_, None) => Err(ApiError::missing_token()),
         }
     }
 }
@@ -104,8 +88,8 @@ macro_rules! access_extractor {
         pub struct $name;
 
         impl actix_web::FromRequest for $name {
-            type Error = Problem;
-            type Future = std::future::Ready<Result<Self, Problem>>;
+            type Error = ApiError;
+            type Future = std::future::Ready<Result<Self, ApiError>>;
 
             fn from_request(
                 request: &HttpRequest,
@@ -113,11 +97,7 @@ macro_rules! access_extractor {
             ) -> Self::Future {
                 let admitted = match request.app_data::<actix_web::web::Data<Access>>() {
                     Some(access) => access.check(request, $needs).map(|()| $name),
-                    None => Err(Problem::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "The request failed on the server",
-                    )),
+                    None => Err(ApiError::internal(&"no access rules configured")),
                 };
                 std::future::ready(admitted)
             }

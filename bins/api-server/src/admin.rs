@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
-use admin_api::{AdminState, Problem};
+use admin_api::AdminState;
 use orchestrator::{HealthCheck, HealthProbe, ProcessSpec, Supervisor};
 
 use crate::access::{Access, Needs};
+use crate::error::{ApiError, ApiResult};
 use crate::leader::Leadership;
 use crate::settings::OrchestratorSettings;
 
@@ -52,14 +53,11 @@ pub fn admin_state(
             access.check(request, Needs::Admin)?;
             match &leadership {
                 Some(leadership) if request.method() == Method::POST && !leadership.is_leader() => {
-                    Err(Problem::new(
-                        StatusCode::CONFLICT,
-                        "not-leader",
-                        "Another api-server supervises the processes",
-                    )
-                    .with_detail(
-                        "send process control to the instance holding the supervision lock",
-                    ))
+                    Err(ApiError::not_leader()
+                        .with_detail(
+                            "send process control to the instance holding the supervision lock",
+                        )
+                        .into())
                 }
                 _ => Ok(()),
             }
@@ -80,28 +78,20 @@ pub fn configure(config: &mut web::ServiceConfig) {
     admin_api::configure(config);
 }
 
-fn backend_not_supervised() -> Problem {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "backend-not-supervised",
-        "No backend is supervised",
-    )
-    .with_detail("set orchestrator.enabled and orchestrator.binary (or ORCHESTRATOR_ENABLED and GO_BACKEND_BINARY)")
+fn backend_not_supervised() -> ApiError {
+    ApiError::backend_not_supervised().with_detail("set orchestrator.enabled and orchestrator.binary (or ORCHESTRATOR_ENABLED and GO_BACKEND_BINARY)")
 }
 
 /// The supervised backend's status (the seed's route)
 #[utoipa::path(get, path = "/api/v1/admin/backend/status", tag = "admin",
-    responses((status = 200, body = admin_api::routes::ProcessView), (status = 404, body = admin_api::Problem, content_type = "application/problem+json")))]
-pub async fn backend_status(
-    request: HttpRequest,
-    state: web::Data<AdminState>,
-) -> Result<HttpResponse, Problem> {
+    responses((status = 200, body = admin_api::routes::ProcessView), (status = 404, body = http_problem::Problem, content_type = "application/problem+json")))]
+pub async fn backend_status(request: HttpRequest, state: web::Data<AdminState>) -> ApiResult {
     (state.authorise)(&request)?;
     backend(&state)
 }
 
 /// The backend's status as the answer.
-fn backend(state: &AdminState) -> Result<HttpResponse, Problem> {
+fn backend(state: &AdminState) -> ApiResult {
     let status = state
         .supervisor
         .status(BACKEND)
@@ -111,15 +101,15 @@ fn backend(state: &AdminState) -> Result<HttpResponse, Problem> {
 
 /// Start, stop or restart the supervised backend (the seed's routes)
 #[utoipa::path(post, path = "/api/v1/admin/backend/{action}", tag = "admin", params(("action" = String, Path, description = "start, stop or restart")),
-    responses((status = 200, body = admin_api::routes::ProcessView), (status = 404, body = admin_api::Problem, content_type = "application/problem+json"), (status = 409, body = admin_api::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = admin_api::routes::ProcessView), (status = 404, body = http_problem::Problem, content_type = "application/problem+json"), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn backend_action(
     request: HttpRequest,
     state: web::Data<AdminState>,
     action: web::Path<String>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     (state.authorise)(&request)?;
     // Refuse at once when there is no backend to act on.
     backend(&state)?;
     let action = admin_api::routes::Action::parse(&action)?;
-    admin_api::routes::act(&state, BACKEND, action).await
+    Ok(admin_api::routes::act(&state, BACKEND, action).await?)
 }

@@ -1,14 +1,12 @@
 //! `/health` (the process is alive) and `/ready` (it can serve: database reachable and every
 //! migration set current).
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, ResponseError, get, web};
 use db_core::Db;
 use db_core::migrate::Migrator;
 use serde_json::json;
 
-use admin_api::Problem;
-
+use crate::error::ApiError;
 use crate::jobs::Jobs;
 
 /// The process is alive
@@ -20,22 +18,14 @@ pub async fn health() -> HttpResponse {
 
 /// The database is reachable, migrations are current and the background jobs run
 #[utoipa::path(get, path = "/ready", tag = "health",
-    responses((status = 200, body = crate::openapi::schemas::Ready), (status = 503, body = admin_api::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = crate::openapi::schemas::Ready), (status = 503, body = http_problem::Problem, content_type = "application/problem+json")))]
 #[get("/ready")]
 pub async fn ready(
     db: web::Data<Db>,
     migrator: web::Data<Migrator>,
     jobs: web::Data<Jobs>,
 ) -> HttpResponse {
-    let not_ready = |detail: String| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "The service is not ready",
-        )
-        .with_detail(detail)
-        .response()
-    };
+    let not_ready = |detail: String| ApiError::not_ready(detail).error_response();
     let mut connection = match db.primary().acquire().await {
         Ok(connection) => connection,
         Err(error) => {

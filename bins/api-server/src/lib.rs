@@ -17,6 +17,7 @@
 pub mod access;
 pub mod admin;
 pub mod api;
+pub mod error;
 pub mod health;
 pub mod jobs;
 pub mod leader;
@@ -235,7 +236,9 @@ impl Application {
         let timeout_data =
             web::Data::new(middleware::RequestTimeout(settings.server.request_timeout));
         let body_limit = api::body::BodyLimit(settings.server.max_body_bytes);
-        let serves_users = manages(&settings, "core");
+        // Without the `core` set, `public` and its users belong to the core backend.
+        let users_data: Option<web::Data<api::users::SharedUsers>> = manages(&settings, "core")
+            .then(|| web::Data::new(Arc::new(core_store::PgUsers::new(db.clone())) as _));
         let cors_origins = settings.server.cors_origins.clone();
 
         let address = (settings.server.host.as_str(), settings.server.port);
@@ -274,13 +277,13 @@ impl Application {
                 .configure(admin::configure)
                 .app_data(live_data.clone())
                 .route("/ws", web::get().to(live::websocket));
-            // Without the `core` set, `public` and its users belong to the core backend.
-            if serves_users {
-                app = app.configure(api::users::configure);
+            if let Some(users) = &users_data {
+                app = app.app_data(users.clone()).configure(api::users::configure);
             }
             if let Some(ai) = &ai_data {
                 // Per worker: the factory runs on each worker's thread.
-                let reads = web::Data::new(api::cache_reads::CacheReads::new(ai.get_ref().clone()));
+                let cache: Arc<dyn ai_store::ResponseCache> = Arc::new(ai.cache().clone());
+                let reads = web::Data::new(api::cache_reads::CacheReads::new(cache));
                 app = app
                     .app_data(ai.clone())
                     .app_data(reads)

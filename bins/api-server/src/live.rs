@@ -218,7 +218,7 @@ pub async fn websocket(
     hub: web::Data<LiveHub>,
     filter: web::Query<Filter>,
 ) -> actix_web::Result<HttpResponse> {
-    let selector = Selector::new(&filter).map_err(admin_api::Problem::invalid_query)?;
+    let selector = Selector::new(&filter).map_err(crate::error::ApiError::invalid_query)?;
     let (response, session, stream) = actix_ws::handle(&request, body)?;
     let events = hub.events.subscribe();
     let closing = hub.closing.subscribe();

@@ -1,5 +1,6 @@
 //! What wraps every request: a request id (the caller's `X-Request-Id`, else a new UUIDv7)
-//! echoed in the response and carried by the request's log line, a timeout, and CORS.
+//! echoed in the response, a span carrying it (with the method and path) around everything
+//! logged while the request is served, a timeout, and CORS.
 
 use std::time::{Duration, Instant};
 
@@ -9,13 +10,15 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
+
+use crate::error::ApiError;
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
-use admin_api::Problem;
+use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Ids, timing, the timeout and one log line per request.
+/// Ids, the request's span, timing, the timeout and one log line per request.
 pub async fn observe(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -30,13 +33,17 @@ pub async fn observe(
         .app_data::<web::Data<RequestTimeout>>()
         .map_or(Duration::from_secs(30), |timeout| timeout.0);
     let (method, path) = (request.method().clone(), request.path().to_owned());
+    // Every event logged while serving the request (a handler's warning, a 500's cause, the
+    // request's own line) carries these fields.
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
     let answered = Answered {
         id: &id,
         method: &method,
-        path: &path,
+        span: &span,
         started: Instant::now(),
     };
-    match tokio::time::timeout(timeout, next.call(request)).await {
+    let served = next.call(request).instrument(span.clone());
+    match tokio::time::timeout(timeout, served).await {
         Ok(response) => {
             let mut response = response?.map_into_boxed_body();
             let status = response.status();
@@ -44,12 +51,7 @@ pub async fn observe(
             Ok(response)
         }
         Err(_) => {
-            let mut response = Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "The request took too long",
-            )
-            .error_response();
+            let mut response = ApiError::timeout().error_response();
             let status = response.status();
             finish(&answered, status, response.headers_mut(), true);
             // An error carrying its finished response, rendered as it is: the request it
@@ -66,18 +68,19 @@ fn finish(request: &Answered<'_>, status: StatusCode, headers: &mut HeaderMap, t
     let Answered {
         id,
         method,
-        path,
+        span,
         started,
     } = request;
+    let _in_request = span.enter();
     if let Ok(value) = HeaderValue::from_str(id) {
         headers.insert(REQUEST_ID, value);
     }
     let elapsed = started.elapsed();
     let (status_code, duration_ms) = (status.as_u16(), elapsed.as_secs_f64() * 1_000.0);
     if timed_out {
-        tracing::warn!(request_id = %id, %method, %path, status = status_code, duration_ms, "request timed out");
+        tracing::warn!(status = status_code, duration_ms, "request timed out");
     } else {
-        tracing::info!(request_id = %id, %method, %path, status = status_code, duration_ms, "request");
+        tracing::info!(status = status_code, duration_ms, "request");
     }
     metrics::histogram!("fodi_http_request_duration_seconds", "method" => method.to_string(), "status" => status_code.to_string())
         .record(elapsed.as_secs_f64());
@@ -87,7 +90,7 @@ fn finish(request: &Answered<'_>, status: StatusCode, headers: &mut HeaderMap, t
 struct Answered<'a> {
     id: &'a str,
     method: &'a Method,
-    path: &'a str,
+    span: &'a tracing::Span,
     started: Instant,
 }
 

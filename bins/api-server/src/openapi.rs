@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 /// The error body of every route.
-pub use admin_api::Problem as ProblemDocument;
+pub use http_problem::Problem as ProblemDocument;
 
 /// Shapes of the ledger's and the AI store's answers, for the document only (the handlers
 /// serialise the crates' own types, which know nothing of OpenAPI; tests compare served

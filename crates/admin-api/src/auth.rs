@@ -4,7 +4,7 @@ use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::http::header::AUTHORIZATION;
 
-use crate::problem::Problem;
+use http_problem::Problem;
 
 /// The token a request's `Authorization: Bearer` header carries, if any.
 pub fn bearer(request: &HttpRequest) -> Option<&str> {

@@ -17,7 +17,7 @@ use orchestrator::{OrchestratorError, Supervisor};
 use serde::Deserialize;
 
 use crate::auth;
-use crate::problem::Problem;
+use http_problem::Problem;
 
 /// Most log lines one request returns.
 pub const MAX_LOG_LINES: usize = 10_000;

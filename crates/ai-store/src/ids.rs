@@ -2,10 +2,8 @@
 
 use db_core::uuid_id;
 
-uuid_id!(
-    /// A user of the core backend (`public.users.id`): every row of schema `ai` belongs to one.
-    UserId
-);
+/// A user of the core backend (`public.users.id`): every row of schema `ai` belongs to one.
+pub use db_core::UserId;
 uuid_id!(
     /// A conversation between a user and the assistant.
     ConversationId

@@ -25,10 +25,13 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
-    /// A check constraint refused the write (SQLSTATE 23514).
+    /// A check constraint refused the write (SQLSTATE 23514). `field` is the column it
+    /// guards, read from the schema's naming of checks (`<table>_<column>_<rule>`, see
+    /// [`checked_column`]); `None` for a check over a whole row.
     #[error("check constraint {constraint} violated")]
     CheckViolation {
         constraint: String,
+        field: Option<String>,
         #[source]
         source: sqlx::Error,
     },
@@ -212,7 +215,10 @@ impl From<sqlx::Error> for DbError {
 enum Kind {
     Unique(String),
     ForeignKey(String),
-    Check(String),
+    Check {
+        constraint: String,
+        field: Option<String>,
+    },
     NotNull(String),
     NumericOutOfRange,
     Serialization,
@@ -228,7 +234,11 @@ impl Kind {
         match self {
             Kind::Unique(constraint) => DbError::UniqueViolation { constraint, source },
             Kind::ForeignKey(constraint) => DbError::ForeignKeyViolation { constraint, source },
-            Kind::Check(constraint) => DbError::CheckViolation { constraint, source },
+            Kind::Check { constraint, field } => DbError::CheckViolation {
+                constraint,
+                field,
+                source,
+            },
             Kind::NotNull(column) => DbError::NotNullViolation { column, source },
             Kind::NumericOutOfRange => DbError::NumericOutOfRange { source },
             Kind::Serialization => DbError::SerializationFailure { source },
@@ -247,7 +257,16 @@ fn classify_database_error(error: &dyn DatabaseError) -> Option<Kind> {
     let kind = match code.as_ref() {
         "23505" => Kind::Unique(constraint()),
         "23503" => Kind::ForeignKey(constraint()),
-        "23514" => Kind::Check(constraint()),
+        "23514" => {
+            let constraint = constraint();
+            let table = error
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.table());
+            let field = table
+                .and_then(|table| checked_column(table, &constraint))
+                .map(str::to_owned);
+            Kind::Check { constraint, field }
+        }
         "23502" => Kind::NotNull(not_null_column(error)),
         "22003" => Kind::NumericOutOfRange,
         "40001" => Kind::Serialization,
@@ -269,4 +288,106 @@ fn not_null_column(error: &dyn DatabaseError) -> String {
         .and_then(|pg| pg.column())
         .unwrap_or("<unknown>")
         .to_owned()
+}
+
+/// What the schema's check constraints are named after, behind `<table>_<column>_`.
+const CHECK_RULES: [&str; 10] = [
+    "_not_negative",
+    "_positive",
+    "_length",
+    "_format",
+    "_known",
+    "_range",
+    "_object",
+    "_iso",
+    "_given",
+    "_code",
+];
+
+/// The column a check constraint of `table` guards, from its name: the migrations name a
+/// column's checks `<table>_<column>_<rule>` (`users_email_format`), so that a refused value
+/// can be reported by the field the caller sent. `None` for checks over a whole row
+/// (`fodi_transactions_well_formed`).
+pub fn checked_column<'a>(table: &str, constraint: &'a str) -> Option<&'a str> {
+    let rest = constraint.strip_prefix(table)?.strip_prefix('_')?;
+    CHECK_RULES
+        .iter()
+        .find_map(|rule| rest.strip_suffix(rule))
+        .filter(|column| !column.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checked_column;
+
+    #[test]
+    fn a_column_check_names_its_column_and_a_row_check_nothing() {
+        assert_eq!(checked_column("users", "users_email_format"), Some("email"));
+        assert_eq!(
+            checked_column(
+                "conversation_messages",
+                "conversation_messages_token_count_not_negative"
+            ),
+            Some("token_count")
+        );
+        assert_eq!(
+            checked_column("wallets", "wallets_asset_code"),
+            Some("asset")
+        );
+        assert_eq!(
+            checked_column("fodi_transactions", "fodi_transactions_well_formed"),
+            None
+        );
+        assert_eq!(checked_column("balances", "users_email_format"), None);
+    }
+
+    /// Every check of the migrations names a column, or nothing: a check whose name broke the
+    /// convention would send the caller a wrong field.
+    #[test]
+    fn the_schema_s_checks_follow_the_naming_errors_rely_on() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+        let mut sql = String::new();
+        for set in std::fs::read_dir(dir).unwrap() {
+            for file in std::fs::read_dir(set.unwrap().path()).unwrap() {
+                sql.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+            }
+        }
+        let tables: Vec<&str> = sql
+            .split("CREATE TABLE ")
+            .skip(1)
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(|name| name.rsplit('.').next().unwrap_or(name))
+            .collect();
+        let columns: Vec<&str> = sql
+            .lines()
+            .filter_map(|line| line.strip_prefix("    "))
+            .filter_map(|definition| definition.split_whitespace().next())
+            .collect();
+        let mut named = 0;
+        for rest in sql.split("CONSTRAINT ").skip(1) {
+            let mut words = rest.split_whitespace();
+            let (Some(constraint), Some("CHECK")) = (words.next(), words.next()) else {
+                continue;
+            };
+            // The longest table name the constraint starts with (`conversation_messages`
+            // before `conversations`).
+            let table = tables
+                .iter()
+                .filter(|table| constraint.starts_with(&format!("{table}_")))
+                .max_by_key(|table| table.len())
+                .unwrap_or_else(|| panic!("{constraint}: no table of that name"));
+            if let Some(column) = checked_column(table, constraint) {
+                named += 1;
+                // The field as callers know it: the column, or the column without its unit or
+                // scope (`price` for `price_cents`, `key` for `cache_key`).
+                let guards_a_column = columns.iter().any(|name| {
+                    *name == column
+                        || name.starts_with(&format!("{column}_"))
+                        || name.ends_with(&format!("_{column}"))
+                });
+                assert!(guards_a_column, "{constraint}: no column {column}");
+            }
+        }
+        assert!(named > 30, "{named} checks named a column");
+    }
 }

@@ -48,3 +48,9 @@ macro_rules! uuid_id {
         }
     };
 }
+
+uuid_id!(
+    /// A user of the core backend (`public.users.id`): the one user id every crate speaks, so a
+    /// ledger wallet's owner and an AI conversation's user are the same type.
+    UserId
+);

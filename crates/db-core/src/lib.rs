@@ -22,6 +22,7 @@ mod db;
 mod direct;
 mod error;
 mod ids;
+pub use ids::UserId;
 pub mod migrate;
 mod retry;
 mod target;
@@ -32,7 +33,7 @@ pub use cluster::{ClusterError, Durability, LocalCluster, LocalClusterConfig};
 pub use config::{DbConfig, redact_url};
 pub use db::{Db, describe_target};
 pub use direct::{DirectConnection, DirectPool};
-pub use error::DbError;
+pub use error::{DbError, checked_column};
 pub use retry::{RetryPolicy, RetryableError, with_retry};
 pub use target::{
     DatabaseTarget, EMBEDDED_DATABASE, connect, create_database_if_missing, quote_identifier,

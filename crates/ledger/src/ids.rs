@@ -22,10 +22,8 @@ uuid_id!(
     /// One movement of an NFT (mint, transfer or burn), chosen by the client.
     NftTransferId
 );
-uuid_id!(
-    /// A user of the core backend (`public.users.id`).
-    UserId
-);
+/// A user of the core backend (`public.users.id`).
+pub use db_core::UserId;
 
 /// Namespaces of the ids this crate derives (UUIDv5), so that the same fact always yields the
 /// same id: a reward for `(user, reason, reference)`, the expiry of a pending transfer.

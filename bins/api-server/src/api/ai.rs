@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use admin_api::Problem;
 use ai_store::{
     AiError, ConversationId, Conversations, ExportScope, FactSearch, Feedback, LearningLog, Memory,
     NewConversation, NewExample, NewMessage, Observation, PgAiStore, ResponseCache, Role, Ttl,
@@ -21,7 +20,7 @@ use uuid::Uuid;
 use crate::access::{CanAdmin, CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::api::cache_reads::CacheReads;
-use crate::api::errors;
+use crate::error::{ApiError, ApiResult};
 use crate::openapi::{ProblemDocument, schemas};
 
 pub type SharedAi = Arc<PgAiStore>;
@@ -73,39 +72,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
     );
 }
 
-#[allow(clippy::needless_pass_by_value)]
-fn fail(error: AiError) -> Problem {
-    ai_problem(&error)
-}
-
-/// The problem document of an AI store error.
-pub fn ai_problem(error: &AiError) -> Problem {
-    let detail = error.to_string();
-    let with = |status, kind, title| Problem::new(status, kind, title).with_detail(detail.clone());
-    match error {
-        AiError::InvalidField { .. } => with(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-field",
-            "A field is invalid",
-        ),
-        AiError::UserNotFound(_) => with(StatusCode::NOT_FOUND, "user-not-found", "No such user"),
-        AiError::ConversationNotFound(_) => with(
-            StatusCode::NOT_FOUND,
-            "conversation-not-found",
-            "No such conversation",
-        ),
-        AiError::ExampleConflict { .. } => with(
-            StatusCode::CONFLICT,
-            "example-conflict",
-            "The idempotency key was used before with other content",
-        ),
-        AiError::Db(error) => errors::database(error),
-        AiError::Compute(_) | AiError::Export(_) | AiError::UnexpectedData(_) => {
-            errors::internal(error)
-        }
-    }
-}
-
 fn user(path: Uuid) -> UserId {
     UserId(path)
 }
@@ -119,15 +85,11 @@ pub async fn cache_get(
     _: CanRead,
     reads: web::Data<CacheReads>,
     path: web::Path<(Uuid, String)>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, key) = path.into_inner();
     match reads.get(user(owner), key).await? {
         Some(value) => Ok(HttpResponse::Ok().json(value)),
-        None => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "cache-miss",
-            "No live entry under that key",
-        )),
+        None => Err(ApiError::cache_miss()),
     }
 }
 
@@ -152,10 +114,10 @@ pub async fn cache_put(
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, String)>,
     Body(body): Body<CachePut>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, key) = path.into_inner();
     let invalid = |reason: &str| {
-        fail(AiError::InvalidField {
+        ApiError::from(AiError::InvalidField {
             field: "ttl_seconds",
             reason: reason.into(),
         })
@@ -175,10 +137,7 @@ pub async fn cache_put(
         (Some(_), _, true) => return Err(invalid("forever takes no ttl_seconds")),
         (Some(_), _, _) => return Err(invalid("must be 1 second to 366 days")),
     };
-    ai.cache()
-        .set(user(owner), &key, &body.value, ttl)
-        .await
-        .map_err(fail)?;
+    ai.cache().set(user(owner), &key, &body.value, ttl).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -189,16 +148,12 @@ pub async fn cache_delete(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, String)>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, key) = path.into_inner();
-    if ai.cache().delete(user(owner), &key).await.map_err(fail)? {
+    if ai.cache().delete(user(owner), &key).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "cache-miss",
-            "No entry under that key",
-        ))
+        Err(ApiError::cache_miss())
     }
 }
 
@@ -220,7 +175,7 @@ pub async fn create_conversation(
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
     Body(body): Body<ConversationBody>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let conversation = ai
         .create_conversation(
             user(*owner),
@@ -229,8 +184,7 @@ pub async fn create_conversation(
                 metadata: body.metadata,
             },
         )
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Created().json(conversation))
 }
 
@@ -250,20 +204,15 @@ pub async fn list_conversations(
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
     query: web::Query<ListQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let owner = user(*owner);
     let after = match query.after {
-        Some(id) => Some(
-            ai.conversation(owner, ConversationId(id))
-                .await
-                .map_err(fail)?,
-        ),
+        Some(id) => Some(ai.conversation(owner, ConversationId(id)).await?),
         None => None,
     };
     let page = ai
         .list_conversations(owner, after.as_ref(), query.limit.unwrap_or(50))
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -274,12 +223,9 @@ pub async fn conversation(
     _: CanRead,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, id) = path.into_inner();
-    let conversation = ai
-        .conversation(user(owner), ConversationId(id))
-        .await
-        .map_err(fail)?;
+    let conversation = ai.conversation(user(owner), ConversationId(id)).await?;
     Ok(HttpResponse::Ok().json(conversation))
 }
 
@@ -290,11 +236,10 @@ pub async fn delete_conversation(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, id) = path.into_inner();
     ai.delete_conversation(user(owner), ConversationId(id))
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -319,7 +264,7 @@ pub async fn append(
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
     Body(body): Body<MessageBody>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, id) = path.into_inner();
     let message = ai
         .append_message(
@@ -332,8 +277,7 @@ pub async fn append(
                 metadata: body.metadata,
             },
         )
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Created().json(message))
 }
 
@@ -353,7 +297,7 @@ pub async fn messages(
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
     query: web::Query<MessagesQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, id) = path.into_inner();
     let messages = ai
         .messages(
@@ -362,8 +306,7 @@ pub async fn messages(
             query.after_seq.unwrap_or(0),
             query.limit.unwrap_or(100),
         )
-        .await
-        .map_err(fail)?;
+        .await?;
     let next_after_seq = messages.last().map(|message| message.seq);
     Ok(HttpResponse::Ok().json(json!({ "messages": messages, "next_after_seq": next_after_seq })))
 }
@@ -385,21 +328,18 @@ pub async fn window(
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, Uuid)>,
     query: web::Query<WindowQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, id) = path.into_inner();
     let window = match (query.last, query.tokens) {
         (Some(last), None) => Window::LastMessages(last),
         (None, Some(tokens)) => Window::TokenBudget(tokens),
         _ => {
-            return Err(Problem::invalid_query(
+            return Err(ApiError::invalid_query(
                 "give exactly one of last and tokens",
             ));
         }
     };
-    let messages = ai
-        .window(user(owner), ConversationId(id), window)
-        .await
-        .map_err(fail)?;
+    let messages = ai.window(user(owner), ConversationId(id), window).await?;
     Ok(HttpResponse::Ok().json(messages))
 }
 
@@ -425,7 +365,7 @@ pub async fn remember(
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, String)>,
     Body(body): Body<FactBody>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, key) = path.into_inner();
     let mut observation = Observation::new(key, body.content, body.confidence);
     observation.category = body.category;
@@ -434,7 +374,7 @@ pub async fn remember(
     }
     observation.metadata = body.metadata;
     observation.expires_at = body.expires_at;
-    let fact = ai.remember(user(owner), observation).await.map_err(fail)?;
+    let fact = ai.remember(user(owner), observation).await?;
     Ok(HttpResponse::Ok().json(fact))
 }
 
@@ -445,19 +385,15 @@ pub async fn fact(
     _: CanRead,
     ai: web::Data<SharedAi>,
     path: web::Path<(Uuid, String)>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let (owner, key) = path.into_inner();
     let owner = user(owner);
-    match ai.fact(owner, &key).await.map_err(fail)? {
+    match ai.fact(owner, &key).await? {
         Some(fact) => {
-            let history = ai.fact_history(owner, &key).await.map_err(fail)?;
+            let history = ai.fact_history(owner, &key).await?;
             Ok(HttpResponse::Ok().json(json!({ "fact": fact, "history": history })))
         }
-        None => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "fact-not-found",
-            "No such fact",
-        )),
+        None => Err(ApiError::fact_not_found()),
     }
 }
 
@@ -476,15 +412,14 @@ pub async fn facts(
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
     query: web::Query<FactsQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let facts = ai
         .facts(
             user(*owner),
             query.category.as_deref(),
             query.limit.unwrap_or(100),
         )
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Ok().json(facts))
 }
 
@@ -506,10 +441,10 @@ pub async fn search_facts(
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
     query: web::Query<SearchQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let metadata = match &query.metadata {
         Some(text) => Some(serde_json::from_str(text).map_err(|error| {
-            fail(AiError::InvalidField {
+            ApiError::from(AiError::InvalidField {
                 field: "metadata",
                 reason: format!("not JSON: {error}"),
             })
@@ -522,7 +457,7 @@ pub async fn search_facts(
         metadata,
         limit: query.limit.unwrap_or(20),
     };
-    let found = ai.search_facts(user(*owner), &search).await.map_err(fail)?;
+    let found = ai.search_facts(user(*owner), &search).await?;
     Ok(HttpResponse::Ok().json(found))
 }
 
@@ -549,7 +484,7 @@ pub async fn record_example(
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
     Body(body): Body<ExampleBody>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let recorded = ai
         .record_example(
             user(*owner),
@@ -561,8 +496,7 @@ pub async fn record_example(
                 metadata: body.metadata,
             },
         )
-        .await
-        .map_err(fail)?;
+        .await?;
     let status = if recorded.created {
         StatusCode::CREATED
     } else {
@@ -617,7 +551,7 @@ pub async fn forget_user(
     _: CanWrite,
     ai: web::Data<SharedAi>,
     owner: web::Path<Uuid>,
-) -> Result<HttpResponse, Problem> {
-    let report = ai.forget_user(user(*owner)).await.map_err(fail)?;
+) -> ApiResult {
+    let report = ai.forget_user(user(*owner)).await?;
     Ok(HttpResponse::Ok().json(report))
 }

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use admin_api::Problem;
 use analytics::{
     Analytics, AnalyticsError, Event, Labels, MetricPoint, MetricQuery, PgAnalytics, Recorded,
     Recorder,
@@ -17,7 +15,7 @@ use uuid::Uuid;
 
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
-use crate::api::errors;
+use crate::error::{ApiError, ApiResult};
 use crate::openapi::{ProblemDocument, schemas};
 
 /// Rows one request may record.
@@ -37,30 +35,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
     );
 }
 
-/// The problem document of an analytics error.
-pub fn analytics_problem(error: &AnalyticsError) -> Problem {
-    match error {
-        AnalyticsError::InvalidField { .. } => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-field",
-            "A field is invalid",
-        )
-        .with_detail(error.to_string()),
-        AnalyticsError::Closed => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting-down",
-            "The server is shutting down",
-        ),
-        AnalyticsError::Db(error) => errors::database(error),
-        AnalyticsError::Flush(_) => errors::internal(error),
-    }
-}
-
-#[allow(clippy::needless_pass_by_value)]
-fn fail(error: AnalyticsError) -> Problem {
-    analytics_problem(&error)
-}
-
 /// One row, or a batch of them.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
@@ -70,18 +44,13 @@ pub enum OneOrMany<T> {
 }
 
 impl<T> OneOrMany<T> {
-    fn into_vec(self) -> Result<Vec<T>, Problem> {
+    fn into_vec(self) -> Result<Vec<T>, ApiError> {
         let rows = match self {
             Self::One(row) => vec![row],
             Self::Many(rows) => rows,
         };
         if rows.is_empty() || rows.len() > MAX_BATCH {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "batch-size",
-                "The batch size is out of range",
-            )
-            .with_detail(format!("1 to {MAX_BATCH} rows")));
+            return Err(ApiError::batch_size(format!("1 to {MAX_BATCH} rows")));
         }
         Ok(rows)
     }
@@ -127,7 +96,7 @@ pub async fn record_metrics(
     _: CanWrite,
     recorder: web::Data<Recorder>,
     Body(body): Body<OneOrMany<MetricBody>>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let now = Utc::now();
     let points = body
         .into_vec()?
@@ -139,7 +108,7 @@ pub async fn record_metrics(
             time: row.time.unwrap_or(now),
         })
         .collect();
-    let outcomes = recorder.record_metrics(points).await.map_err(fail)?;
+    let outcomes = recorder.record_metrics(points).await?;
     Ok(accepted(&outcomes))
 }
 
@@ -150,7 +119,7 @@ pub async fn record_events(
     _: CanWrite,
     recorder: web::Data<Recorder>,
     Body(body): Body<OneOrMany<EventBody>>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let now = Utc::now();
     let events = body
         .into_vec()?
@@ -163,7 +132,7 @@ pub async fn record_events(
             time: row.time.unwrap_or(now),
         })
         .collect();
-    let outcomes = recorder.record_events(events).await.map_err(fail)?;
+    let outcomes = recorder.record_events(events).await?;
     Ok(accepted(&outcomes))
 }
 
@@ -185,10 +154,10 @@ pub async fn buckets(
     analytics: web::Data<PgAnalytics>,
     name: web::Path<String>,
     query: web::Query<BucketsQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let labels: Labels = match &query.labels {
         Some(text) => serde_json::from_str(text).map_err(|error| {
-            fail(AnalyticsError::InvalidField {
+            ApiError::from(AnalyticsError::InvalidField {
                 field: "labels",
                 reason: format!("a JSON object of strings: {error}"),
             })
@@ -203,8 +172,7 @@ pub async fn buckets(
             to: query.to,
             bucket: Duration::from_secs(query.bucket_seconds),
         })
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Ok().json(buckets))
 }
 
@@ -223,11 +191,10 @@ pub async fn event_counts(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,
     query: web::Query<DaysQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let counts = analytics
         .event_counts(query.from, query.to, query.kind.as_deref())
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Ok().json(counts))
 }
 
@@ -238,10 +205,9 @@ pub async fn daily_stats(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,
     query: web::Query<DaysQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let stats = analytics
         .daily_stats(query.from, query.to, query.kind.as_deref())
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Ok().json(stats))
 }

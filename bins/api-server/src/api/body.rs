@@ -5,11 +5,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use admin_api::Problem;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
 
 /// The default of `server.max_body_bytes`: room for the largest batches the crates take
 /// (10,000 transfers or analytics rows).
@@ -23,8 +23,8 @@ pub struct BodyLimit(pub usize);
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
-    type Error = Problem;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Problem>>>>;
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let json = request
@@ -38,48 +38,23 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
         let mut payload = payload.take();
         Box::pin(async move {
             if !json {
-                return Err(Problem::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported-media-type",
-                    "The body must be application/json",
-                ));
+                return Err(ApiError::unsupported_media_type());
             }
             let mut bytes = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|error| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "unreadable-body",
-                        "The body could not be read",
-                    )
-                    .with_detail(error.to_string())
-                })?;
+                let chunk = chunk.map_err(|error| ApiError::unreadable_body(error.to_string()))?;
                 if bytes.len() + chunk.len() > limit {
-                    return Err(Problem::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body-too-large",
-                        "The body is too large",
-                    )
-                    .with_detail(format!("at most {limit} bytes")));
+                    return Err(ApiError::body_too_large(limit));
                 }
                 bytes.extend_from_slice(&chunk);
             }
-            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed-json",
-                    "The body is not valid JSON",
-                )
-                .with_detail(error.to_string())
-            })?;
+            let value: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|error| ApiError::malformed_json(error.to_string()))?;
             if let Some(path) = nul_in(&value, "") {
                 // PostgreSQL stores no NUL character in text or JSON.
-                return Err(Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-field",
-                    "A field of the body is invalid",
-                )
-                .with_detail(format!("{path}: must not contain the NUL character")));
+                return Err(ApiError::invalid_body_field(format!(
+                    "{path}: must not contain the NUL character"
+                )));
             }
             serde_path_to_error::deserialize(value)
                 .map(Body)
@@ -91,12 +66,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                     } else {
                         format!("{path}: {inner}")
                     };
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid-field",
-                        "A field of the body is invalid",
-                    )
-                    .with_detail(detail)
+                    ApiError::invalid_body_field(detail)
                 })
         })
     }

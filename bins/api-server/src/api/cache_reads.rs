@@ -3,11 +3,12 @@
 //! [`ResponseCache::get_many`] statement. Answers, hit counts and sliding renewals are those
 //! of single reads (`get_many` guarantees it).
 
-use admin_api::Problem;
+use std::sync::Arc;
+
 use ai_store::{CachedValue, ResponseCache, UserId};
 
-use crate::api::ai::{SharedAi, ai_problem};
-use crate::api::gather::{Gatherer, stopping};
+use crate::api::gather::Gatherer;
+use crate::error::ApiError;
 
 /// Batches of one worker at the database at once. Two: while one is out, the next gathers
 /// and can go as soon as a connection and a core are free.
@@ -15,7 +16,7 @@ const BATCHES_OUT: usize = 2;
 /// Keys one statement reads at most.
 const MAX_BATCH: usize = 128;
 
-type Answer = Result<Option<CachedValue>, Problem>;
+type Answer = Result<Option<CachedValue>, ApiError>;
 
 /// One worker thread's cache reads.
 pub struct CacheReads {
@@ -23,17 +24,17 @@ pub struct CacheReads {
 }
 
 impl CacheReads {
-    pub fn new(ai: SharedAi) -> Self {
+    pub fn new(cache: Arc<dyn ResponseCache>) -> Self {
         let run = move |keys: Vec<(UserId, String)>| {
-            let ai = ai.clone();
+            let cache = cache.clone();
             Box::pin(async move {
                 let asked: Vec<(UserId, &str)> = keys
                     .iter()
                     .map(|(user, key)| (*user, key.as_str()))
                     .collect();
-                match ai.cache().get_many(&asked).await {
+                match cache.get_many(&asked).await {
                     Ok(found) => found.into_iter().map(Ok).collect(),
-                    Err(error) => vec![Err(ai_problem(&error)); keys.len()],
+                    Err(error) => vec![Err(ApiError::from(error)); keys.len()],
                 }
             }) as futures_util::future::LocalBoxFuture<'static, Vec<Answer>>
         };
@@ -45,10 +46,10 @@ impl CacheReads {
     /// The live value of `key`, read with whatever other reads are queued on this worker.
     pub async fn get(&self, user: UserId, key: String) -> Answer {
         // Checked here: one bad key would fail its whole batch.
-        ai_store::check_key(&key).map_err(|error| ai_problem(&error))?;
+        ai_store::check_key(&key)?;
         self.gatherer
             .submit((user, key))
             .await
-            .unwrap_or_else(|| Err(stopping()))
+            .unwrap_or_else(|| Err(ApiError::shutting_down()))
     }
 }

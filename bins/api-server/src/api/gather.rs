@@ -17,8 +17,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use actix_web::http::StatusCode;
-use admin_api::Problem;
 use futures_util::future::LocalBoxFuture;
 use tokio::sync::oneshot;
 
@@ -110,13 +108,4 @@ async fn run_batches<I, A>(shared: Rc<Shared<I, A>>) {
             let _ = reply.send(answer);
         }
     }
-}
-
-/// The answer of a request whose worker stopped before its batch ran.
-pub fn stopping() -> Problem {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "shutting-down",
-        "The server is shutting down",
-    )
 }

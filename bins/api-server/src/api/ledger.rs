@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use admin_api::Problem;
 use chrono::{DateTime, Utc};
 use ledger::{
     Amount, Asset, BatchMode, Ledger, LedgerError, MintNft, MoveNft, NftId, NftTransferId,
@@ -24,7 +23,7 @@ use uuid::Uuid;
 
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
-use crate::api::errors;
+use crate::error::{ApiError, ApiResult};
 use crate::openapi::{ProblemDocument, schemas};
 
 pub type SharedLedger = Arc<dyn Ledger>;
@@ -61,30 +60,24 @@ pub fn configure(config: &mut web::ServiceConfig) {
     );
 }
 
-/// For `map_err`: the error by value.
-#[allow(clippy::needless_pass_by_value)]
-fn fail(error: LedgerError) -> Problem {
-    errors::ledger(&error)
-}
-
-fn page(limit: Option<u32>, default: u32) -> Result<u32, Problem> {
+fn page(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
     match limit.unwrap_or(default) {
-        0 => Err(Problem::invalid_query("limit must be at least 1")),
-        limit if limit > MAX_PAGE => Err(Problem::invalid_query(format!(
+        0 => Err(ApiError::invalid_query("limit must be at least 1")),
+        limit if limit > MAX_PAGE => Err(ApiError::invalid_query(format!(
             "limit must be at most {MAX_PAGE}"
         ))),
         limit => Ok(limit),
     }
 }
 
-fn amount(text: &str) -> Result<Amount, Problem> {
-    Amount::parse_decimal(text).map_err(fail)
+fn amount(text: &str) -> Result<Amount, ApiError> {
+    Ok(Amount::parse_decimal(text)?)
 }
 
-fn asset(code: Option<&str>) -> Result<Asset, Problem> {
+fn asset(code: Option<&str>) -> Result<Asset, ApiError> {
     match code {
         None => Ok(Asset::fodi()),
-        Some(code) => Asset::new(code).map_err(fail),
+        Some(code) => Ok(Asset::new(code)?),
     }
 }
 
@@ -92,7 +85,7 @@ fn asset(code: Option<&str>) -> Result<Asset, Problem> {
 fn transfer_id(
     request: &HttpRequest,
     body_id: Option<Uuid>,
-) -> Result<Option<TransferId>, Problem> {
+) -> Result<Option<TransferId>, ApiError> {
     let header = match request.headers().get("Idempotency-Key") {
         None => None,
         Some(value) => {
@@ -101,14 +94,7 @@ fn transfer_id(
                 .ok()
                 .map(str::trim)
                 .filter(|key| !key.is_empty() && key.len() <= 255)
-                .ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid-idempotency-key",
-                        "The Idempotency-Key header is invalid",
-                    )
-                    .with_detail("1 to 255 visible ASCII characters")
-                })?;
+                .ok_or_else(ApiError::invalid_idempotency_key)?;
             Some(
                 Uuid::parse_str(key)
                     .unwrap_or_else(|_| Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes())),
@@ -116,11 +102,7 @@ fn transfer_id(
         }
     };
     match (header, body_id) {
-        (Some(header), Some(body)) if header != body => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "idempotency-key-mismatch",
-            "The Idempotency-Key header and the body's id differ",
-        )),
+        (Some(header), Some(body)) if header != body => Err(ApiError::idempotency_key_mismatch()),
         (header, body) => Ok(header.or(body).map(TransferId)),
     }
 }
@@ -151,12 +133,11 @@ pub async fn open_wallet(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     Body(body): Body<OpenWallet>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let asset = asset(body.asset.as_deref())?;
     let wallet = ledger
         .open_user_wallet(UserId(body.user_id), &asset)
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Ok().json(wallet_view(&wallet)))
 }
 
@@ -170,12 +151,8 @@ fn wallet_view(wallet: &ledger::Wallet) -> serde_json::Value {
 /// A wallet with its balances and limit
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}", tag = "ledger", params(("id" = Uuid, Path)),
     responses((status = 200, body = crate::openapi::schemas::Wallet), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
-pub async fn wallet(
-    _: CanRead,
-    ledger: web::Data<SharedLedger>,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, Problem> {
-    let wallet = ledger.wallet(WalletId(*id)).await.map_err(fail)?;
+pub async fn wallet(_: CanRead, ledger: web::Data<SharedLedger>, id: web::Path<Uuid>) -> ApiResult {
+    let wallet = ledger.wallet(WalletId(*id)).await?;
     Ok(HttpResponse::Ok().json(wallet_view(&wallet)))
 }
 
@@ -194,12 +171,9 @@ pub async fn statement(
     ledger: web::Data<SharedLedger>,
     id: web::Path<Uuid>,
     query: web::Query<StatementQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let limit = page(query.limit, 50)?;
-    let statement = ledger
-        .statement(WalletId(*id), query.before, limit)
-        .await
-        .map_err(fail)?;
+    let statement = ledger.statement(WalletId(*id), query.before, limit).await?;
     Ok(HttpResponse::Ok().json(statement))
 }
 
@@ -217,9 +191,9 @@ pub async fn balance_at(
     ledger: web::Data<SharedLedger>,
     id: web::Path<Uuid>,
     query: web::Query<BalanceQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let at = query.at.unwrap_or_else(Utc::now);
-    let posted = ledger.balance_at(WalletId(*id), at).await.map_err(fail)?;
+    let posted = ledger.balance_at(WalletId(*id), at).await?;
     Ok(HttpResponse::Ok().json(json!({ "wallet": *id, "at": at, "posted": posted })))
 }
 
@@ -242,13 +216,13 @@ pub struct NewTransfer {
 }
 
 impl NewTransfer {
-    fn into_request(self, id: Option<TransferId>) -> Result<TransferRequest, Problem> {
+    fn into_request(self, id: Option<TransferId>) -> Result<TransferRequest, ApiError> {
         let amount = amount(&self.amount)?;
         let (debit, credit) = (WalletId(self.debit), WalletId(self.credit));
         let mut request = match self.hold_timeout_ms {
             None => TransferRequest::transfer(debit, credit, amount),
             Some(0) => {
-                return Err(fail(LedgerError::InvalidField {
+                return Err(ApiError::from(LedgerError::InvalidField {
                     field: "hold_timeout_ms",
                     reason: "must be positive".into(),
                 }));
@@ -281,12 +255,9 @@ pub async fn transfer(
     request: HttpRequest,
     ledger: web::Data<SharedLedger>,
     Body(body): Body<NewTransfer>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let id = transfer_id(&request, body.id)?;
-    let result = ledger
-        .transfer(body.into_request(id)?)
-        .await
-        .map_err(fail)?;
+    let result = ledger.transfer(body.into_request(id)?).await?;
     Ok(applied(&result))
 }
 
@@ -306,24 +277,24 @@ pub async fn batch(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     Body(body): Body<NewBatch>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let requests = body
         .transfers
         .into_iter()
         .enumerate()
         .map(|(index, transfer)| {
-            transfer.into_request(None).map_err(|problem| {
-                let detail = problem.detail.clone().unwrap_or_default();
-                problem.with_detail(format!("transfers[{index}]: {detail}"))
+            transfer.into_request(None).map_err(|error| {
+                let detail = error.problem().detail.clone().unwrap_or_default();
+                error.with_detail(format!("transfers[{index}]: {detail}"))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let results = ledger.submit(requests, body.mode).await.map_err(fail)?;
+    let results = ledger.submit(requests, body.mode).await?;
     let items: Vec<serde_json::Value> = results
         .iter()
         .map(|result| match result {
             Ok(applied) => json!({ "ok": applied }),
-            Err(error) => json!({ "error": errors::ledger(error) }),
+            Err(error) => json!({ "error": ApiError::from(error).problem() }),
         })
         .collect();
     let applied = results.iter().filter(|result| result.is_ok()).count();
@@ -337,14 +308,10 @@ pub async fn get_transfer(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     id: web::Path<Uuid>,
-) -> Result<HttpResponse, Problem> {
-    match ledger.get_transfer(TransferId(*id)).await.map_err(fail)? {
+) -> ApiResult {
+    match ledger.get_transfer(TransferId(*id)).await? {
         Some(transfer) => Ok(HttpResponse::Ok().json(transfer)),
-        None => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "transfer-not-found",
-            "No such transfer",
-        )),
+        None => Err(ApiError::transfer_not_found()),
     }
 }
 
@@ -366,13 +333,13 @@ pub async fn post_pending(
     ledger: web::Data<SharedLedger>,
     pending: web::Path<Uuid>,
     Body(body): Body<Resolve>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let amount = body.amount.as_deref().map(amount).transpose()?;
     let mut post = TransferRequest::post(TransferId(*pending), amount);
     if let Some(id) = transfer_id(&request, body.id)? {
         post = post.with_id(id);
     }
-    Ok(applied(&ledger.transfer(post).await.map_err(fail)?))
+    Ok(applied(&ledger.transfer(post).await?))
 }
 
 /// Void a pending transfer
@@ -384,9 +351,9 @@ pub async fn void_pending(
     ledger: web::Data<SharedLedger>,
     pending: web::Path<Uuid>,
     Body(body): Body<Resolve>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     if body.amount.is_some() {
-        return Err(fail(LedgerError::InvalidField {
+        return Err(ApiError::from(LedgerError::InvalidField {
             field: "amount",
             reason: "a void releases the whole hold".into(),
         }));
@@ -395,7 +362,7 @@ pub async fn void_pending(
     if let Some(id) = transfer_id(&request, body.id)? {
         void = void.with_id(id);
     }
-    Ok(applied(&ledger.transfer(void).await.map_err(fail)?))
+    Ok(applied(&ledger.transfer(void).await?))
 }
 
 // --- NFTs ----------------------------------------------------------------------------------
@@ -419,7 +386,7 @@ pub async fn mint(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     Body(body): Body<NewNft>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let nft = ledger
         .mint_nft(MintNft {
             id: body.id.map_or_else(NftId::new, NftId),
@@ -428,8 +395,7 @@ pub async fn mint(
             token_uri: body.token_uri,
             metadata: body.metadata,
         })
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Created().json(nft))
 }
 
@@ -446,22 +412,18 @@ pub async fn nfts_of(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     query: web::Query<OwnerQuery>,
-) -> Result<HttpResponse, Problem> {
-    let nfts = ledger.nfts_of(UserId(query.owner)).await.map_err(fail)?;
+) -> ApiResult {
+    let nfts = ledger.nfts_of(UserId(query.owner)).await?;
     Ok(HttpResponse::Ok().json(nfts))
 }
 
 /// An NFT and its history
 #[utoipa::path(get, path = "/api/v1/ledger/nfts/{id}", tag = "ledger", params(("id" = Uuid, Path)),
     responses((status = 200, body = schemas::NftWithHistory), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
-pub async fn nft(
-    _: CanRead,
-    ledger: web::Data<SharedLedger>,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, Problem> {
+pub async fn nft(_: CanRead, ledger: web::Data<SharedLedger>, id: web::Path<Uuid>) -> ApiResult {
     let id = NftId(*id);
-    let nft = ledger.nft(id).await.map_err(fail)?;
-    let history = ledger.nft_history(id).await.map_err(fail)?;
+    let nft = ledger.nft(id).await?;
+    let history = ledger.nft_history(id).await?;
     Ok(HttpResponse::Ok().json(json!({ "nft": nft, "history": history })))
 }
 
@@ -481,9 +443,9 @@ pub async fn move_nft(
     ledger: web::Data<SharedLedger>,
     nft: web::Path<Uuid>,
     Body(body): Body<NftMove>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let Some(to) = body.to else {
-        return Err(fail(LedgerError::InvalidField {
+        return Err(ApiError::from(LedgerError::InvalidField {
             field: "to",
             reason: "a transfer needs a new owner (burn it instead)".into(),
         }));
@@ -506,7 +468,7 @@ pub async fn burn_nft(
     ledger: web::Data<SharedLedger>,
     nft: web::Path<Uuid>,
     Body(body): Body<NftBurn>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     nft_movement(&ledger, *nft, body.id, body.from, None).await
 }
 
@@ -516,7 +478,7 @@ pub async fn nft_movement(
     id: Option<Uuid>,
     from: Uuid,
     to: Option<Uuid>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let moved = ledger
         .move_nft(MoveNft {
             id: id.map_or_else(NftTransferId::new, NftTransferId),
@@ -524,8 +486,7 @@ pub async fn nft_movement(
             from: UserId(from),
             to: to.map(UserId),
         })
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Ok().json(moved))
 }
 
@@ -549,7 +510,7 @@ pub async fn pay_reward(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
     Body(body): Body<NewReward>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let reward = ledger
         .pay_reward(RewardRequest {
             user: UserId(body.user_id),
@@ -559,8 +520,7 @@ pub async fn pay_reward(
             asset: asset(body.asset.as_deref())?,
             order_id: body.order_id,
         })
-        .await
-        .map_err(fail)?;
+        .await?;
     Ok(HttpResponse::Ok().json(reward))
 }
 
@@ -578,12 +538,9 @@ pub async fn rewards_of(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     query: web::Query<RewardsQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let limit = page(query.limit, 50)?;
-    let rewards = ledger
-        .rewards_of(UserId(query.user), limit)
-        .await
-        .map_err(fail)?;
+    let rewards = ledger.rewards_of(UserId(query.user), limit).await?;
     Ok(HttpResponse::Ok().json(rewards))
 }
 
@@ -603,24 +560,21 @@ pub async fn blocks(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
     query: web::Query<BlocksQuery>,
-) -> Result<HttpResponse, Problem> {
+) -> ApiResult {
     let limit = page(query.limit, 50)?;
     let from = query.from.unwrap_or(0);
     if from < 0 {
-        return Err(Problem::invalid_query("from must not be negative"));
+        return Err(ApiError::invalid_query("from must not be negative"));
     }
-    let blocks = ledger.blocks(from, limit).await.map_err(fail)?;
+    let blocks = ledger.blocks(from, limit).await?;
     Ok(HttpResponse::Ok().json(blocks))
 }
 
 /// Recompute the chain of blocks
 #[utoipa::path(get, path = "/api/v1/ledger/blocks/verify", tag = "ledger",
     responses((status = 200, body = schemas::ChainVerification)))]
-pub async fn verify_blocks(
-    _: CanRead,
-    ledger: web::Data<SharedLedger>,
-) -> Result<HttpResponse, Problem> {
-    let verification = ledger.verify_chain().await.map_err(fail)?;
+pub async fn verify_blocks(_: CanRead, ledger: web::Data<SharedLedger>) -> ApiResult {
+    let verification = ledger.verify_chain().await?;
     Ok(HttpResponse::Ok().json(json!({
         "valid": verification.is_valid(),
         "verification": verification,

@@ -691,6 +691,43 @@ async fn json_logs_carry_request_ids_and_never_a_token() {
     )
     .await;
     assert_eq!(status, 200);
+    // The database goes away under the server: the handler's failure is logged with its
+    // cause, inside the request's span.
+    let database = db.name().to_owned();
+    let mut cluster = {
+        use db_core::sqlx::Connection;
+        let options = db.connect_options().database("postgres");
+        db_core::sqlx::PgConnection::connect_with(&options)
+            .await
+            .unwrap()
+    };
+    db_core::sqlx::query(db_core::sqlx::AssertSqlSafe(format!(
+        r#"ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false"#
+    )))
+    .execute(&mut cluster)
+    .await
+    .unwrap();
+    db_core::sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+    )
+    .bind(&database)
+    .execute(&mut cluster)
+    .await
+    .unwrap();
+    let failed = client
+        .get(format!("{base}/api/v1/users/{}", uuid::Uuid::new_v4()))
+        .bearer_auth(API)
+        .header("X-Request-Id", "logged-failure")
+        .send()
+        .await
+        .unwrap();
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+    db_core::sqlx::query(db_core::sqlx::AssertSqlSafe(format!(
+        r#"ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true"#
+    )))
+    .execute(&mut cluster)
+    .await
+    .unwrap();
     assert!(terminate(&mut server).await.success());
 
     let log = log.await.unwrap();
@@ -699,14 +736,25 @@ async fn json_logs_carry_request_ids_and_never_a_token() {
         .filter(|line| !line.trim().is_empty())
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
         .collect();
-    for id in ["logged-201", "logged-401"] {
+    // The request's span carries its id on the request's own line and on what the handler
+    // logged: the cause of the failure, at warning or error level.
+    let in_request = |line: &&Value, id: &str| line["span"]["request_id"] == id;
+    for id in ["logged-201", "logged-401", "logged-failure"] {
         assert!(
             lines
                 .iter()
-                .any(|line| line["fields"]["request_id"] == id || line["request_id"] == id),
+                .any(|line| in_request(&line, id) && line["fields"]["message"] == "request"),
             "{id} in {log}"
         );
     }
+    let cause = lines
+        .iter()
+        .find(|line| in_request(line, "logged-failure") && line["fields"]["message"] != "request")
+        .unwrap_or_else(|| panic!("no cause logged in the request's span: {log}"));
+    assert!(
+        ["WARN", "ERROR"].contains(&cause["level"].as_str().unwrap()),
+        "{cause}"
+    );
     for token in [ADMIN, API, wrong] {
         assert!(!log.contains(token), "a token reached the log: {log}");
     }

@@ -50,7 +50,7 @@ async fn constraint_violations_name_their_constraint() {
     .await
     .unwrap_err();
     assert!(
-        matches!(&negative, DbError::CheckViolation { constraint, .. } if constraint == "products_price_not_negative"),
+        matches!(&negative, DbError::CheckViolation { constraint, field: Some(field), .. } if constraint == "products_price_not_negative" && field == "price"),
         "{negative:?}"
     );
 

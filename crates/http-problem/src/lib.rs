@@ -1,4 +1,11 @@
-//! RFC 9457 problem documents (`application/problem+json`), the body of every error response.
+//! RFC 9457 problem documents (`application/problem+json`): the body of every error response
+//! of the api-server and the supervisor's control API.
+//!
+//! A [`Problem`] is only the wire shape and its named constructors shared by both surfaces;
+//! which domain error becomes which problem is decided by each binary's own error type (the
+//! api-server's `ApiError`), never here.
+//!
+//! Architecture invariant: this crate knows actix-web and serde, nothing of any domain crate.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};

@@ -1,0 +1,480 @@
+//! The api-server's one error type, [`ApiError`], and every mapping from a crate's error to a
+//! problem document: its status, its stable `type` (`/problems/<kind>`) and its title.
+//!
+//! Handlers return `Result<_, ApiError>` and use `?` on the crates' calls; the `From` impls
+//! below decide what the caller sees. 4xx for what the caller can change, 503 while the
+//! database is unavailable, and a bare 500 for the rest, whose cause is logged here (inside
+//! the request's span, so the line carries its request id) and never sent. Problems the
+//! api-server raises itself have a named constructor here, so no kind or title is spelled
+//! anywhere else.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use ai_store::AiError;
+use analytics::AnalyticsError;
+use core_store::UserError;
+use db_core::DbError;
+use http_problem::Problem;
+use ledger::LedgerError;
+
+/// An answer other than success, as the caller will see it.
+#[derive(Debug, Clone)]
+pub struct ApiError(Problem);
+
+/// What handlers return.
+pub type ApiResult<T = HttpResponse> = Result<T, ApiError>;
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &str, title: &str) -> Self {
+        Self(Problem::new(status, kind, title))
+    }
+
+    #[must_use]
+    pub fn with_detail(self, detail: impl Into<String>) -> Self {
+        Self(self.0.with_detail(detail))
+    }
+
+    /// The problem document sent (also the body of a failed batch item).
+    pub fn problem(&self) -> &Problem {
+        &self.0
+    }
+
+    /// A failure the caller cannot act on: logged with its cause, answered without it.
+    pub fn internal(error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "The request failed on the server",
+        )
+    }
+
+    // --- the request itself ----------------------------------------------------------------
+
+    /// 400: the query string does not parse or asks for something impossible.
+    pub fn invalid_query(detail: impl Into<String>) -> Self {
+        Self(Problem::invalid_query(detail))
+    }
+
+    /// 400: a path segment does not parse.
+    pub fn invalid_path(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            "The path is invalid",
+        )
+        .with_detail(detail)
+    }
+
+    /// 404 for a route that does not exist.
+    pub fn no_such_route() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "no-such-route", "No such route")
+    }
+
+    /// 415: a body that is not `application/json`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "The body must be application/json",
+        )
+    }
+
+    /// 400: the body's bytes could not be read.
+    pub fn unreadable_body(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unreadable-body",
+            "The body could not be read",
+        )
+        .with_detail(detail)
+    }
+
+    /// 413: the body exceeds `server.max_body_bytes`.
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "The body is too large",
+        )
+        .with_detail(format!("at most {limit} bytes"))
+    }
+
+    /// 400: the body is not JSON.
+    pub fn malformed_json(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "The body is not valid JSON",
+        )
+        .with_detail(detail)
+    }
+
+    /// 400: a field of the body has the wrong type or shape (`detail` names its path).
+    pub fn invalid_body_field(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-field",
+            "A field of the body is invalid",
+        )
+        .with_detail(detail)
+    }
+
+    /// 422: a batch with no rows or more than a request may carry.
+    pub fn batch_size(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "batch-size",
+            "The batch size is out of range",
+        )
+        .with_detail(detail)
+    }
+
+    /// 400: an `Idempotency-Key` header that is empty, too long or not text.
+    pub fn invalid_idempotency_key() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-idempotency-key",
+            "The Idempotency-Key header is invalid",
+        )
+        .with_detail("1 to 255 visible ASCII characters")
+    }
+
+    /// 400: the `Idempotency-Key` header and the body's `id` name different transfers.
+    pub fn idempotency_key_mismatch() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency-key-mismatch",
+            "The Idempotency-Key header and the body's id differ",
+        )
+    }
+
+    // --- who asks --------------------------------------------------------------------------
+
+    /// 401: a bearer token that matches no configured token.
+    pub fn invalid_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-token",
+            "The bearer token is not valid",
+        )
+    }
+
+    /// 401: no bearer token where one is needed.
+    pub fn missing_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "missing-token",
+            "A bearer token is required",
+        )
+    }
+
+    /// 403: an API token on an admin route.
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This token may not use the admin routes",
+        )
+    }
+
+    // --- what is not there -----------------------------------------------------------------
+
+    /// 404: no live cache entry under the key.
+    pub fn cache_miss() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "cache-miss",
+            "No live entry under that key",
+        )
+    }
+
+    /// 404: no fact under the key.
+    pub fn fact_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "fact-not-found", "No such fact")
+    }
+
+    /// 404: no transfer with the id.
+    pub fn transfer_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "transfer-not-found",
+            "No such transfer",
+        )
+    }
+
+    /// 404: the admin routes of the backend, where no backend is configured.
+    pub fn backend_not_supervised() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "backend-not-supervised",
+            "No backend is supervised",
+        )
+    }
+
+    /// 409: another api-server holds the supervision lock.
+    pub fn not_leader() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "not-leader",
+            "Another api-server supervises the processes",
+        )
+    }
+
+    // --- the server's state ----------------------------------------------------------------
+
+    /// 503 from `/ready`, `detail` saying what is missing.
+    pub fn not_ready(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "The service is not ready",
+        )
+        .with_detail(detail)
+    }
+
+    /// 503: the request outlived `server.request_timeout`.
+    pub fn timeout() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "The request took too long",
+        )
+    }
+
+    /// 503: the server stopped taking this kind of work (its worker or recorder is closing).
+    pub fn shutting_down() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "The server is shutting down",
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.0.response()
+    }
+}
+
+/// What the admin routes' authorisation (shared with the supervisor) answers.
+impl From<ApiError> for Problem {
+    fn from(error: ApiError) -> Self {
+        error.0
+    }
+}
+
+/// The admin routes shared with the supervisor answer with their own problems.
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        Self(problem)
+    }
+}
+
+/// Each crate error by value, as `?` hands it over, mapped as by reference below (a batch maps
+/// its items' errors without owning them).
+macro_rules! by_value {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(error: $error) -> Self {
+                Self::from(&error)
+            }
+        }
+    )*};
+}
+
+by_value!(DbError, LedgerError, AiError, AnalyticsError, UserError);
+
+impl From<&DbError> for ApiError {
+    fn from(error: &DbError) -> Self {
+        match error {
+            DbError::PoolTimedOut
+            | DbError::PoolClosed
+            | DbError::ConnectionLost { .. }
+            | DbError::Unreachable { .. }
+            | DbError::SerializationFailure { .. }
+            | DbError::Deadlock { .. }
+            | DbError::StatementTimeout { .. }
+            | DbError::LockNotAvailable { .. } => {
+                tracing::warn!(%error, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database-unavailable",
+                    "The database is unavailable; try again",
+                )
+            }
+            // A table's CHECK refused a value: the caller's input, which the crate's own
+            // validation did not catch. A check over a whole row names no field; its name
+            // stays in the log.
+            DbError::CheckViolation { field, .. } => {
+                tracing::info!(%error, "refused by a check");
+                let refused = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-field",
+                    "A field is invalid",
+                );
+                match field {
+                    Some(field) => {
+                        refused.with_detail(format!("{field}: out of the allowed values"))
+                    }
+                    None => refused,
+                }
+            }
+            // Class 22, data exceptions: a value the caller sent cannot be stored as it is (a
+            // NUL character in a path segment, a number out of a column's range, ...).
+            error
+                if error
+                    .sqlstate()
+                    .is_some_and(|state| state.starts_with("22")) =>
+            {
+                tracing::info!(%error, "refused data");
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-data",
+                    "A value cannot be stored as given",
+                )
+            }
+            _ => Self::internal(error),
+        }
+    }
+}
+
+impl From<&LedgerError> for ApiError {
+    fn from(error: &LedgerError) -> Self {
+        use LedgerError as E;
+        let (status, kind, title) = match error {
+            E::Db(error) => return error.into(),
+            E::UnexpectedResult(_) => return Self::internal(error),
+            E::InvalidAmount { .. } => (422, "invalid-amount", "The amount must be positive"),
+            E::AmountOutOfRange => (422, "amount-out-of-range", "The amount is out of range"),
+            E::InvalidDecimal { .. } => {
+                (422, "invalid-amount", "The amount is not a decimal number")
+            }
+            E::InvalidAsset { .. } => (422, "invalid-asset", "The asset code is invalid"),
+            E::InvalidField { .. } => (422, "invalid-field", "A field is invalid"),
+            E::BatchSize { .. } => (422, "batch-size", "The batch size is out of range"),
+            E::SameWallet => (422, "same-wallet", "A transfer needs two different wallets"),
+            E::LimitNotAllowed { .. } | E::LimitAboveBalance { .. } => {
+                (422, "limit-refused", "The limit is refused")
+            }
+            E::WalletNotFound(_) => (404, "wallet-not-found", "No such wallet"),
+            E::UserNotFound(_) => (404, "user-not-found", "No such user"),
+            E::PendingNotFound(_) => (404, "pending-not-found", "No such pending transfer"),
+            E::NftNotFound(_) => (404, "nft-not-found", "No such NFT"),
+            E::WalletClosed(_) => (409, "wallet-closed", "The wallet is closed"),
+            E::WalletNotEmpty { .. } => (409, "wallet-not-empty", "The wallet is not empty"),
+            E::AssetMismatch { .. } => (409, "asset-mismatch", "The wallets hold different assets"),
+            E::InsufficientFunds { .. } => (409, "insufficient-funds", "Insufficient funds"),
+            E::Overflow { .. } => (409, "balance-overflow", "The balance would overflow"),
+            E::IdConflict { .. } => (
+                409,
+                "idempotency-conflict",
+                "The transfer id was used before with other fields",
+            ),
+            E::PendingAlreadyResolved(_) => (
+                409,
+                "pending-resolved",
+                "The pending transfer is already resolved",
+            ),
+            E::PendingExpired(_) => (409, "pending-expired", "The pending transfer has expired"),
+            E::PendingNotExpired(_) => (
+                409,
+                "pending-not-expired",
+                "The pending transfer has not expired",
+            ),
+            E::AmountExceedsPending { .. } => (
+                409,
+                "amount-exceeds-pending",
+                "The amount exceeds the pending transfer",
+            ),
+            E::LinkedEventFailed => (
+                409,
+                "linked-transfer-failed",
+                "Not applied: another transfer of the linked batch failed",
+            ),
+            E::RewardConflict { .. } => (
+                409,
+                "reward-conflict",
+                "The reward was paid before with other terms",
+            ),
+            E::NftNotOwned { .. } => (409, "nft-not-owned", "The NFT is not owned by that user"),
+            E::NftBurned(_) => (409, "nft-burned", "The NFT has been burned"),
+            E::NftConflict(_) => (
+                409,
+                "nft-conflict",
+                "The NFT id was used before with other fields",
+            ),
+        };
+        described(status, kind, title, error)
+    }
+}
+
+impl From<&AiError> for ApiError {
+    fn from(error: &AiError) -> Self {
+        let (status, kind, title) = match error {
+            AiError::Db(error) => return error.into(),
+            AiError::Compute(_) | AiError::Export(_) | AiError::UnexpectedData(_) => {
+                return Self::internal(error);
+            }
+            AiError::InvalidField { .. } => (422, "invalid-field", "A field is invalid"),
+            AiError::UserNotFound(_) => (404, "user-not-found", "No such user"),
+            AiError::ConversationNotFound(_) => {
+                (404, "conversation-not-found", "No such conversation")
+            }
+            AiError::ExampleConflict { .. } => (
+                409,
+                "example-conflict",
+                "The idempotency key was used before with other content",
+            ),
+        };
+        described(status, kind, title, error)
+    }
+}
+
+impl From<&AnalyticsError> for ApiError {
+    fn from(error: &AnalyticsError) -> Self {
+        match error {
+            AnalyticsError::InvalidField { .. } => {
+                described(422, "invalid-field", "A field is invalid", error)
+            }
+            AnalyticsError::Closed => Self::shutting_down(),
+            AnalyticsError::Db(error) => error.into(),
+            AnalyticsError::Flush(_) => Self::internal(error),
+        }
+    }
+}
+
+impl From<&UserError> for ApiError {
+    fn from(error: &UserError) -> Self {
+        match error {
+            UserError::InvalidField { .. } => {
+                described(422, "invalid-field", "A field is invalid", error)
+            }
+            UserError::EmailTaken => {
+                described(409, "email-taken", "A user with that e-mail exists", error)
+            }
+            UserError::NotFound(_) => described(404, "user-not-found", "No such user", error),
+            UserError::Db(error) => error.into(),
+            // The enum is non-exhaustive: a new variant is a failure until it is mapped here.
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// A problem whose detail is the error's own message (the crates' messages hold no data the
+/// caller did not send).
+fn described(status: u16, kind: &str, title: &str, error: &dyn std::fmt::Display) -> ApiError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    ApiError::new(status, kind, title).with_detail(error.to_string())
+}

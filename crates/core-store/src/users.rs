@@ -1,0 +1,105 @@
+//! Users of `public.users`.
+
+use chrono::{DateTime, Utc};
+use db_core::{Db, DbError};
+use serde::{Deserialize, Serialize};
+
+use crate::{Email, UserError, UserId};
+
+/// Longest display name, in characters.
+const MAX_DISPLAY_NAME: usize = 200;
+
+/// Creating and reading users.
+#[async_trait::async_trait]
+pub trait Users: Send + Sync {
+    /// Creates a user; [`UserError::EmailTaken`] when the address is in use.
+    async fn create(&self, user: &NewUser) -> Result<User, UserError>;
+
+    /// A user by id; [`UserError::NotFound`] when there is none.
+    async fn get(&self, id: UserId) -> Result<User, UserError>;
+}
+
+/// A user to create.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// An e-mail address, unique among users.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 320, pattern = r"^\s*[^@\s]+@[^@\s]+\s*$")
+    )]
+    pub email: String,
+    /// 1 to 200 characters.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
+    pub display_name: Option<String>,
+}
+
+impl NewUser {
+    fn validate(&self) -> Result<Email, UserError> {
+        let email = Email::parse(&self.email)?;
+        if self
+            .display_name
+            .as_ref()
+            .is_some_and(|name| name.is_empty() || name.chars().count() > MAX_DISPLAY_NAME)
+        {
+            return Err(UserError::InvalidField {
+                field: "display_name",
+                reason: "1 to 200 characters",
+            });
+        }
+        Ok(email)
+    }
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct User {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
+    pub id: UserId,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// [`Users`] on PostgreSQL.
+#[derive(Clone)]
+pub struct PgUsers {
+    db: Db,
+}
+
+impl PgUsers {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait::async_trait]
+impl Users for PgUsers {
+    async fn create(&self, user: &NewUser) -> Result<User, UserError> {
+        let email = user.validate()?;
+        sqlx::query_as(
+            "INSERT INTO public.users (email, display_name) VALUES ($1, $2)
+             RETURNING id, email, display_name, created_at",
+        )
+        .bind(email.as_str())
+        .bind(&user.display_name)
+        .fetch_one(self.db.primary())
+        .await
+        .map_err(|error| match DbError::from(error) {
+            DbError::UniqueViolation { .. } => UserError::EmailTaken,
+            other => other.into(),
+        })
+    }
+
+    async fn get(&self, id: UserId) -> Result<User, UserError> {
+        sqlx::query_as("SELECT id, email, display_name, created_at FROM public.users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.read())
+            .await
+            .map_err(DbError::from)?
+            .ok_or(UserError::NotFound(id))
+    }
+}
