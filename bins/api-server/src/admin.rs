@@ -84,7 +84,7 @@ fn backend_not_supervised() -> ApiError {
 
 /// The supervised backend's status (the seed's route)
 #[utoipa::path(get, path = "/api/v1/admin/backend/status", tag = "admin",
-    responses((status = 200, body = admin_api::routes::ProcessView), (status = 404, body = http_problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = admin_api::routes::ProcessView)))]
 pub async fn backend_status(request: HttpRequest, state: web::Data<AdminState>) -> ApiResult {
     (state.authorise)(&request)?;
     backend(&state)
@@ -101,7 +101,7 @@ fn backend(state: &AdminState) -> ApiResult {
 
 /// Start, stop or restart the supervised backend (the seed's routes)
 #[utoipa::path(post, path = "/api/v1/admin/backend/{action}", tag = "admin", params(("action" = String, Path, description = "start, stop or restart")),
-    responses((status = 200, body = admin_api::routes::ProcessView), (status = 404, body = http_problem::Problem, content_type = "application/problem+json"), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = admin_api::routes::ProcessView), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn backend_action(
     request: HttpRequest,
     state: web::Data<AdminState>,

@@ -1,24 +1,46 @@
 //! `/health` (the process is alive) and `/ready` (it can serve: database reachable and every
 //! migration set current).
 
+use std::collections::BTreeMap;
+
 use actix_web::{HttpResponse, ResponseError, get, web};
 use db_core::Db;
 use db_core::migrate::Migrator;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::jobs::Jobs;
+use crate::jobs::{JobStatus, Jobs};
 
 /// The process is alive
-#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = crate::openapi::schemas::Health)))]
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Health)))]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// The process is alive.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// Everything the server needs is there.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    status: &'static str,
+    /// `ok`.
+    database: &'static str,
+    /// `current`.
+    migrations: &'static str,
+    /// Each background job's last run, by name.
+    jobs: BTreeMap<&'static str, JobStatus>,
 }
 
 /// The database is reachable, migrations are current and the background jobs run
 #[utoipa::path(get, path = "/ready", tag = "health",
-    responses((status = 200, body = crate::openapi::schemas::Ready), (status = 503, body = http_problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Ready)))]
 #[get("/ready")]
 pub async fn ready(
     db: web::Data<Db>,
@@ -54,12 +76,12 @@ pub async fn ready(
             } else if !dead.is_empty() {
                 not_ready(format!("background jobs stopped: {}", dead.join(", ")))
             } else {
-                HttpResponse::Ok().json(json!({
-                    "status": "ready",
-                    "database": "ok",
-                    "migrations": "current",
-                    "jobs": jobs,
-                }))
+                HttpResponse::Ok().json(Ready {
+                    status: "ready",
+                    database: "ok",
+                    migrations: "current",
+                    jobs,
+                })
             }
         }
         Err(error) => {

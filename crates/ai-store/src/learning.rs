@@ -19,6 +19,8 @@ pub const EXPORT_CHUNK: i64 = 1_000;
 
 /// What the user thought of the response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ExampleFeedback))]
 #[serde(rename_all = "snake_case", tag = "kind", content = "text")]
 pub enum Feedback {
     Positive,
@@ -72,6 +74,7 @@ pub struct NewExample {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Example {
     pub id: ExampleId,
     pub user_id: UserId,
@@ -85,6 +88,8 @@ pub struct Example {
 
 /// An example and whether this call stored it (false: it was recorded before).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = RecordedExample))]
 pub struct Recorded {
     pub example: Example,
     pub created: bool,

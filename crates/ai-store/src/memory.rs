@@ -52,6 +52,8 @@ impl Observation {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Fact))]
 pub struct MemoryFact {
     pub id: FactId,
     pub user_id: UserId,
@@ -69,6 +71,7 @@ pub struct MemoryFact {
 
 /// A fact as one observation left it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FactVersion {
     /// The fact's observation count after this observation.
     pub version: i32,
@@ -93,6 +96,7 @@ pub struct FactSearch {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FoundFact {
     pub fact: MemoryFact,
     /// Higher is more relevant (PostgreSQL's `ts_rank_cd`).

@@ -23,6 +23,7 @@ pub struct PgAiStore {
 
 /// What [`PgAiStore::forget_user`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForgetReport {
     pub cache_entries: u64,
     pub conversations: u64,

@@ -33,6 +33,8 @@ pub struct MetricQuery {
 /// One time bucket; every bucket of the range is returned, an empty one with `count` 0 and
 /// no aggregates.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = MetricBucket))]
 pub struct Aggregates {
     pub start: DateTime<Utc>,
     pub count: i64,
@@ -48,6 +50,7 @@ pub struct Aggregates {
 
 /// Events of one kind on one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventCount {
     pub day: NaiveDate,
     pub kind: String,

@@ -5,7 +5,8 @@
 /// (time-ordered, so inserts stay at the right edge of a primary-key index), conversions from
 /// and to `Uuid`, `Display`, serde as a bare UUID string, and sqlx encoding as `uuid`.
 ///
-/// The calling crate depends on `serde`, `sqlx` and `uuid` itself (the derives name them).
+/// The calling crate depends on `serde`, `sqlx` and `uuid` itself (the derives name them), and
+/// derives `utoipa::ToSchema` when it has a feature `openapi` that brings `utoipa`.
 #[macro_export]
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -14,6 +15,7 @@ macro_rules! uuid_id {
             Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
             serde::Serialize, serde::Deserialize, sqlx::Type,
         )]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         #[sqlx(transparent)]
         pub struct $name(pub uuid::Uuid);

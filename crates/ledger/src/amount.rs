@@ -19,6 +19,7 @@ pub const UNITS_PER_TOKEN: i64 = 1_000_000_000;
 
 /// A positive amount of units, as transfers carry: at least 1, at most `i64::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "i64", into = "i64")]
 pub struct Amount(i64);
 
@@ -139,6 +140,7 @@ pub fn format_units(units: i64) -> String {
 
 /// An asset code: 2 to 16 characters, an upper-case letter then upper-case letters or digits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct Asset(String);
 

@@ -11,6 +11,7 @@ use crate::ids::{TransferId, UserId, WalletId};
 
 /// The system roles that own wallets of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SystemWallet {
     /// Where tokens come from: its balance is minus what circulates.
@@ -33,6 +34,7 @@ impl SystemWallet {
 
 /// Who a wallet belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", tag = "type", content = "id")]
 pub enum WalletOwner {
     User(UserId),
@@ -41,6 +43,7 @@ pub enum WalletOwner {
 
 /// A wallet and its balances (summed over its shards), in units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Wallet {
     pub id: WalletId,
     pub owner: WalletOwner,
@@ -224,6 +227,7 @@ pub enum BatchMode {
 
 /// The kind of a stored transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TransferKind {
     Transfer,
@@ -254,6 +258,7 @@ impl TransferKind {
 /// A transfer's place in the ledger's total order: its transaction, then its insertion
 /// order. Positions below the oldest running transaction never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Position {
     pub tx_id: i64,
     pub seq: i64,
@@ -266,6 +271,7 @@ impl Position {
 
 /// A stored transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transfer {
     pub id: TransferId,
     pub position: Position,
@@ -287,6 +293,7 @@ pub struct Transfer {
 /// A submitted transfer as the ledger holds it, and whether this submit was a replay of an
 /// earlier one with the same id (nothing applied again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Applied {
     pub transfer: Transfer,
     pub replayed: bool,
@@ -294,6 +301,7 @@ pub struct Applied {
 
 /// A page of a wallet's history, newest first, with the posted balance after each entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Statement {
     pub wallet: WalletId,
     pub entries: Vec<StatementEntry>,
@@ -302,6 +310,7 @@ pub struct Statement {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatementEntry {
     pub transfer_id: TransferId,
     pub seq: i64,

@@ -13,15 +13,13 @@ use ai_store::{
     UserId, Window,
 };
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::access::{CanAdmin, CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::api::cache_reads::CacheReads;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{ProblemDocument, schemas};
 
 pub type SharedAi = Arc<PgAiStore>;
 
@@ -80,7 +78,7 @@ fn user(path: Uuid) -> UserId {
 
 /// A live cache entry
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 200, body = schemas::CacheEntry), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = ai_store::CachedValue)))]
 pub async fn cache_get(
     _: CanRead,
     reads: web::Data<CacheReads>,
@@ -108,7 +106,7 @@ pub struct CachePut {
 
 /// Store a cache entry
 #[utoipa::path(put, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", request_body = CachePut, params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 204), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 204)))]
 pub async fn cache_put(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -143,7 +141,7 @@ pub async fn cache_put(
 
 /// Remove a cache entry
 #[utoipa::path(delete, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 204), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 204)))]
 pub async fn cache_delete(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -155,6 +153,13 @@ pub async fn cache_delete(
     } else {
         Err(ApiError::cache_miss())
     }
+}
+
+/// A fact and its observations, oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FactWithHistory {
+    fact: ai_store::MemoryFact,
+    history: Vec<ai_store::FactVersion>,
 }
 
 // --- conversations -------------------------------------------------------------------------
@@ -169,7 +174,7 @@ pub struct ConversationBody {
 
 /// Start a conversation
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", request_body = ConversationBody, params(("user" = Uuid, Path)),
-    responses((status = 201, body = schemas::Conversation), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = ai_store::Conversation)))]
 pub async fn create_conversation(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -198,7 +203,7 @@ pub struct ListQuery {
 
 /// A user's conversations, most recently active first
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", params(("user" = Uuid, Path), ListQuery),
-    responses((status = 200, body = Vec<schemas::Conversation>), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<ai_store::Conversation>)))]
 pub async fn list_conversations(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -218,7 +223,7 @@ pub async fn list_conversations(
 
 /// A conversation
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path)),
-    responses((status = 200, body = schemas::Conversation), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = ai_store::Conversation)))]
 pub async fn conversation(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -231,7 +236,7 @@ pub async fn conversation(
 
 /// Delete a conversation (purged after the grace period)
 #[utoipa::path(delete, path = "/api/v1/ai/users/{user}/conversations/{id}", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 204)))]
 pub async fn delete_conversation(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -258,7 +263,7 @@ pub struct MessageBody {
 
 /// Append a message
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", request_body = MessageBody, params(("user" = Uuid, Path), ("id" = Uuid, Path)),
-    responses((status = 201, body = schemas::Message), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = ai_store::Message)))]
 pub async fn append(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -291,7 +296,7 @@ pub struct MessagesQuery {
 
 /// A page of messages in order
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), MessagesQuery),
-    responses((status = 200, body = schemas::MessagePage), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = MessagePage)))]
 pub async fn messages(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -308,7 +313,18 @@ pub async fn messages(
         )
         .await?;
     let next_after_seq = messages.last().map(|message| message.seq);
-    Ok(HttpResponse::Ok().json(json!({ "messages": messages, "next_after_seq": next_after_seq })))
+    Ok(HttpResponse::Ok().json(MessagePage {
+        messages,
+        next_after_seq,
+    }))
+}
+
+/// A page of messages, oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MessagePage {
+    messages: Vec<ai_store::Message>,
+    /// Pass as `after_seq` for the next page; null after the last.
+    next_after_seq: Option<i32>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -322,7 +338,7 @@ pub struct WindowQuery {
 
 /// The most recent messages that fit a count or a token budget
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/window", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), WindowQuery),
-    responses((status = 200, body = Vec<schemas::Message>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<ai_store::Message>)))]
 pub async fn window(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -359,7 +375,7 @@ pub struct FactBody {
 
 /// Record an observation of a fact
 #[utoipa::path(put, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", request_body = FactBody, params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 200, body = schemas::Fact), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = ai_store::MemoryFact)))]
 pub async fn remember(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -380,7 +396,7 @@ pub async fn remember(
 
 /// A fact and its history
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
-    responses((status = 200, body = schemas::FactWithHistory), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = FactWithHistory)))]
 pub async fn fact(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -391,7 +407,7 @@ pub async fn fact(
     match ai.fact(owner, &key).await? {
         Some(fact) => {
             let history = ai.fact_history(owner, &key).await?;
-            Ok(HttpResponse::Ok().json(json!({ "fact": fact, "history": history })))
+            Ok(HttpResponse::Ok().json(FactWithHistory { fact, history }))
         }
         None => Err(ApiError::fact_not_found()),
     }
@@ -406,7 +422,7 @@ pub struct FactsQuery {
 
 /// Live facts, most recently updated first
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts", tag = "ai", params(("user" = Uuid, Path), FactsQuery),
-    responses((status = 200, body = Vec<schemas::Fact>), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<ai_store::MemoryFact>)))]
 pub async fn facts(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -435,7 +451,7 @@ pub struct SearchQuery {
 
 /// Full-text search over the user's facts, most relevant first
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/search", tag = "ai", params(("user" = Uuid, Path), SearchQuery),
-    responses((status = 200, body = Vec<schemas::FoundFact>), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<ai_store::FoundFact>)))]
 pub async fn search_facts(
     _: CanRead,
     ai: web::Data<SharedAi>,
@@ -478,7 +494,7 @@ pub struct ExampleBody {
 
 /// Record a learning example, once per idempotency key
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/examples", tag = "ai", request_body = ExampleBody, params(("user" = Uuid, Path)),
-    responses((status = 201, body = schemas::RecordedExample), (status = 200, body = schemas::RecordedExample), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = ai_store::Recorded), (status = 200, body = ai_store::Recorded), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn record_example(
     _: CanWrite,
     ai: web::Data<SharedAi>,
@@ -517,7 +533,7 @@ pub struct ExportQuery {
 /// server holds one chunk at a time whatever the export's size. Every user's data: admin only.
 /// Learning examples as JSON lines, streamed (admin)
 #[utoipa::path(get, path = "/api/v1/ai/examples/export", tag = "ai", params(ExportQuery),
-    responses((status = 200, content_type = "application/x-ndjson", body = String), (status = 403, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, content_type = "application/x-ndjson", body = String)))]
 pub async fn export(
     _: CanAdmin,
     ai: web::Data<SharedAi>,
@@ -546,7 +562,7 @@ pub async fn export(
 
 /// Forget everything of a user in the AI store
 #[utoipa::path(delete, path = "/api/v1/ai/users/{user}", tag = "ai", params(("user" = Uuid, Path)),
-    responses((status = 200, body = schemas::ForgetReport)))]
+    responses((status = 200, body = ai_store::ForgetReport)))]
 pub async fn forget_user(
     _: CanWrite,
     ai: web::Data<SharedAi>,

@@ -9,14 +9,12 @@ use analytics::{
     Recorder,
 };
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{ProblemDocument, schemas};
 
 /// Rows one request may record.
 pub const MAX_BATCH: usize = 10_000;
@@ -83,15 +81,24 @@ fn accepted(outcomes: &[Recorded]) -> HttpResponse {
         .iter()
         .filter(|outcome| **outcome == Recorded::Dropped)
         .count();
-    HttpResponse::Accepted().json(json!({
-        "buffered": outcomes.len() - dropped,
-        "dropped": dropped,
-    }))
+    HttpResponse::Accepted().json(RecordedCount {
+        buffered: outcomes.len() - dropped,
+        dropped,
+    })
+}
+
+/// What a recording request left: points or events taken into the buffer, and those
+/// dropped because it was full (the server's overflow policy).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Recorded)]
+pub struct RecordedCount {
+    buffered: usize,
+    dropped: usize,
 }
 
 /// Record metric points (one, or an array of up to 10,000)
 #[utoipa::path(post, path = "/api/v1/analytics/metrics", tag = "analytics", request_body = OneOrMany<MetricBody>,
-    responses((status = 202, body = schemas::Recorded), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 202, body = RecordedCount)))]
 pub async fn record_metrics(
     _: CanWrite,
     recorder: web::Data<Recorder>,
@@ -114,7 +121,7 @@ pub async fn record_metrics(
 
 /// Record events (one, or an array of up to 10,000)
 #[utoipa::path(post, path = "/api/v1/analytics/events", tag = "analytics", request_body = OneOrMany<EventBody>,
-    responses((status = 202, body = schemas::Recorded), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 202, body = RecordedCount)))]
 pub async fn record_events(
     _: CanWrite,
     recorder: web::Data<Recorder>,
@@ -148,7 +155,7 @@ pub struct BucketsQuery {
 
 /// Time-bucketed aggregates of a metric
 #[utoipa::path(get, path = "/api/v1/analytics/metrics/{name}/buckets", tag = "analytics", params(("name" = String, Path), BucketsQuery),
-    responses((status = 200, body = Vec<schemas::MetricBucket>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<analytics::Aggregates>)))]
 pub async fn buckets(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,
@@ -186,7 +193,7 @@ pub struct DaysQuery {
 
 /// Events and unique users per kind and UTC day
 #[utoipa::path(get, path = "/api/v1/analytics/events/counts", tag = "analytics", params(DaysQuery),
-    responses((status = 200, body = Vec<schemas::EventCount>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<analytics::EventCount>)))]
 pub async fn event_counts(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,
@@ -200,7 +207,7 @@ pub async fn event_counts(
 
 /// The daily rollup, as of its last refresh
 #[utoipa::path(get, path = "/api/v1/analytics/daily-stats", tag = "analytics", params(DaysQuery),
-    responses((status = 200, body = Vec<schemas::EventCount>), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<analytics::EventCount>)))]
 pub async fn daily_stats(
     _: CanRead,
     analytics: web::Data<PgAnalytics>,

@@ -17,14 +17,12 @@ use ledger::{
     Amount, Asset, BatchMode, Ledger, LedgerError, MintNft, MoveNft, NftId, NftTransferId,
     RewardRequest, TransferId, TransferRequest, UserId, WalletId,
 };
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{ProblemDocument, schemas};
 
 pub type SharedLedger = Arc<dyn Ledger>;
 
@@ -128,7 +126,7 @@ pub struct OpenWallet {
 
 /// Open (or get) a user's wallet of an asset
 #[utoipa::path(post, path = "/api/v1/ledger/wallets", tag = "ledger", request_body = OpenWallet,
-    responses((status = 200, body = crate::openapi::schemas::Wallet), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = WalletView)))]
 pub async fn open_wallet(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -138,22 +136,34 @@ pub async fn open_wallet(
     let wallet = ledger
         .open_user_wallet(UserId(body.user_id), &asset)
         .await?;
-    Ok(HttpResponse::Ok().json(wallet_view(&wallet)))
+    Ok(HttpResponse::Ok().json(wallet_view(wallet)))
 }
 
-fn wallet_view(wallet: &ledger::Wallet) -> serde_json::Value {
-    let mut view = serde_json::to_value(wallet).unwrap_or_default();
-    view["available"] = json!(wallet.available());
-    view["spendable"] = json!(wallet.spendable());
-    view
+/// A wallet with what a client needs to decide on a transfer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WalletView {
+    #[serde(flatten)]
+    wallet: ledger::Wallet,
+    /// Posted minus holds.
+    available: i64,
+    /// What a transfer may take now; null when unbounded.
+    spendable: Option<i64>,
+}
+
+fn wallet_view(wallet: ledger::Wallet) -> WalletView {
+    WalletView {
+        available: wallet.available(),
+        spendable: wallet.spendable(),
+        wallet,
+    }
 }
 
 /// A wallet with its balances and limit
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}", tag = "ledger", params(("id" = Uuid, Path)),
-    responses((status = 200, body = crate::openapi::schemas::Wallet), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = WalletView)))]
 pub async fn wallet(_: CanRead, ledger: web::Data<SharedLedger>, id: web::Path<Uuid>) -> ApiResult {
     let wallet = ledger.wallet(WalletId(*id)).await?;
-    Ok(HttpResponse::Ok().json(wallet_view(&wallet)))
+    Ok(HttpResponse::Ok().json(wallet_view(wallet)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -165,7 +175,7 @@ pub struct StatementQuery {
 
 /// A page of a wallet's history, newest first, with running balances
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/statement", tag = "ledger", params(("id" = Uuid, Path), StatementQuery),
-    responses((status = 200, body = schemas::Statement), (status = 400, body = ProblemDocument, content_type = "application/problem+json"), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = ledger::Statement)))]
 pub async fn statement(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -185,7 +195,7 @@ pub struct BalanceQuery {
 
 /// A wallet's posted balance at a time (now by default)
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/balance", tag = "ledger", params(("id" = Uuid, Path), BalanceQuery),
-    responses((status = 200, body = schemas::BalanceAt), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = BalanceAt)))]
 pub async fn balance_at(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -194,7 +204,19 @@ pub async fn balance_at(
 ) -> ApiResult {
     let at = query.at.unwrap_or_else(Utc::now);
     let posted = ledger.balance_at(WalletId(*id), at).await?;
-    Ok(HttpResponse::Ok().json(json!({ "wallet": *id, "at": at, "posted": posted })))
+    Ok(HttpResponse::Ok().json(BalanceAt {
+        wallet: *id,
+        at,
+        posted,
+    }))
+}
+
+/// A wallet's posted balance at a time.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BalanceAt {
+    wallet: Uuid,
+    at: DateTime<Utc>,
+    posted: i64,
 }
 
 // --- transfers -----------------------------------------------------------------------------
@@ -248,8 +270,8 @@ impl NewTransfer {
 /// Apply a transfer (or a hold), idempotently by its id or Idempotency-Key
 #[utoipa::path(post, path = "/api/v1/ledger/transfers", tag = "ledger", request_body = NewTransfer,
     params(("Idempotency-Key" = Option<String>, Header, description = "a UUID, or any text mapped to one")),
-    responses((status = 201, description = "applied now", body = crate::openapi::schemas::Applied), (status = 200, description = "a replay", body = crate::openapi::schemas::Applied),
-        (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, description = "applied now", body = ledger::Applied), (status = 200, description = "a replay", body = ledger::Applied),
+        (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn transfer(
     _: CanWrite,
     request: HttpRequest,
@@ -272,7 +294,7 @@ pub struct NewBatch {
 
 /// Apply up to 10,000 transfers, linked (all or none) or independent
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/batch", tag = "ledger", request_body = NewBatch,
-    responses((status = 200, body = schemas::BatchOutcome), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = BatchOutcome)))]
 pub async fn batch(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -290,20 +312,43 @@ pub async fn batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let results = ledger.submit(requests, body.mode).await?;
-    let items: Vec<serde_json::Value> = results
-        .iter()
+    let applied = results.iter().filter(|result| result.is_ok()).count();
+    let results = results
+        .into_iter()
         .map(|result| match result {
-            Ok(applied) => json!({ "ok": applied }),
-            Err(error) => json!({ "error": ApiError::from(error).problem() }),
+            Ok(applied) => BatchItem {
+                ok: Some(applied),
+                error: None,
+            },
+            Err(error) => BatchItem {
+                ok: None,
+                error: Some(ApiError::from(error).problem().clone()),
+            },
         })
         .collect();
-    let applied = results.iter().filter(|result| result.is_ok()).count();
-    Ok(HttpResponse::Ok().json(json!({ "applied": applied, "results": items })))
+    Ok(HttpResponse::Ok().json(BatchOutcome { applied, results }))
+}
+
+/// A batch's outcome, item by item in the order submitted.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchOutcome {
+    /// Items applied.
+    applied: usize,
+    results: Vec<BatchItem>,
+}
+
+/// One item of a batch: `ok` when it applied, else `error`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchItem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ok: Option<ledger::Applied>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<http_problem::Problem>,
 }
 
 /// A transfer
 #[utoipa::path(get, path = "/api/v1/ledger/transfers/{id}", tag = "ledger", params(("id" = Uuid, Path)),
-    responses((status = 200, body = crate::openapi::schemas::Transfer), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = ledger::Transfer)))]
 pub async fn get_transfer(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -326,7 +371,7 @@ pub struct Resolve {
 
 /// Post a pending transfer, wholly or partly
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/post", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
-    responses((status = 201, body = crate::openapi::schemas::Applied), (status = 200, body = crate::openapi::schemas::Applied), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = ledger::Applied), (status = 200, body = ledger::Applied), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn post_pending(
     _: CanWrite,
     request: HttpRequest,
@@ -344,7 +389,7 @@ pub async fn post_pending(
 
 /// Void a pending transfer
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/void", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
-    responses((status = 201, body = crate::openapi::schemas::Applied), (status = 200, body = crate::openapi::schemas::Applied), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = ledger::Applied), (status = 200, body = ledger::Applied), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn void_pending(
     _: CanWrite,
     request: HttpRequest,
@@ -381,7 +426,7 @@ pub struct NewNft {
 
 /// Mint an NFT
 #[utoipa::path(post, path = "/api/v1/ledger/nfts", tag = "ledger", request_body = NewNft,
-    responses((status = 201, body = schemas::Nft), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 201, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn mint(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -407,7 +452,7 @@ pub struct OwnerQuery {
 
 /// A user's NFTs
 #[utoipa::path(get, path = "/api/v1/ledger/nfts", tag = "ledger", params(OwnerQuery),
-    responses((status = 200, body = Vec<schemas::Nft>)))]
+    responses((status = 200, body = Vec<ledger::Nft>)))]
 pub async fn nfts_of(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -419,12 +464,19 @@ pub async fn nfts_of(
 
 /// An NFT and its history
 #[utoipa::path(get, path = "/api/v1/ledger/nfts/{id}", tag = "ledger", params(("id" = Uuid, Path)),
-    responses((status = 200, body = schemas::NftWithHistory), (status = 404, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = NftWithHistory)))]
 pub async fn nft(_: CanRead, ledger: web::Data<SharedLedger>, id: web::Path<Uuid>) -> ApiResult {
     let id = NftId(*id);
     let nft = ledger.nft(id).await?;
     let history = ledger.nft_history(id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "nft": nft, "history": history })))
+    Ok(HttpResponse::Ok().json(NftWithHistory { nft, history }))
+}
+
+/// A token and its movements, oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NftWithHistory {
+    nft: ledger::Nft,
+    history: Vec<ledger::NftMovement>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -437,7 +489,7 @@ pub struct NftMove {
 
 /// Transfer an NFT to another user
 #[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/transfer", tag = "ledger", request_body = NftMove, params(("id" = Uuid, Path)),
-    responses((status = 200, body = schemas::Nft), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn move_nft(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -462,7 +514,7 @@ pub struct NftBurn {
 
 /// Burn an NFT
 #[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/burn", tag = "ledger", request_body = NftBurn, params(("id" = Uuid, Path)),
-    responses((status = 200, body = schemas::Nft), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn burn_nft(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -505,7 +557,7 @@ pub struct NewReward {
 
 /// Pay a reward from the rewards pool, once per (user, reason, reference)
 #[utoipa::path(post, path = "/api/v1/ledger/rewards", tag = "ledger", request_body = NewReward,
-    responses((status = 200, body = schemas::Reward), (status = 404, body = ProblemDocument, content_type = "application/problem+json"), (status = 409, body = ProblemDocument, content_type = "application/problem+json"), (status = 422, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = ledger::Reward), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn pay_reward(
     _: CanWrite,
     ledger: web::Data<SharedLedger>,
@@ -533,7 +585,7 @@ pub struct RewardsQuery {
 
 /// A user's rewards
 #[utoipa::path(get, path = "/api/v1/ledger/rewards", tag = "ledger", params(RewardsQuery),
-    responses((status = 200, body = Vec<schemas::Reward>), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<ledger::Reward>)))]
 pub async fn rewards_of(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -555,7 +607,7 @@ pub struct BlocksQuery {
 
 /// Sealed blocks from a height
 #[utoipa::path(get, path = "/api/v1/ledger/blocks", tag = "ledger", params(BlocksQuery),
-    responses((status = 200, body = Vec<schemas::Block>), (status = 400, body = ProblemDocument, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<ledger::Block>)))]
 pub async fn blocks(
     _: CanRead,
     ledger: web::Data<SharedLedger>,
@@ -572,11 +624,19 @@ pub async fn blocks(
 
 /// Recompute the chain of blocks
 #[utoipa::path(get, path = "/api/v1/ledger/blocks/verify", tag = "ledger",
-    responses((status = 200, body = schemas::ChainVerification)))]
+    responses((status = 200, body = VerifiedChain)))]
 pub async fn verify_blocks(_: CanRead, ledger: web::Data<SharedLedger>) -> ApiResult {
     let verification = ledger.verify_chain().await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "valid": verification.is_valid(),
-        "verification": verification,
-    })))
+    Ok(HttpResponse::Ok().json(VerifiedChain {
+        valid: verification.is_valid(),
+        verification,
+    }))
+}
+
+/// The chain's verification.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ChainVerification)]
+pub struct VerifiedChain {
+    valid: bool,
+    verification: ledger::ChainVerification,
 }

@@ -172,7 +172,7 @@ async fn a_ledger_flow_over_http() {
     let schema = |name: &str| documented_fields(&document, name);
     assert_eq!(fields(&first["transfer"]), schema("Transfer"));
     assert_eq!(fields(&first), schema("Applied"));
-    assert_eq!(fields(&bob_view), schema("Wallet"));
+    assert_eq!(fields(&bob_view), schema("WalletView"));
     let id = first["transfer"]["id"].as_str().unwrap();
     let (status, stored) = api.get(&format!("/api/v1/ledger/transfers/{id}")).await;
     assert_eq!((status, stored["reason"].as_str()), (200, Some("dinner")));

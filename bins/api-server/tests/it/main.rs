@@ -45,9 +45,25 @@ pub(crate) fn fields(value: &Value) -> Vec<String> {
     keys
 }
 
-/// The field names the OpenAPI `document` gives schema `name`, sorted.
+/// The field names the OpenAPI `document` gives schema `name`, sorted: its own properties and
+/// those of the schemas it is composed of (`allOf`, as `#[serde(flatten)]` documents).
 pub(crate) fn documented_fields(document: &Value, name: &str) -> Vec<String> {
-    fields(&document["components"]["schemas"][name]["properties"])
+    fn collect(document: &Value, schema: &Value, into: &mut Vec<String>) {
+        if let Some(reference) = schema["$ref"].as_str() {
+            let name = reference.trim_start_matches("#/components/schemas/");
+            return collect(document, &document["components"]["schemas"][name], into);
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            into.extend(properties.keys().cloned());
+        }
+        for part in schema["allOf"].as_array().into_iter().flatten() {
+            collect(document, part, into);
+        }
+    }
+    let mut names = Vec::new();
+    collect(document, &document["components"]["schemas"][name], &mut names);
+    names.sort();
+    names
 }
 
 /// The JSON answer of a plain `GET` of `url`.

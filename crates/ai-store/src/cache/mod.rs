@@ -54,16 +54,30 @@ pub enum Ttl {
 
 /// A cached value and what is known of its entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = CacheEntry))]
 pub struct CachedValue {
     pub value: serde_json::Value,
     /// `None`: never expires.
     pub expires_at: Option<DateTime<Utc>>,
     /// Set for sliding entries: each hit moves the expiry to this long after it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<SerializedDuration>))]
     pub sliding_ttl: Option<Duration>,
     /// Hits so far, including those not yet written (as of the last database read when the
     /// answer came from the in-process tier).
     pub hit_count: i64,
     pub created_at: DateTime<Utc>,
+}
+
+/// How serde writes a [`Duration`]: whole seconds and the nanoseconds beyond them (the
+/// document's shape of [`CachedValue::sliding_ttl`]).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(as = Duration)]
+#[allow(dead_code)]
+pub struct SerializedDuration {
+    secs: u64,
+    nanos: u32,
 }
 
 /// Lookups since this cache was started, by outcome.

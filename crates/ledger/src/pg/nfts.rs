@@ -38,6 +38,7 @@ pub struct MoveNft {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Nft {
     pub id: NftId,
     /// `None` once burned.
@@ -51,6 +52,7 @@ pub struct Nft {
 
 /// One recorded movement: a mint has no `from`, a burn no `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NftMovement {
     pub id: NftTransferId,
     pub nft: NftId,

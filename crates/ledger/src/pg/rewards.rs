@@ -32,6 +32,7 @@ pub struct RewardRequest {
 
 /// A paid reward.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reward {
     /// Also the id of its transfer.
     pub id: TransferId,

@@ -31,6 +31,7 @@ pub const GENESIS_PREVIOUS_HASH: Hash = [0; 32];
 const SEALER_LOCK: i64 = 0x666f_6469_7365_616c; // "fodiseal"
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Block {
     pub height: i64,
     /// Position of the last transfer the block covers; it covers everything after the
@@ -38,16 +39,21 @@ pub struct Block {
     pub last_position: Position,
     pub transaction_count: i32,
     #[serde(with = "hex_hash")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub merkle_root: Hash,
     #[serde(with = "hex_hash")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub previous_hash: Hash,
     #[serde(with = "hex_hash")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub hash: Hash,
     pub sealed_at: DateTime<Utc>,
 }
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ChainCheck))]
 pub struct ChainVerification {
     pub blocks_checked: i64,
     pub transfers_checked: i64,
@@ -62,12 +68,14 @@ impl ChainVerification {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvalidBlock {
     pub height: i64,
     pub problem: BlockProblem,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BlockProblem {
     /// Heights are not consecutive from zero.
