@@ -182,19 +182,19 @@ impl Application {
         let prometheus = observability::prometheus(bridge.as_ref());
 
         let ai = if manages(&settings, "ai") {
-            Some(PgAiStore::start(db.clone(), settings.ai.config()).await?)
+            Some(PgAiStore::start(db.clone(), settings.ai.clone()).await?)
         } else {
             None
         };
         let ai_data: Option<web::Data<api::ai::SharedAi>> =
             ai.clone().map(|ai| web::Data::new(Arc::new(ai)));
         let ledger = manages(&settings, "blockchain")
-            .then(|| Arc::new(PgLedger::new(db.clone(), settings.ledger.config())));
+            .then(|| Arc::new(PgLedger::new(db.clone(), settings.ledger.clone())));
         let ledger_data: Option<web::Data<api::ledger::SharedLedger>> = ledger
             .clone()
             .map(|ledger| web::Data::new(ledger as api::ledger::SharedLedger));
         let analytics = manages(&settings, "analytics")
-            .then(|| PgAnalytics::new(db.clone(), settings.analytics.partitions()));
+            .then(|| PgAnalytics::new(db.clone(), settings.analytics.partitions.clone()));
         if let Some(analytics) = &analytics
             && let Err(error) = analytics.maintain_partitions().await
         {
@@ -202,7 +202,7 @@ impl Application {
             tracing::warn!(%error, "cannot create the analytics partitions yet");
         }
         let analytics_data = analytics.clone().map(web::Data::new);
-        let recorder = Recorder::start(&db, settings.analytics.recorder());
+        let recorder = Recorder::start(&db, settings.analytics.recorder.clone());
         let recorder_data = web::Data::new(recorder.clone());
         if let Some(bridge) = &bridge {
             // Runs until the recorder is closed at shutdown.

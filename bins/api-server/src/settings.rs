@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ai_store::{AiConfig, CacheConfig, RetentionConfig};
+use ai_store::AiConfig;
 use analytics::{PartitionConfig, RecorderConfig};
 use db_core::DbConfig;
+use db_core::settings::{at_least_one, positive_duration};
 use ledger::LedgerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -19,100 +20,15 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub orchestrator: OrchestratorSettings,
     pub jobs: JobSettings,
-    pub ai: AiSettings,
-    pub ledger: LedgerSettings,
+    /// The AI store's own configuration (`[ai.cache]`, `[ai.retention]`, `[ai.retry]`).
+    pub ai: AiConfig,
+    /// The ledger's own configuration (`[ledger]`, `[ledger.retry]`).
+    pub ledger: LedgerConfig,
     pub analytics: AnalyticsSettings,
 }
 
-/// The AI store's cache and retention ([`ai_store::AiConfig`]; the rest keeps its defaults).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AiSettings {
-    /// Lifetime of a cache entry stored without a TTL of its own.
-    #[serde(with = "humantime_serde")]
-    pub cache_default_ttl: Duration,
-    /// Entries of the in-process cache tier, kept coherent with other processes by `NOTIFY`;
-    /// 0 turns it off.
-    pub cache_local_entries: u64,
-    /// How often hit counts gathered in memory are written to the entries.
-    #[serde(with = "humantime_serde")]
-    pub cache_hit_flush_interval: Duration,
-    /// Messages older than this are removed (by `jobs.ai_maintenance`); unset keeps them.
-    #[serde(with = "humantime_serde")]
-    pub message_retention: Option<Duration>,
-    /// Deleted conversations are purged, with their messages, this long after deletion.
-    #[serde(with = "humantime_serde")]
-    pub deleted_conversation_retention: Duration,
-    /// Learning examples older than this are removed; unset keeps them.
-    #[serde(with = "humantime_serde")]
-    pub learning_example_retention: Option<Duration>,
-}
-
-impl Default for AiSettings {
-    fn default() -> Self {
-        let AiConfig {
-            cache, retention, ..
-        } = AiConfig::default();
-        Self {
-            cache_default_ttl: cache.default_ttl,
-            cache_local_entries: cache.local_entries,
-            cache_hit_flush_interval: cache.hit_flush_interval,
-            message_retention: retention.messages,
-            deleted_conversation_retention: retention.deleted_conversations,
-            learning_example_retention: retention.learning_data,
-        }
-    }
-}
-
-impl AiSettings {
-    /// The store's configuration: these settings over its defaults.
-    pub fn config(&self) -> AiConfig {
-        let defaults = AiConfig::default();
-        AiConfig {
-            cache: CacheConfig {
-                default_ttl: self.cache_default_ttl,
-                local_entries: self.cache_local_entries,
-                hit_flush_interval: self.cache_hit_flush_interval,
-                ..defaults.cache
-            },
-            retention: RetentionConfig {
-                messages: self.message_retention,
-                deleted_conversations: self.deleted_conversation_retention,
-                learning_data: self.learning_example_retention,
-                ..defaults.retention
-            },
-            ..defaults
-        }
-    }
-}
-
-/// The ledger's sealing ([`ledger::LedgerConfig`]; the rest keeps its defaults).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LedgerSettings {
-    /// Most transfers one sealed block covers.
-    pub block_size: u32,
-}
-
-impl Default for LedgerSettings {
-    fn default() -> Self {
-        Self {
-            block_size: LedgerConfig::default().block_size,
-        }
-    }
-}
-
-impl LedgerSettings {
-    /// The ledger's configuration: these settings over its defaults.
-    pub fn config(&self) -> LedgerConfig {
-        LedgerConfig {
-            block_size: self.block_size,
-            ..LedgerConfig::default()
-        }
-    }
-}
-
-/// The bridge from this server's own metrics into `analytics.metrics`.
+/// Analytics: the crate's recorder and partitions as it configures them, and the bridge from
+/// this server's own metrics into `analytics.metrics`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalyticsSettings {
@@ -123,52 +39,17 @@ pub struct AnalyticsSettings {
     /// How often the selected metrics are copied.
     #[serde(with = "humantime_serde")]
     pub bridge_interval: Duration,
-    /// Days of metrics and events kept, today included; older daily partitions are dropped
-    /// (by `jobs.partition_maintenance`).
-    pub retention_days: u32,
-    /// Days after today that always have their partitions.
-    pub partition_days_ahead: u32,
-    /// Rows the recorder holds while they wait to be written, at most; beyond it new rows are
-    /// dropped and counted, so a database outage never grows the server's memory.
-    pub recorder_buffer_rows: usize,
-    /// A partial batch of recorded rows is written at least this often.
-    #[serde(with = "humantime_serde")]
-    pub recorder_flush_interval: Duration,
-    /// Series (label combinations) one metric may have; points of further series are refused.
-    pub max_series_per_metric: u32,
+    pub recorder: RecorderConfig,
+    pub partitions: PartitionConfig,
 }
 
 impl Default for AnalyticsSettings {
     fn default() -> Self {
-        let (partitions, recorder) = (PartitionConfig::default(), RecorderConfig::default());
         Self {
             bridge_metrics: Vec::new(),
             bridge_interval: Duration::from_secs(60),
-            retention_days: partitions.retention_days,
-            partition_days_ahead: partitions.days_ahead,
-            recorder_buffer_rows: recorder.buffer_rows,
-            recorder_flush_interval: recorder.flush_interval,
-            max_series_per_metric: recorder.max_series_per_metric,
-        }
-    }
-}
-
-impl AnalyticsSettings {
-    /// The partitions' configuration.
-    pub fn partitions(&self) -> PartitionConfig {
-        PartitionConfig {
-            days_ahead: self.partition_days_ahead,
-            retention_days: self.retention_days,
-        }
-    }
-
-    /// The recorder's configuration: these settings over its defaults.
-    pub fn recorder(&self) -> RecorderConfig {
-        RecorderConfig {
-            buffer_rows: self.recorder_buffer_rows,
-            flush_interval: self.recorder_flush_interval,
-            max_series_per_metric: self.max_series_per_metric,
-            ..RecorderConfig::default()
+            recorder: RecorderConfig::default(),
+            partitions: PartitionConfig::default(),
         }
     }
 }
@@ -293,85 +174,36 @@ impl Settings {
                 anyhow::bail!("a token is shorter than 16 characters");
             }
         }
-        for (name, interval) in self.intervals() {
-            if interval.is_some_and(|interval| interval.is_zero()) {
-                anyhow::bail!("{name} must be longer than zero");
-            }
+        let intervals = [
+            ("server.request_timeout", self.server.request_timeout),
+            ("jobs.ai_maintenance", self.jobs.ai_maintenance),
+            ("jobs.ledger_sealer", self.jobs.ledger_sealer),
+            ("jobs.daily_stats_refresh", self.jobs.daily_stats_refresh),
+            (
+                "jobs.partition_maintenance",
+                self.jobs.partition_maintenance,
+            ),
+            ("analytics.bridge_interval", self.analytics.bridge_interval),
+        ];
+        for (key, interval) in intervals {
+            positive_duration(key, interval)?;
         }
-        for (name, count) in self.counts() {
-            if count == 0 {
-                anyhow::bail!("{name} must be at least 1");
-            }
+        at_least_one("server.max_body_bytes", self.server.max_body_bytes as u64)?;
+        // Each crate refuses what it cannot work with; the key names the section it sits in.
+        let sections = [
+            ("database", self.database.validate()),
+            ("ai", self.ai.validate()),
+            ("ledger", self.ledger.validate()),
+            ("analytics.recorder", self.analytics.recorder.validate()),
+            ("analytics.partitions", self.analytics.partitions.validate()),
+        ];
+        for (section, checked) in sections {
+            checked.map_err(|error| error.within(section))?;
         }
         if self.orchestrator.enabled && self.orchestrator.binary.is_none() {
             anyhow::bail!("orchestrator.enabled needs orchestrator.binary (or GO_BACKEND_BINARY)");
         }
         Ok(())
-    }
-
-    /// The durations that must be longer than zero, by key: an interval of zero is a busy
-    /// loop, a timeout of zero refuses every call, a retention of zero deletes everything.
-    /// `None`: an unset retention, which keeps everything.
-    fn intervals(&self) -> [(&'static str, Option<Duration>); 13] {
-        [
-            ("server.request_timeout", Some(self.server.request_timeout)),
-            (
-                "database.acquire_timeout",
-                Some(self.database.acquire_timeout),
-            ),
-            ("jobs.ai_maintenance", Some(self.jobs.ai_maintenance)),
-            ("jobs.ledger_sealer", Some(self.jobs.ledger_sealer)),
-            (
-                "jobs.daily_stats_refresh",
-                Some(self.jobs.daily_stats_refresh),
-            ),
-            (
-                "jobs.partition_maintenance",
-                Some(self.jobs.partition_maintenance),
-            ),
-            ("ai.cache_default_ttl", Some(self.ai.cache_default_ttl)),
-            (
-                "ai.cache_hit_flush_interval",
-                Some(self.ai.cache_hit_flush_interval),
-            ),
-            ("ai.message_retention", self.ai.message_retention),
-            (
-                "ai.deleted_conversation_retention",
-                Some(self.ai.deleted_conversation_retention),
-            ),
-            (
-                "ai.learning_example_retention",
-                self.ai.learning_example_retention,
-            ),
-            (
-                "analytics.bridge_interval",
-                Some(self.analytics.bridge_interval),
-            ),
-            (
-                "analytics.recorder_flush_interval",
-                Some(self.analytics.recorder_flush_interval),
-            ),
-        ]
-    }
-
-    /// Every count that must be at least 1, by its key.
-    fn counts(&self) -> [(&'static str, u64); 5] {
-        [
-            ("server.max_body_bytes", self.server.max_body_bytes as u64),
-            ("ledger.block_size", u64::from(self.ledger.block_size)),
-            (
-                "analytics.retention_days",
-                u64::from(self.analytics.retention_days),
-            ),
-            (
-                "analytics.recorder_buffer_rows",
-                self.analytics.recorder_buffer_rows as u64,
-            ),
-            (
-                "analytics.max_series_per_metric",
-                u64::from(self.analytics.max_series_per_metric),
-            ),
-        ]
     }
 
     /// The settings as `--print-config` shows them: tokens and passwords replaced.

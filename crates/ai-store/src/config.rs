@@ -1,12 +1,16 @@
-//! Settings of the AI store. Defaults suit one api-server; the binary that composes the store
-//! maps its own configuration onto these.
+//! Settings of the AI store. Defaults suit one api-server; a binary embeds [`AiConfig`] in its
+//! own configuration (it deserialises, every field optional) and calls
+//! [`AiConfig::validate`] before starting the store.
 
 use std::time::Duration;
 
 use db_core::RetryPolicy;
+use db_core::settings::{InvalidSetting, at_least_one, positive_duration};
+use serde::{Deserialize, Serialize};
 
 /// Everything the store can be tuned with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AiConfig {
     pub cache: CacheConfig,
     pub retention: RetentionConfig,
@@ -14,18 +18,21 @@ pub struct AiConfig {
     pub retry: RetryPolicy,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Lifetime of an entry set with [`crate::Ttl::Default`].
+    #[serde(with = "humantime_serde")]
     pub default_ttl: Duration,
     /// Entries of the optional in-process tier; 0 turns it off. Entries with a sliding TTL are
     /// never held there (each hit must reach the database to extend them).
     pub local_entries: u64,
     /// How often hit counts gathered in memory are written to the entries. Each write updates
     /// every entry hit since the last: a longer interval merges more hits of one entry into
-    /// one row update, at the price of counts that lag by as much (in the benchmark, hits
-    /// spread evenly over 100,000 entries: 0.46 of `pgbench -S` writing every second, 0.63
-    /// every 10 s, 0.66 never). [`crate::PgResponseCache::flush_hits`] writes them at once (at shutdown).
+    /// one row update, at the price of counts that lag by as much (what each interval costs
+    /// is measured in docs/benchmarks.md). [`crate::PgResponseCache::flush_hits`] writes them
+    /// at once (at shutdown).
+    #[serde(with = "humantime_serde")]
     pub hit_flush_interval: Duration,
     /// Rows one cleanup statement removes at most: each batch holds its locks briefly.
     pub cleanup_batch: u32,
@@ -52,13 +59,17 @@ impl Default for CacheConfig {
 }
 
 /// What [`crate::PgAiStore::run_maintenance`] removes, and how much per run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Messages older than this are removed; `None` keeps them.
+    #[serde(with = "humantime_serde")]
     pub messages: Option<Duration>,
     /// Soft-deleted conversations are purged (with their messages) this long after deletion.
+    #[serde(with = "humantime_serde")]
     pub deleted_conversations: Duration,
     /// Learning examples older than this are removed; `None` keeps them.
+    #[serde(with = "humantime_serde")]
     pub learning_data: Option<Duration>,
     /// Most rows one run removes from each table: a run stays short, the next one continues.
     pub max_rows_per_run: u32,
@@ -75,5 +86,34 @@ impl Default for RetentionConfig {
             max_rows_per_run: 100_000,
             batch: 5_000,
         }
+    }
+}
+
+impl AiConfig {
+    /// Refuses what would break the store later: zero durations (a busy loop, or a retention
+    /// that deletes everything), zero connections or batch sizes.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let (cache, retention) = (&self.cache, &self.retention);
+        positive_duration("cache.default_ttl", cache.default_ttl)?;
+        positive_duration("cache.hit_flush_interval", cache.hit_flush_interval)?;
+        at_least_one("cache.cleanup_batch", u64::from(cache.cleanup_batch))?;
+        at_least_one("cache.connections", cache.connections as u64)?;
+        let retentions = [
+            ("retention.messages", retention.messages),
+            (
+                "retention.deleted_conversations",
+                Some(retention.deleted_conversations),
+            ),
+            ("retention.learning_data", retention.learning_data),
+        ];
+        for (key, age) in retentions {
+            age.map_or(Ok(()), |age| positive_duration(key, age))?;
+        }
+        at_least_one(
+            "retention.max_rows_per_run",
+            u64::from(retention.max_rows_per_run),
+        )?;
+        at_least_one("retention.batch", u64::from(retention.batch))?;
+        self.retry.validate().map_err(|error| error.within("retry"))
     }
 }

@@ -1,19 +1,26 @@
-//! Settings of the recorder and of partition maintenance. Defaults suit one api-server; the
-//! binary that composes the crate maps its own configuration onto these.
+//! Settings of the recorder and of partition maintenance. Defaults suit one api-server; a
+//! binary embeds them in its own configuration (they deserialise, every field optional) and
+//! calls their `validate()` before starting.
 
 use std::time::Duration;
 
-/// What `record` does when the buffer is full (the database is slow or down).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use db_core::settings::{InvalidSetting, at_least_one, positive_duration};
+use serde::{Deserialize, Serialize};
+
+/// What `record` does when the buffer is full (the database is slow or down): `"drop"`, or
+/// `{ wait = "50ms" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Overflow {
     /// Drop the row at once and count it (`RecorderStats::dropped`,
     /// `analytics_recorder_dropped_total`): the caller is never slowed down.
     Drop,
     /// Wait up to this long for room, then drop and count.
-    Wait(Duration),
+    Wait(#[serde(with = "humantime_serde")] Duration),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RecorderConfig {
     /// Rows (metric points and events together) waiting to be written, at most. Memory stays
     /// below this plus two batches whatever happens to the database.
@@ -22,6 +29,7 @@ pub struct RecorderConfig {
     pub batch_rows: usize,
     /// A partial batch is written at least this often; while the database fails, writing is
     /// retried this often.
+    #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     pub overflow: Overflow,
     /// Series (label combinations) one metric may have; points of further series are
@@ -29,6 +37,7 @@ pub struct RecorderConfig {
     pub max_series_per_metric: u32,
     /// How long `close` keeps retrying to write what is buffered while the database fails;
     /// rows still unwritten then are counted as dropped.
+    #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
 }
 
@@ -46,7 +55,8 @@ impl Default for RecorderConfig {
 }
 
 /// Daily partitions of `analytics.metrics` and `analytics.events`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PartitionConfig {
     /// Days after today (UTC) that always have their partitions.
     pub days_ahead: u32,
@@ -60,5 +70,25 @@ impl Default for PartitionConfig {
             days_ahead: 3,
             retention_days: 90,
         }
+    }
+}
+
+impl RecorderConfig {
+    /// Refuses a recorder that could hold nothing or never write.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        at_least_one("buffer_rows", self.buffer_rows as u64)?;
+        at_least_one("batch_rows", self.batch_rows as u64)?;
+        positive_duration("flush_interval", self.flush_interval)?;
+        at_least_one(
+            "max_series_per_metric",
+            u64::from(self.max_series_per_metric),
+        )
+    }
+}
+
+impl PartitionConfig {
+    /// Refuses a retention of zero days, which would drop today's partition.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        at_least_one("retention_days", u64::from(self.retention_days))
     }
 }

@@ -53,6 +53,12 @@ impl Default for DbConfig {
 }
 
 impl DbConfig {
+    /// Refuses a pool that could never hand out a connection.
+    pub fn validate(&self) -> Result<(), crate::settings::InvalidSetting> {
+        crate::settings::positive_duration("acquire_timeout", self.acquire_timeout)?;
+        crate::settings::at_least_one("max_connections", u64::from(self.max_connections))
+    }
+
     /// A configuration for an explicit server URL, other settings at their defaults.
     pub fn with_url(url: impl Into<String>) -> Self {
         Self {

@@ -25,6 +25,7 @@ mod ids;
 pub use ids::UserId;
 pub mod migrate;
 mod retry;
+pub mod settings;
 mod target;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -25,14 +25,24 @@ impl RetryableError for DbError {
 }
 
 /// How often and how patiently to retry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first one included.
     pub max_attempts: usize,
     /// Delay before the first retry; each later one doubles it, with full jitter.
+    #[serde(with = "humantime_serde")]
     pub first_delay: Duration,
     /// Upper bound of a single delay.
+    #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Refuses a policy that never tries.
+    pub fn validate(&self) -> Result<(), crate::settings::InvalidSetting> {
+        crate::settings::at_least_one("max_attempts", self.max_attempts as u64)
+    }
 }
 
 impl Default for RetryPolicy {

@@ -335,13 +335,20 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
     let refused = timed.check().unwrap_err().to_string();
     assert!(refused.contains("jobs.ledger_sealer"), "{refused}");
     let mut forgetful = Settings::default();
-    forgetful.ai.message_retention = Some(Duration::ZERO);
+    forgetful.ai.retention.messages = Some(Duration::ZERO);
     let refused = forgetful.check().unwrap_err().to_string();
-    assert!(refused.contains("ai.message_retention"), "{refused}");
+    assert!(refused.contains("ai.retention.messages"), "{refused}");
     let mut empty = Settings::default();
-    empty.analytics.retention_days = 0;
+    empty.analytics.partitions.retention_days = 0;
     let refused = empty.check().unwrap_err().to_string();
-    assert!(refused.contains("analytics.retention_days"), "{refused}");
+    assert!(
+        refused.contains("analytics.partitions.retention_days"),
+        "{refused}"
+    );
+    let mut unconnected = Settings::default();
+    unconnected.ledger.engine_connections = 0;
+    let refused = unconnected.check().unwrap_err().to_string();
+    assert!(refused.contains("ledger.engine_connections"), "{refused}");
 
     let mut seeded = Settings::default();
     seeded

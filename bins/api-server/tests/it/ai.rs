@@ -325,12 +325,12 @@ async fn concurrent_cache_reads_each_get_their_own_answer() {
     running.await.unwrap().unwrap();
 }
 
-/// `ai.message_retention` reaches the store: the maintenance job removes older messages.
+/// `ai.retention.messages` reaches the store: the maintenance job removes older messages.
 #[tokio::test]
 async fn messages_past_the_configured_retention_are_removed() {
     let db = TestDb::new(api_server::all_sets()).await;
     let mut settings = with_database(&db);
-    settings.ai.message_retention = Some(Duration::from_secs(24 * 3600));
+    settings.ai.retention.messages = Some(Duration::from_secs(24 * 3600));
     settings.jobs.ai_maintenance = Duration::from_millis(100);
     let (base, handle, running) = spawn(settings).await;
     let api = Api::new(&base);

@@ -61,7 +61,11 @@ pub(crate) fn documented_fields(document: &Value, name: &str) -> Vec<String> {
         }
     }
     let mut names = Vec::new();
-    collect(document, &document["components"]["schemas"][name], &mut names);
+    collect(
+        document,
+        &document["components"]["schemas"][name],
+        &mut names,
+    );
     names.sort();
     names
 }
@@ -298,21 +302,20 @@ fn the_example_configuration_documents_the_defaults() {
     assert_eq!(as_json(&documented), as_json(&Settings::default()));
 
     // And lists every setting that has a value by default (a missing key would still load,
-    // at its default): the keys of the defaults against the example's own.
-    let file: toml::Value = toml::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
-    let defaults = as_json(&Settings::default());
-    for (section, settings) in defaults.as_object().unwrap() {
-        for (key, value) in settings.as_object().unwrap() {
-            let listed = file
-                .get(section)
-                .and_then(|section| section.get(key))
-                .is_some();
-            assert!(
-                listed || value.is_null(),
-                "{section}.{key} is not in the example"
-            );
+    // at its default): the keys of the defaults against the example's own, section by
+    // section, nested sections ([ai.cache]) included.
+    fn listed(defaults: &Value, file: &toml::Value, path: &str) {
+        for (key, value) in defaults.as_object().unwrap() {
+            let here = format!("{path}.{key}");
+            match (value, file.get(key)) {
+                (Value::Object(_), Some(section)) => listed(value, section, &here),
+                (Value::Null, _) | (_, Some(_)) => {}
+                (_, None) => panic!("{here} is not in the example"),
+            }
         }
     }
+    let file: toml::Value = toml::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    listed(&as_json(&Settings::default()), &file, "");
 }
 
 #[tokio::test]

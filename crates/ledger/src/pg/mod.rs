@@ -65,8 +65,10 @@ macro_rules! on_connection {
 pub use engine::MAX_BATCH;
 pub use history::MAX_STATEMENT_PAGE;
 
-/// Settings of the ledger.
-#[derive(Debug, Clone)]
+/// Settings of the ledger. A binary embeds it in its own configuration (it deserialises,
+/// every field optional) and calls [`LedgerConfig::validate`] before starting the ledger.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
     /// Balance rows of each new system wallet. More shards let more transfers touch a system
     /// wallet at once; reading its balance sums them.
@@ -77,6 +79,22 @@ pub struct LedgerConfig {
     pub block_size: u32,
     /// Connections that submit transfers (see [`db_core::DirectPool`]: no ping on release).
     pub engine_connections: usize,
+}
+
+impl LedgerConfig {
+    /// Refuses what the ledger cannot work with.
+    pub fn validate(&self) -> Result<(), db_core::settings::InvalidSetting> {
+        use db_core::settings::{InvalidSetting, at_least_one};
+        if !(1..=64).contains(&self.system_wallet_shards) {
+            return Err(InvalidSetting::new(
+                "system_wallet_shards",
+                "must be 1 to 64 (the schema's wallets_shard_count_range)",
+            ));
+        }
+        at_least_one("block_size", u64::from(self.block_size))?;
+        at_least_one("engine_connections", self.engine_connections as u64)?;
+        self.retry.validate().map_err(|error| error.within("retry"))
+    }
 }
 
 impl Default for LedgerConfig {
