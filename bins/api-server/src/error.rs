@@ -49,207 +49,80 @@ impl ApiError {
         )
     }
 
-    // --- the request itself ----------------------------------------------------------------
-
     /// 400: the query string does not parse or asks for something impossible.
     pub fn invalid_query(detail: impl Into<String>) -> Self {
         Self(Problem::invalid_query(detail))
     }
+}
 
-    /// 400: a path segment does not parse.
-    pub fn invalid_path(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-path",
-            "The path is invalid",
-        )
-        .with_detail(detail)
-    }
+/// A constructor for each problem the server raises itself, with its status, kind and title;
+/// callers add a detail where one helps (`.with_detail(..)`).
+macro_rules! problems {
+    ($($(#[$doc:meta])* $name:ident: $status:ident, $kind:literal, $title:literal;)*) => {
+        impl ApiError {
+            $(
+                $(#[$doc])*
+                pub fn $name() -> Self {
+                    Self::new(StatusCode::$status, $kind, $title)
+                }
+            )*
+        }
+    };
+}
 
-    /// 404 for a route that does not exist.
-    pub fn no_such_route() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "no-such-route", "No such route")
-    }
-
-    /// 415: a body that is not `application/json`.
-    pub fn unsupported_media_type() -> Self {
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "The body must be application/json",
-        )
-    }
-
-    /// 400: the body's bytes could not be read.
-    pub fn unreadable_body(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "unreadable-body",
-            "The body could not be read",
-        )
-        .with_detail(detail)
-    }
-
-    /// 413: the body exceeds `server.max_body_bytes`.
-    pub fn body_too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            "The body is too large",
-        )
-        .with_detail(format!("at most {limit} bytes"))
-    }
-
-    /// 400: the body is not JSON.
-    pub fn malformed_json(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            "The body is not valid JSON",
-        )
-        .with_detail(detail)
-    }
-
-    /// 400: a field of the body has the wrong type or shape (`detail` names its path).
-    pub fn invalid_body_field(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-field",
-            "A field of the body is invalid",
-        )
-        .with_detail(detail)
-    }
-
-    /// 422: a batch with no rows or more than a request may carry.
-    pub fn batch_size(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "batch-size",
-            "The batch size is out of range",
-        )
-        .with_detail(detail)
-    }
-
-    /// 400: an `Idempotency-Key` header that is empty, too long or not text.
-    pub fn invalid_idempotency_key() -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-idempotency-key",
-            "The Idempotency-Key header is invalid",
-        )
-        .with_detail("1 to 255 visible ASCII characters")
-    }
-
-    /// 400: the `Idempotency-Key` header and the body's `id` name different transfers.
-    pub fn idempotency_key_mismatch() -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "idempotency-key-mismatch",
-            "The Idempotency-Key header and the body's id differ",
-        )
-    }
-
-    // --- who asks --------------------------------------------------------------------------
-
-    /// 401: a bearer token that matches no configured token.
-    pub fn invalid_token() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid-token",
-            "The bearer token is not valid",
-        )
-    }
-
-    /// 401: no bearer token where one is needed.
-    pub fn missing_token() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "missing-token",
-            "A bearer token is required",
-        )
-    }
-
-    /// 403: an API token on an admin route.
-    pub fn forbidden() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "This token may not use the admin routes",
-        )
-    }
-
-    // --- what is not there -----------------------------------------------------------------
-
-    /// 404: no live cache entry under the key.
-    pub fn cache_miss() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "cache-miss",
-            "No live entry under that key",
-        )
-    }
-
-    /// 404: no fact under the key.
-    pub fn fact_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "fact-not-found", "No such fact")
-    }
-
-    /// 404: no transfer with the id.
-    pub fn transfer_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "transfer-not-found",
-            "No such transfer",
-        )
-    }
-
-    /// 404: the admin routes of the backend, where no backend is configured.
-    pub fn backend_not_supervised() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "backend-not-supervised",
-            "No backend is supervised",
-        )
-    }
-
-    /// 409: another api-server holds the supervision lock.
-    pub fn not_leader() -> Self {
-        Self::new(
-            StatusCode::CONFLICT,
-            "not-leader",
-            "Another api-server supervises the processes",
-        )
-    }
-
-    // --- the server's state ----------------------------------------------------------------
-
-    /// 503 from `/ready`, `detail` saying what is missing.
-    pub fn not_ready(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "The service is not ready",
-        )
-        .with_detail(detail)
-    }
-
-    /// 503: the request outlived `server.request_timeout`.
-    pub fn timeout() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "The request took too long",
-        )
-    }
-
-    /// 503: the server stopped taking this kind of work (its worker or recorder is closing).
-    pub fn shutting_down() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting-down",
-            "The server is shutting down",
-        )
-    }
+problems! {
+    /// A path segment does not parse.
+    invalid_path: BAD_REQUEST, "invalid-path", "The path is invalid";
+    /// A route that does not exist.
+    no_such_route: NOT_FOUND, "no-such-route", "No such route";
+    /// A body that is not `application/json`.
+    unsupported_media_type: UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type",
+        "The body must be application/json";
+    /// The body's bytes could not be read.
+    unreadable_body: BAD_REQUEST, "unreadable-body", "The body could not be read";
+    /// The body exceeds `server.max_body_bytes`.
+    body_too_large: PAYLOAD_TOO_LARGE, "body-too-large", "The body is too large";
+    /// The body is not JSON.
+    malformed_json: BAD_REQUEST, "malformed-json", "The body is not valid JSON";
+    /// A field of the body has the wrong type or shape (the detail names its path).
+    invalid_body_field: BAD_REQUEST, "invalid-field", "A field of the body is invalid";
+    /// A batch with no rows, or more than a request may carry.
+    batch_size: UNPROCESSABLE_ENTITY, "batch-size", "The batch size is out of range";
+    /// An `Idempotency-Key` header that is empty, too long or not text.
+    invalid_idempotency_key: BAD_REQUEST, "invalid-idempotency-key",
+        "The Idempotency-Key header is invalid";
+    /// The `Idempotency-Key` header and the body's `id` name different transfers.
+    idempotency_key_mismatch: BAD_REQUEST, "idempotency-key-mismatch",
+        "The Idempotency-Key header and the body's id differ";
+    /// A bearer token that matches no configured token.
+    invalid_token: UNAUTHORIZED, "invalid-token", "The bearer token is not valid";
+    /// No bearer token where one is needed.
+    missing_token: UNAUTHORIZED, "missing-token", "A bearer token is required";
+    /// An API token on an admin route.
+    forbidden: FORBIDDEN, "forbidden", "This token may not use the admin routes";
+    /// No live cache entry under the key.
+    cache_miss: NOT_FOUND, "cache-miss", "No live entry under that key";
+    /// No fact under the key.
+    fact_not_found: NOT_FOUND, "fact-not-found", "No such fact";
+    /// No transfer with the id.
+    transfer_not_found: NOT_FOUND, "transfer-not-found", "No such transfer";
+    /// The backend's admin routes, where no backend is configured.
+    backend_not_supervised: NOT_FOUND, "backend-not-supervised", "No backend is supervised";
+    /// Another api-server holds the supervision lock.
+    not_leader: CONFLICT, "not-leader", "Another api-server supervises the processes";
+    /// `/ready`, the detail saying what is missing.
+    not_ready: SERVICE_UNAVAILABLE, "not-ready", "The service is not ready";
+    /// The request outlived `server.request_timeout`.
+    timeout: SERVICE_UNAVAILABLE, "timeout", "The request took too long";
+    /// The server stopped taking this kind of work (its worker or recorder is closing).
+    shutting_down: SERVICE_UNAVAILABLE, "shutting-down", "The server is shutting down";
+    /// The database is unreachable, saturated or lost a conflict for a moment.
+    database_unavailable: SERVICE_UNAVAILABLE, "database-unavailable",
+        "The database is unavailable; try again";
+    /// A check of the schema refused a value the crates' own validation let through.
+    refused_by_check: UNPROCESSABLE_ENTITY, "invalid-field", "A field is invalid";
+    /// A value the database cannot store as given (SQLSTATE class 22).
+    invalid_data: UNPROCESSABLE_ENTITY, "invalid-data", "A value cannot be stored as given";
 }
 
 impl std::fmt::Display for ApiError {
@@ -308,22 +181,14 @@ impl From<&DbError> for ApiError {
             | DbError::StatementTimeout { .. }
             | DbError::LockNotAvailable { .. } => {
                 tracing::warn!(%error, "database unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database-unavailable",
-                    "The database is unavailable; try again",
-                )
+                Self::database_unavailable()
             }
             // A table's CHECK refused a value: the caller's input, which the crate's own
             // validation did not catch. A check over a whole row names no field; its name
             // stays in the log.
             DbError::CheckViolation { field, .. } => {
                 tracing::info!(%error, "refused by a check");
-                let refused = Self::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid-field",
-                    "A field is invalid",
-                );
+                let refused = Self::refused_by_check();
                 match field {
                     Some(field) => {
                         refused.with_detail(format!("{field}: out of the allowed values"))
@@ -339,11 +204,7 @@ impl From<&DbError> for ApiError {
                     .is_some_and(|state| state.starts_with("22")) =>
             {
                 tracing::info!(%error, "refused data");
-                Self::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid-data",
-                    "A value cannot be stored as given",
-                )
+                Self::invalid_data()
             }
             _ => Self::internal(error),
         }

@@ -47,7 +47,7 @@ pub async fn ready(
     migrator: web::Data<Migrator>,
     jobs: web::Data<Jobs>,
 ) -> HttpResponse {
-    let not_ready = |detail: String| ApiError::not_ready(detail).error_response();
+    let not_ready = |detail: String| ApiError::not_ready().with_detail(detail).error_response();
     let mut connection = match db.primary().acquire().await {
         Ok(connection) => connection,
         Err(error) => {

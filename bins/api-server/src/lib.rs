@@ -111,22 +111,8 @@ where
     }
 }
 
-/// What one run of the sealer did.
-#[derive(Debug)]
-// Read through `Debug`: it is the run's summary in /ready.
-#[allow(dead_code)]
-struct Sealed {
-    blocks: u32,
-}
-
-/// Seals everything final at this moment, a block at a time (at most 100 blocks a run).
-async fn seal_final(ledger: Arc<PgLedger>) -> Result<Sealed, ledger::LedgerError> {
-    let mut blocks = 0;
-    while blocks < 100 && ledger.seal_next_block().await?.is_some() {
-        blocks += 1;
-    }
-    Ok(Sealed { blocks })
-}
+/// Blocks one run of the sealer seals at most, so that a run stays short after a backlog.
+const SEALED_BLOCKS_PER_RUN: u32 = 100;
 
 /// The background jobs of the sets the deployment manages.
 fn start_jobs(
@@ -141,11 +127,10 @@ fn start_jobs(
         jobs.spawn("ai_maintenance", settings.ai_maintenance, maintain);
     }
     if let Some(ledger) = ledger {
-        jobs.spawn(
-            "ledger_sealer",
-            settings.ledger_sealer,
-            job(ledger, seal_final),
-        );
+        let seal = job(ledger, |ledger| async move {
+            ledger.seal_final_blocks(SEALED_BLOCKS_PER_RUN).await
+        });
+        jobs.spawn("ledger_sealer", settings.ledger_sealer, seal);
     }
     if let Some(analytics) = analytics {
         let refresh = job(analytics.clone(), |analytics| async move {

@@ -56,7 +56,7 @@ pub mod memory;
 pub mod store;
 mod validate;
 
-pub use cache::{CacheStats, CachedValue, PgResponseCache, ResponseCache, Ttl, check_key};
+pub use cache::{CacheStats, CachedValue, MAX_TTL, PgResponseCache, ResponseCache, Ttl, check_key};
 pub use config::{AiConfig, CacheConfig, RetentionConfig};
 pub use conversations::{
     Conversation, Conversations, Message, NewConversation, NewMessage, Role, Window,

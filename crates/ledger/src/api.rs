@@ -57,7 +57,8 @@ pub trait Ledger: Send + Sync {
 
     // --- history ---------------------------------------------------------------------------
 
-    /// A page of the wallet's entries older than `before` (newest first when `None`).
+    /// A page of the wallet's entries older than `before` (newest first when `None`);
+    /// `limit` is 1 to [`MAX_PAGE`](crate::MAX_PAGE), as for every page of the ledger.
     async fn statement(
         &self,
         wallet: WalletId,
@@ -88,6 +89,17 @@ pub trait Ledger: Send + Sync {
     async fn check_invariants(&self) -> Result<InvariantReport, LedgerError>;
     /// Seals the next block of final transfers; `None` when there is nothing to seal.
     async fn seal_next_block(&self) -> Result<Option<Block>, LedgerError>;
+
+    /// Seals everything final at this moment, a block at a time, at most `max_blocks` blocks
+    /// (so one run of a sealing job stays short); returns how many it sealed. Safe to run
+    /// from several processes: one sealer at a time holds the lock.
+    async fn seal_final_blocks(&self, max_blocks: u32) -> Result<u32, LedgerError> {
+        let mut sealed = 0;
+        while sealed < max_blocks && self.seal_next_block().await?.is_some() {
+            sealed += 1;
+        }
+        Ok(sealed)
+    }
     async fn blocks(&self, from_height: i64, limit: u32) -> Result<Vec<Block>, LedgerError>;
     /// Recomputes the chain of blocks and names the first that does not match.
     async fn verify_chain(&self) -> Result<ChainVerification, LedgerError>;

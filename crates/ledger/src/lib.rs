@@ -36,7 +36,7 @@ pub use pg::feed::FeedPage;
 pub use pg::invariants::{InvariantReport, Violation};
 pub use pg::nfts::{MintNft, MoveNft, Nft, NftMovement};
 pub use pg::rewards::{Reward, RewardRequest, reward_transfer_id};
-pub use pg::{LedgerConfig, LedgerConn, PgLedger};
+pub use pg::{LedgerConfig, LedgerConn, MAX_BATCH, MAX_PAGE, PgLedger};
 pub use seal::{Block, BlockProblem, ChainVerification, InvalidBlock};
 
 #[allow(unused_imports, clippy::all)]

@@ -3,7 +3,6 @@
 //! the training export as an NDJSON stream.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -95,7 +94,9 @@ pub async fn cache_get(
 #[serde(deny_unknown_fields)]
 pub struct CachePut {
     value: serde_json::Value,
-    /// Lifetime in seconds; absent: the default. With `sliding`, renewed by each hit.
+    /// Lifetime in seconds, at most 366 days; absent: the default. With `sliding`, renewed by
+    /// each hit.
+    #[schema(minimum = 1, maximum = 31_622_400)]
     ttl_seconds: Option<u64>,
     #[serde(default)]
     sliding: bool,
@@ -114,27 +115,7 @@ pub async fn cache_put(
     Body(body): Body<CachePut>,
 ) -> ApiResult {
     let (owner, key) = path.into_inner();
-    let invalid = |reason: &str| {
-        ApiError::from(AiError::InvalidField {
-            field: "ttl_seconds",
-            reason: reason.into(),
-        })
-    };
-    let ttl = match (body.ttl_seconds, body.sliding, body.forever) {
-        (None, false, false) => Ttl::Default,
-        (None, false, true) => Ttl::Never,
-        (Some(seconds), sliding, false) if seconds > 0 && seconds <= 366 * 86_400 => {
-            let duration = Duration::from_secs(seconds);
-            if sliding {
-                Ttl::Sliding(duration)
-            } else {
-                Ttl::Absolute(duration)
-            }
-        }
-        (None, true, _) => return Err(invalid("a sliding entry needs ttl_seconds")),
-        (Some(_), _, true) => return Err(invalid("forever takes no ttl_seconds")),
-        (Some(_), _, _) => return Err(invalid("must be 1 second to 366 days")),
-    };
+    let ttl = Ttl::from_seconds(body.ttl_seconds, body.sliding, body.forever)?;
     ai.cache().set(user(owner), &key, &body.value, ttl).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -48,7 +48,7 @@ impl<T> OneOrMany<T> {
             Self::Many(rows) => rows,
         };
         if rows.is_empty() || rows.len() > MAX_BATCH {
-            return Err(ApiError::batch_size(format!("1 to {MAX_BATCH} rows")));
+            return Err(ApiError::batch_size().with_detail(format!("1 to {MAX_BATCH} rows")));
         }
         Ok(rows)
     }

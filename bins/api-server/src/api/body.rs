@@ -42,19 +42,21 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             }
             let mut bytes = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|error| ApiError::unreadable_body(error.to_string()))?;
+                let chunk = chunk
+                    .map_err(|error| ApiError::unreadable_body().with_detail(error.to_string()))?;
                 if bytes.len() + chunk.len() > limit {
-                    return Err(ApiError::body_too_large(limit));
+                    return Err(
+                        ApiError::body_too_large().with_detail(format!("at most {limit} bytes"))
+                    );
                 }
                 bytes.extend_from_slice(&chunk);
             }
             let value: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|error| ApiError::malformed_json(error.to_string()))?;
+                .map_err(|error| ApiError::malformed_json().with_detail(error.to_string()))?;
             if let Some(path) = nul_in(&value, "") {
                 // PostgreSQL stores no NUL character in text or JSON.
-                return Err(ApiError::invalid_body_field(format!(
-                    "{path}: must not contain the NUL character"
-                )));
+                return Err(ApiError::invalid_body_field()
+                    .with_detail(format!("{path}: must not contain the NUL character")));
             }
             serde_path_to_error::deserialize(value)
                 .map(Body)
@@ -66,7 +68,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                     } else {
                         format!("{path}: {inner}")
                     };
-                    ApiError::invalid_body_field(detail)
+                    ApiError::invalid_body_field().with_detail(detail)
                 })
         })
     }

@@ -26,8 +26,8 @@ use crate::error::{ApiError, ApiResult};
 
 pub type SharedLedger = Arc<dyn Ledger>;
 
-/// Most entries or rows one read returns.
-const MAX_PAGE: u32 = 500;
+/// Entries or rows a read returns when the query names no `limit`.
+const DEFAULT_PAGE: u32 = 50;
 /// Names `Idempotency-Key` values that are not UUIDs (UUIDv5 in this namespace).
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f64_695f_6c65_6467_6572_5f69_6b65_7931);
 
@@ -58,16 +58,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
     );
 }
 
-fn page(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
-    match limit.unwrap_or(default) {
-        0 => Err(ApiError::invalid_query("limit must be at least 1")),
-        limit if limit > MAX_PAGE => Err(ApiError::invalid_query(format!(
-            "limit must be at most {MAX_PAGE}"
-        ))),
-        limit => Ok(limit),
-    }
-}
-
 fn amount(text: &str) -> Result<Amount, ApiError> {
     Ok(Amount::parse_decimal(text)?)
 }
@@ -92,7 +82,10 @@ fn transfer_id(
                 .ok()
                 .map(str::trim)
                 .filter(|key| !key.is_empty() && key.len() <= 255)
-                .ok_or_else(ApiError::invalid_idempotency_key)?;
+                .ok_or_else(|| {
+                    ApiError::invalid_idempotency_key()
+                        .with_detail("1 to 255 visible ASCII characters")
+                })?;
             Some(
                 Uuid::parse_str(key)
                     .unwrap_or_else(|_| Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes())),
@@ -170,6 +163,7 @@ pub async fn wallet(_: CanRead, ledger: web::Data<SharedLedger>, id: web::Path<U
 #[into_params(parameter_in = Query)]
 pub struct StatementQuery {
     before: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -182,7 +176,7 @@ pub async fn statement(
     id: web::Path<Uuid>,
     query: web::Query<StatementQuery>,
 ) -> ApiResult {
-    let limit = page(query.limit, 50)?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     let statement = ledger.statement(WalletId(*id), query.before, limit).await?;
     Ok(HttpResponse::Ok().json(statement))
 }
@@ -580,6 +574,7 @@ pub async fn pay_reward(
 #[into_params(parameter_in = Query)]
 pub struct RewardsQuery {
     user: Uuid,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -591,7 +586,7 @@ pub async fn rewards_of(
     ledger: web::Data<SharedLedger>,
     query: web::Query<RewardsQuery>,
 ) -> ApiResult {
-    let limit = page(query.limit, 50)?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     let rewards = ledger.rewards_of(UserId(query.user), limit).await?;
     Ok(HttpResponse::Ok().json(rewards))
 }
@@ -601,7 +596,9 @@ pub async fn rewards_of(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BlocksQuery {
+    #[param(minimum = 0)]
     from: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -613,12 +610,8 @@ pub async fn blocks(
     ledger: web::Data<SharedLedger>,
     query: web::Query<BlocksQuery>,
 ) -> ApiResult {
-    let limit = page(query.limit, 50)?;
-    let from = query.from.unwrap_or(0);
-    if from < 0 {
-        return Err(ApiError::invalid_query("from must not be negative"));
-    }
-    let blocks = ledger.blocks(from, limit).await?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    let blocks = ledger.blocks(query.from.unwrap_or(0), limit).await?;
     Ok(HttpResponse::Ok().json(blocks))
 }
 

@@ -19,10 +19,11 @@ use crate::error::ApiError;
 /// and for routes that do not exist.
 pub fn configure_errors(config: &mut web::ServiceConfig) {
     config
-        .app_data(
-            web::PathConfig::default()
-                .error_handler(|error, _| ApiError::invalid_path(error.to_string()).into()),
-        )
+        .app_data(web::PathConfig::default().error_handler(|error, _| {
+            ApiError::invalid_path()
+                .with_detail(error.to_string())
+                .into()
+        }))
         .app_data(web::QueryConfig::default().error_handler(Problem::query_rejected));
 }
 

@@ -432,12 +432,15 @@ async fn bad_input_gets_a_problem_document_never_a_500() {
         (status, problem["type"].as_str()),
         (404, Some("/problems/wallet-not-found"))
     );
-    let (status, _) = api
+    let (status, problem) = api
         .get(&format!(
             "/api/v1/ledger/wallets/{wallet}/statement?limit=100000"
         ))
         .await;
-    assert_eq!(status, 400);
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("/problems/invalid-field"))
+    );
     let (status, problem) = api.get("/api/v1/nowhere").await;
     assert_eq!(
         (status, problem["type"].as_str()),

@@ -52,6 +52,43 @@ pub enum Ttl {
     Never,
 }
 
+/// The longest lifetime an entry may be given (a year and a day): beyond it, an entry is
+/// meant to live for ever ([`Ttl::Never`]).
+pub const MAX_TTL: Duration = Duration::from_secs(366 * 86_400);
+
+impl Ttl {
+    /// The lifetime a request describes in whole seconds: none given is the default (or
+    /// [`Ttl::Never`] with `forever`); `sliding` renews it on each hit. Refuses a lifetime of
+    /// zero or beyond [`MAX_TTL`], a sliding entry without one, and `forever` with one.
+    pub fn from_seconds(
+        seconds: Option<u64>,
+        sliding: bool,
+        forever: bool,
+    ) -> Result<Self, AiError> {
+        let invalid = |reason: &str| AiError::InvalidField {
+            field: "ttl_seconds",
+            reason: reason.into(),
+        };
+        match (seconds, sliding, forever) {
+            (None, false, false) => Ok(Self::Default),
+            (None, false, true) => Ok(Self::Never),
+            (None, true, _) => Err(invalid("a sliding entry needs ttl_seconds")),
+            (Some(_), _, true) => Err(invalid("forever takes no ttl_seconds")),
+            (Some(seconds), sliding, false) => {
+                let lifetime = Duration::from_secs(seconds);
+                if lifetime.is_zero() || lifetime > MAX_TTL {
+                    return Err(invalid("must be 1 second to 366 days"));
+                }
+                Ok(if sliding {
+                    Self::Sliding(lifetime)
+                } else {
+                    Self::Absolute(lifetime)
+                })
+            }
+        }
+    }
+}
+
 /// A cached value and what is known of its entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -769,6 +806,37 @@ impl ResponseCache for PgResponseCache {
             database_hits: counters.database_hits.load(Ordering::Relaxed),
             misses: counters.misses.load(Ordering::Relaxed),
             expired: counters.expired.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod lifetimes {
+    use std::time::Duration;
+
+    use super::{MAX_TTL, Ttl};
+
+    #[test]
+    fn a_lifetime_in_seconds_is_bounded_and_consistent() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(Ttl::from_seconds(None, false, false).unwrap(), Ttl::Default);
+        assert_eq!(Ttl::from_seconds(None, false, true).unwrap(), Ttl::Never);
+        assert_eq!(
+            Ttl::from_seconds(Some(86_400), true, false).unwrap(),
+            Ttl::Sliding(day)
+        );
+        let longest = Ttl::from_seconds(Some(MAX_TTL.as_secs()), false, false).unwrap();
+        assert_eq!(longest, Ttl::Absolute(MAX_TTL));
+        for (seconds, sliding, forever) in [
+            (Some(0), false, false),
+            (Some(MAX_TTL.as_secs() + 1), false, false),
+            (None, true, false),
+            (Some(60), false, true),
+        ] {
+            assert!(
+                Ttl::from_seconds(seconds, sliding, forever).is_err(),
+                "{seconds:?} {sliding} {forever}"
+            );
         }
     }
 }

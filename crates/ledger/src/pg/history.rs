@@ -12,8 +12,19 @@ use crate::error::LedgerError;
 use crate::ids::{TransferId, WalletId};
 use crate::model::{Statement, StatementEntry, TransferKind};
 
-/// Largest page a statement returns.
-pub const MAX_STATEMENT_PAGE: u32 = 500;
+/// Largest page a read returns (statements, rewards, blocks).
+pub const MAX_PAGE: u32 = 500;
+
+/// `limit` as a page size: 1 to [`MAX_PAGE`], else [`LedgerError::InvalidField`].
+pub(crate) fn page_size(limit: u32) -> Result<i64, LedgerError> {
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(LedgerError::InvalidField {
+            field: "limit",
+            reason: format!("must be 1 to {MAX_PAGE}, got {limit}"),
+        });
+    }
+    Ok(i64::from(limit))
+}
 
 #[derive(sqlx::FromRow)]
 struct EntryRow {
@@ -36,7 +47,7 @@ pub(crate) async fn statement(
     before: Option<i64>,
     limit: u32,
 ) -> Result<Statement, LedgerError> {
-    let limit = i64::from(limit.clamp(1, MAX_STATEMENT_PAGE));
+    let limit = page_size(limit)?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM blockchain.wallets WHERE id = $1)")
             .bind(wallet.as_uuid())

@@ -4,7 +4,7 @@ pub(crate) mod engine;
 #[cfg(test)]
 mod explain;
 pub mod feed;
-mod history;
+pub(crate) mod history;
 pub mod invariants;
 pub mod nfts;
 pub mod rewards;
@@ -63,7 +63,7 @@ macro_rules! on_connection {
 }
 
 pub use engine::MAX_BATCH;
-pub use history::MAX_STATEMENT_PAGE;
+pub use history::MAX_PAGE;
 
 /// Settings of the ledger. A binary embeds it in its own configuration (it deserialises,
 /// every field optional) and calls [`LedgerConfig::validate`] before starting the ledger.

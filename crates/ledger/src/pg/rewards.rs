@@ -155,7 +155,7 @@ pub(crate) async fn rewards_of(
 ) -> Result<Vec<Reward>, LedgerError> {
     let rows: Vec<RewardRow> = sqlx::query_as(REWARDS_OF_SQL)
         .bind(user.as_uuid())
-        .bind(i64::from(limit.clamp(1, 500)))
+        .bind(super::history::page_size(limit)?)
         .fetch_all(connection)
         .await?;
     rows.into_iter().map(|row| row.into_reward(false)).collect()

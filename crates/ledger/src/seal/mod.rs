@@ -219,11 +219,18 @@ pub(crate) async fn blocks(
     from_height: i64,
     limit: u32,
 ) -> Result<Vec<Block>, LedgerError> {
+    if from_height < 0 {
+        return Err(LedgerError::InvalidField {
+            field: "from",
+            reason: "must not be negative".into(),
+        });
+    }
+    let limit = crate::pg::history::page_size(limit)?;
     let rows: Vec<BlockRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {BLOCK_COLUMNS} FROM blockchain.blocks WHERE height >= $1 ORDER BY height LIMIT $2"
     )))
     .bind(from_height)
-    .bind(i64::from(limit.clamp(1, 1000)))
+    .bind(limit)
     .fetch_all(connection)
     .await?;
     rows.into_iter().map(Block::try_from).collect()
