@@ -29,7 +29,6 @@ pub mod settings;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -77,6 +76,8 @@ pub struct Application {
     server: Server,
     db: Db,
     supervisor: Arc<Supervisor>,
+    ai: Option<PgAiStore>,
+    ledger: Option<Arc<PgLedger>>,
     recorder: Recorder,
     jobs: web::Data<Jobs>,
     live: live::LiveHub,
@@ -193,7 +194,12 @@ impl Application {
             // Runs until the recorder is closed at shutdown.
             bridge.run(recorder.clone(), settings.analytics.bridge_interval);
         }
-        let jobs = web::Data::new(start_jobs(&settings.jobs, ai, ledger.clone(), analytics));
+        let jobs = web::Data::new(start_jobs(
+            &settings.jobs,
+            ai.clone(),
+            ledger.clone(),
+            analytics,
+        ));
 
         let access = Access::new(&settings.auth);
         let processes = admin::processes(&settings.orchestrator);
@@ -309,6 +315,8 @@ impl Application {
             server,
             db,
             supervisor,
+            ai,
+            ledger,
             recorder,
             jobs,
             live,
@@ -331,10 +339,17 @@ impl Application {
         }
     }
 
-    /// Serves until SIGINT/SIGTERM (actix stops accepting and lets in-flight requests
-    /// finish), then stops the background jobs, writes what the analytics recorder holds,
-    /// stops the supervised processes, closes the pools and stops the embedded cluster if it
-    /// was started here.
+    /// Serves until SIGINT/SIGTERM, then shuts down in this order, each step waiting for the
+    /// one before:
+    /// 1. live clients are told goodbye, the server stops accepting and finishes in-flight
+    ///    requests (nothing is submitted to the crates after this);
+    /// 2. the background jobs stop;
+    /// 3. the analytics recorder writes everything it accepted;
+    /// 4. the AI store writes the cache hits it counted in memory and closes its connections;
+    /// 5. the ledger closes its engine's connections;
+    /// 6. supervised processes stop, then the supervision lock is released (the next leader
+    ///    never runs them alongside ours);
+    /// 7. the pools close, then the embedded cluster stops if it was started here.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.stop_handle();
         let on_signal = tokio::spawn(async move {
@@ -356,15 +371,19 @@ impl Application {
         if recorded.lost > 0 {
             tracing::error!(rows = recorded.lost, "analytics rows lost at shutdown");
         }
-        // Processes stop before the lock is released, so the next leader never runs them
-        // alongside ours.
+        if let Some(ai) = &self.ai
+            && let Err(error) = ai.shutdown().await
+        {
+            tracing::error!(%error, "cache hit counts lost at shutdown");
+        }
+        if let Some(ledger) = &self.ledger {
+            ledger.shutdown().await;
+        }
         self.supervisor.shutdown().await;
         if let Some(election) = &self.election {
             election.abort();
         }
         self.db.close().await;
-        // Give the pool's connections a moment to say goodbye before the cluster stops.
-        tokio::time::sleep(Duration::from_millis(10)).await;
         drop(self.cluster);
         tracing::info!("api-server stopped");
         served

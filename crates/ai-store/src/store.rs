@@ -58,6 +58,12 @@ impl PgAiStore {
         &self.cache
     }
 
+    /// Stops the store's background work, writing what it holds in memory: see
+    /// [`PgResponseCache::shutdown`]. Returns the hit counts written.
+    pub async fn shutdown(&self) -> Result<u64, AiError> {
+        self.cache.shutdown().await
+    }
+
     /// Removes every row of `user` from schema `ai` (cache entries, conversations and their
     /// messages, facts and their history, learning examples) in one transaction, and drops
     /// every in-process copy of the user's cache entries, here and in other processes.

@@ -69,11 +69,26 @@ impl DirectPool {
         })
     }
 
-    /// Closes the idle connections; connections in use close when dropped.
+    /// Closes the idle connections; connections in use close when dropped. For a drop path,
+    /// where nothing can be awaited; otherwise prefer [`shutdown`](Self::shutdown).
     pub fn close(&self) {
         self.inner.permits.close();
         if let Ok(mut idle) = self.inner.idle.lock() {
             idle.clear();
+        }
+    }
+
+    /// Takes no more callers and closes the idle connections gracefully (each tells the server
+    /// it is leaving, so none shows up as an aborted session in the server's log); those in
+    /// use close when their callers drop them.
+    pub async fn shutdown(&self) {
+        self.inner.permits.close();
+        let idle = match self.inner.idle.lock() {
+            Ok(mut idle) => std::mem::take(&mut *idle),
+            Err(_) => Vec::new(),
+        };
+        for connection in idle {
+            let _ = sqlx::Connection::close(connection).await;
         }
     }
 }

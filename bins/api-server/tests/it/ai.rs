@@ -375,3 +375,34 @@ async fn messages_past_the_configured_retention_are_removed() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+/// Hits are counted in memory and written in batches; a graceful stop writes the last batch.
+/// The periodic write is an hour away here, so only the shutdown can have written them.
+#[tokio::test]
+async fn cache_hits_made_just_before_sigterm_are_stored() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let config = "[ai.cache]\nhit_flush_interval = \"1h\"\n";
+    let (base, mut server) = crate::spawn_binary(&db, config).await;
+    let api = Api::new(&base);
+    let user = api.user("hits@example.com").await;
+    let entry = format!("/api/v1/ai/users/{user}/cache/greeting");
+    let (status, _) = api
+        .put(&entry, json!({ "value": { "text": "hello" } }))
+        .await;
+    assert_eq!(status, 204);
+    let hits = 25;
+    for _ in 0..hits {
+        let (status, _) = api.get(&entry).await;
+        assert_eq!(status, 200);
+    }
+    assert!(crate::terminate(&mut server).await.success());
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT hit_count FROM ai.cache_entries WHERE user_id = $1::uuid AND cache_key = 'greeting'",
+    )
+    .bind(&user)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(stored, hits);
+    db.close().await;
+}

@@ -43,6 +43,7 @@ impl Api {
         let url = format!("{}{path}", self.base);
         let mut request = match method {
             "POST" => self.client.post(url),
+            "PUT" => self.client.put(url),
             _ => self.client.get(url),
         };
         if let Some(body) = body {
@@ -72,6 +73,10 @@ impl Api {
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send("GET", path, None, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send("PUT", path, Some(body), None).await
     }
 
     pub async fn user(&self, email: &str) -> String {

@@ -417,9 +417,21 @@ impl PgResponseCache {
     }
 
     /// Writes the hit counts gathered so far; returns how many entries it updated. Runs
-    /// periodically by itself; call it before shutting down to lose none.
+    /// periodically by itself; [`shutdown`](Self::shutdown) runs it a last time.
     pub async fn flush_hits(&self) -> Result<u64, AiError> {
         self.inner.hits.flush(self.inner.db.primary()).await
+    }
+
+    /// Stops the background work (periodic hit writes, invalidation listener), writes the hit
+    /// counts gathered since the last write, and closes the cache's own connections. Call it
+    /// once, after the last request; reads after it fail with a closed pool.
+    pub async fn shutdown(&self) -> Result<u64, AiError> {
+        for task in &self.inner.tasks {
+            task.abort();
+        }
+        let flushed = self.flush_hits().await;
+        self.inner.statements.shutdown().await;
+        flushed
     }
 
     /// Drops every local copy of `user`'s entries here and, through an invalidation, in every

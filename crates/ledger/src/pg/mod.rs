@@ -128,9 +128,11 @@ impl PgLedger {
         Self { db, engine, config }
     }
 
-    /// Closes the ledger's own connections (the [`Db`] pools are the owner's to close).
-    pub fn close(&self) {
-        self.engine.close();
+    /// Closes the ledger's own connections gracefully once their transfers are done (the
+    /// [`Db`] pools are the owner's to close). Transfers submitted afterwards fail with
+    /// [`db_core::DbError::PoolClosed`].
+    pub async fn shutdown(&self) {
+        self.engine.shutdown().await;
     }
 
     /// Submits on an engine connection: one statement, a transaction of its own.

@@ -295,7 +295,7 @@ async fn batches_and_single_transfers_take_locks_in_one_order() {
     }
     // A backend reports what it counted when it exits at the latest: close the connections
     // the transfers ran on and give their backends a moment to go.
-    fx.ledger.close();
+    fx.ledger.shutdown().await;
     tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
     assert_eq!(
         deadlocks().await,
