@@ -172,13 +172,12 @@ impl Application {
         } else {
             None
         };
-        let ai_data: Option<web::Data<api::ai::SharedAi>> =
-            ai.clone().map(|ai| web::Data::new(Arc::new(ai)));
+        let ai_services = ai.as_ref().map(api::ai::AiServices::on);
         let ledger = manages(&settings, "blockchain")
             .then(|| Arc::new(PgLedger::new(db.clone(), settings.ledger.clone())));
-        let ledger_data: Option<web::Data<api::ledger::SharedLedger>> = ledger
+        let ledger_data: Option<web::Data<dyn Ledger>> = ledger
             .clone()
-            .map(|ledger| web::Data::new(ledger as api::ledger::SharedLedger));
+            .map(|ledger| web::Data::from(ledger as Arc<dyn Ledger>));
         let analytics = manages(&settings, "analytics")
             .then(|| PgAnalytics::new(db.clone(), settings.analytics.partitions.clone()));
         if let Some(analytics) = &analytics
@@ -187,7 +186,9 @@ impl Application {
             // Rows land in the default partitions meanwhile; the job tries again.
             tracing::warn!(%error, "cannot create the analytics partitions yet");
         }
-        let analytics_data = analytics.clone().map(web::Data::new);
+        let analytics_data = analytics
+            .clone()
+            .map(|analytics| web::Data::from(Arc::new(analytics) as Arc<dyn Analytics>));
         let recorder = Recorder::start(&db, settings.analytics.recorder.clone());
         let recorder_data = web::Data::new(recorder.clone());
         if let Some(bridge) = &bridge {
@@ -228,8 +229,12 @@ impl Application {
             web::Data::new(middleware::RequestTimeout(settings.server.request_timeout));
         let body_limit = api::body::BodyLimit(settings.server.max_body_bytes);
         // Without the `core` set, `public` and its users belong to the core backend.
-        let users_data: Option<web::Data<api::users::SharedUsers>> = manages(&settings, "core")
-            .then(|| web::Data::new(Arc::new(core_store::PgUsers::new(db.clone())) as _));
+        let users_data: Option<web::Data<dyn core_store::Users>> =
+            manages(&settings, "core").then(|| {
+                web::Data::from(
+                    Arc::new(core_store::PgUsers::new(db.clone())) as Arc<dyn core_store::Users>
+                )
+            });
         let cors_origins = settings.server.cors_origins.clone();
 
         let address = (settings.server.host.as_str(), settings.server.port);
@@ -271,14 +276,8 @@ impl Application {
             if let Some(users) = &users_data {
                 app = app.app_data(users.clone()).configure(api::users::configure);
             }
-            if let Some(ai) = &ai_data {
-                // Per worker: the factory runs on each worker's thread.
-                let cache: Arc<dyn ai_store::ResponseCache> = Arc::new(ai.cache().clone());
-                let reads = web::Data::new(api::cache_reads::CacheReads::new(cache));
-                app = app
-                    .app_data(ai.clone())
-                    .app_data(reads)
-                    .configure(api::ai::configure);
+            if let Some(ai) = &ai_services {
+                app = app.configure(|config| api::ai::configure(config, ai));
             }
             if let Some(analytics) = &analytics_data {
                 app = app

@@ -5,7 +5,7 @@
 //! implemented on PostgreSQL by [`PgAiStore`] (and [`PgResponseCache`], its cache), so that a
 //! service can hold `Arc<dyn Memory>` and tests can reach every behaviour through the same
 //! API. Every method takes the user and every statement is scoped to it: no read crosses
-//! users. [`PgAiStore::forget_user`] removes a user's rows from the whole schema at once;
+//! users. [`PersonalData::forget_user`] removes a user's rows from the whole schema at once;
 //! [`PgAiStore::run_maintenance`] removes what has expired or outlived its retention.
 //!
 //! This crate owns schema `ai` and ships its migrations ([`migration_set`]); it depends on
@@ -65,7 +65,12 @@ pub use error::AiError;
 pub use ids::{ConversationId, ExampleId, FactId, UserId};
 pub use learning::{Example, ExportScope, Feedback, LearningLog, NewExample, Recorded};
 pub use memory::{FactSearch, FactVersion, FoundFact, Memory, MemoryFact, Observation};
-pub use store::{ForgetReport, MaintenanceReport, PgAiStore};
+pub use store::{ForgetReport, MaintenanceReport, PersonalData, PgAiStore};
+
+/// The store's traits, for one `use ai_store::prelude::*;` (their methods need them in scope).
+pub mod prelude {
+    pub use crate::{Conversations, LearningLog, Memory, PersonalData, ResponseCache};
+}
 
 #[allow(unused_imports, clippy::all)]
 mod embedded {

@@ -21,7 +21,7 @@ pub struct PgAiStore {
     cache: PgResponseCache,
 }
 
-/// What [`PgAiStore::forget_user`] removed.
+/// What [`PersonalData::forget_user`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForgetReport {
@@ -46,6 +46,26 @@ pub struct MaintenanceReport {
     pub old_examples: u64,
 }
 
+/// Everything the store holds about one user, as a whole (the right to be forgotten).
+#[async_trait::async_trait]
+pub trait PersonalData: Send + Sync {
+    /// Removes every row of `user` from schema `ai` (cache entries, conversations and their
+    /// messages, facts and their history, learning examples) in one transaction, and drops
+    /// every in-process copy of the user's cache entries, here and in other processes.
+    async fn forget_user(&self, user: UserId) -> Result<ForgetReport, AiError>;
+}
+
+#[async_trait::async_trait]
+impl PersonalData for PgAiStore {
+    async fn forget_user(&self, user: UserId) -> Result<ForgetReport, AiError> {
+        let invalidation = self.cache.user_invalidation(user);
+        let invalidation = invalidation.as_deref();
+        let report = in_transaction!(self, |connection| forget_on(connection, user, invalidation))?;
+        self.cache.forget_user_locally(user).await;
+        Ok(report)
+    }
+}
+
 impl PgAiStore {
     /// Starts the store (and its response cache, see [`PgResponseCache::start`]).
     pub async fn start(db: Db, config: AiConfig) -> Result<Self, AiError> {
@@ -62,17 +82,6 @@ impl PgAiStore {
     /// [`PgResponseCache::shutdown`]. Returns the hit counts written.
     pub async fn shutdown(&self) -> Result<u64, AiError> {
         self.cache.shutdown().await
-    }
-
-    /// Removes every row of `user` from schema `ai` (cache entries, conversations and their
-    /// messages, facts and their history, learning examples) in one transaction, and drops
-    /// every in-process copy of the user's cache entries, here and in other processes.
-    pub async fn forget_user(&self, user: UserId) -> Result<ForgetReport, AiError> {
-        let invalidation = self.cache.user_invalidation(user);
-        let invalidation = invalidation.as_deref();
-        let report = in_transaction!(self, |connection| forget_on(connection, user, invalidation))?;
-        self.cache.forget_user_locally(user).await;
-        Ok(report)
     }
 
     /// Removes what has expired or outlived its retention (see

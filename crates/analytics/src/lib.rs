@@ -33,6 +33,11 @@ pub use queries::{Aggregates, Analytics, DailyStat, EventCount, MetricQuery, Ref
 pub use recorder::{Recorded, Recorder, RecorderStats};
 pub use store::PgAnalytics;
 
+/// The crate's trait, for one `use analytics::prelude::*;` (its methods need it in scope).
+pub mod prelude {
+    pub use crate::Analytics;
+}
+
 #[allow(unused_imports, clippy::all)]
 mod embedded {
     refinery::embed_migrations!("../../migrations/analytics");

@@ -39,6 +39,11 @@ pub use pg::rewards::{Reward, RewardRequest, reward_transfer_id};
 pub use pg::{LedgerConfig, LedgerConn, MAX_BATCH, MAX_PAGE, PgLedger};
 pub use seal::{Block, BlockProblem, ChainVerification, InvalidBlock};
 
+/// The ledger's trait, for one `use ledger::prelude::*;` (its methods need it in scope).
+pub mod prelude {
+    pub use crate::Ledger;
+}
+
 #[allow(unused_imports, clippy::all)]
 mod embedded {
     refinery::embed_migrations!("../../migrations/blockchain");

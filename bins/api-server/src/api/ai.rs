@@ -8,8 +8,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use ai_store::{
     AiError, ConversationId, Conversations, ExportScope, FactSearch, Feedback, LearningLog, Memory,
-    NewConversation, NewExample, NewMessage, Observation, PgAiStore, ResponseCache, Role, Ttl,
-    UserId, Window,
+    NewConversation, NewExample, NewMessage, Observation, PersonalData, PgAiStore, ResponseCache,
+    Role, Ttl, UserId, Window,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,9 +20,43 @@ use crate::api::body::Body;
 use crate::api::cache_reads::CacheReads;
 use crate::error::{ApiError, ApiResult};
 
-pub type SharedAi = Arc<PgAiStore>;
+/// The AI store as the routes hold it: one handle per concern, each behind its trait, so a
+/// route sees only the concern it serves and any implementation of it can stand behind.
+#[derive(Clone)]
+pub struct AiServices {
+    cache: web::Data<dyn ResponseCache>,
+    conversations: web::Data<dyn Conversations>,
+    memory: web::Data<dyn Memory>,
+    learning: web::Data<dyn LearningLog>,
+    personal_data: web::Data<dyn PersonalData>,
+}
 
-pub fn configure(config: &mut web::ServiceConfig) {
+impl AiServices {
+    /// Every concern served by the PostgreSQL store.
+    pub fn on(store: &PgAiStore) -> Self {
+        let shared = Arc::new(store.clone());
+        Self {
+            cache: web::Data::from(Arc::new(store.cache().clone()) as Arc<dyn ResponseCache>),
+            conversations: web::Data::from(shared.clone() as Arc<dyn Conversations>),
+            memory: web::Data::from(shared.clone() as Arc<dyn Memory>),
+            learning: web::Data::from(shared.clone() as Arc<dyn LearningLog>),
+            personal_data: web::Data::from(shared as Arc<dyn PersonalData>),
+        }
+    }
+}
+
+/// The routes and what they hold. Runs once per worker: each worker gathers its own cache
+/// reads ([`CacheReads`]).
+pub fn configure(config: &mut web::ServiceConfig, services: &AiServices) {
+    config
+        .app_data(services.cache.clone())
+        .app_data(services.conversations.clone())
+        .app_data(services.memory.clone())
+        .app_data(services.learning.clone())
+        .app_data(services.personal_data.clone())
+        .app_data(web::Data::new(CacheReads::new(
+            services.cache.clone().into_inner(),
+        )));
     // One scope per family: the router compares the prefix once instead of matching every
     // route's pattern of every family.
     config.service(
@@ -110,13 +144,13 @@ pub struct CachePut {
     responses((status = 204)))]
 pub async fn cache_put(
     _: CanWrite,
-    ai: web::Data<SharedAi>,
+    cache: web::Data<dyn ResponseCache>,
     path: web::Path<(Uuid, String)>,
     Body(body): Body<CachePut>,
 ) -> ApiResult {
     let (owner, key) = path.into_inner();
     let ttl = Ttl::from_seconds(body.ttl_seconds, body.sliding, body.forever)?;
-    ai.cache().set(user(owner), &key, &body.value, ttl).await?;
+    cache.set(user(owner), &key, &body.value, ttl).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -125,11 +159,11 @@ pub async fn cache_put(
     responses((status = 204)))]
 pub async fn cache_delete(
     _: CanWrite,
-    ai: web::Data<SharedAi>,
+    cache: web::Data<dyn ResponseCache>,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult {
     let (owner, key) = path.into_inner();
-    if ai.cache().delete(user(owner), &key).await? {
+    if cache.delete(user(owner), &key).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::cache_miss())
@@ -158,11 +192,11 @@ pub struct ConversationBody {
     responses((status = 201, body = ai_store::Conversation)))]
 pub async fn create_conversation(
     _: CanWrite,
-    ai: web::Data<SharedAi>,
+    conversations: web::Data<dyn Conversations>,
     owner: web::Path<Uuid>,
     Body(body): Body<ConversationBody>,
 ) -> ApiResult {
-    let conversation = ai
+    let conversation = conversations
         .create_conversation(
             user(*owner),
             NewConversation {
@@ -187,16 +221,20 @@ pub struct ListQuery {
     responses((status = 200, body = Vec<ai_store::Conversation>)))]
 pub async fn list_conversations(
     _: CanRead,
-    ai: web::Data<SharedAi>,
+    conversations: web::Data<dyn Conversations>,
     owner: web::Path<Uuid>,
     query: web::Query<ListQuery>,
 ) -> ApiResult {
     let owner = user(*owner);
     let after = match query.after {
-        Some(id) => Some(ai.conversation(owner, ConversationId(id)).await?),
+        Some(id) => Some(
+            conversations
+                .conversation(owner, ConversationId(id))
+                .await?,
+        ),
         None => None,
     };
-    let page = ai
+    let page = conversations
         .list_conversations(owner, after.as_ref(), query.limit.unwrap_or(50))
         .await?;
     Ok(HttpResponse::Ok().json(page))
@@ -207,11 +245,13 @@ pub async fn list_conversations(
     responses((status = 200, body = ai_store::Conversation)))]
 pub async fn conversation(
     _: CanRead,
-    ai: web::Data<SharedAi>,
+    conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult {
     let (owner, id) = path.into_inner();
-    let conversation = ai.conversation(user(owner), ConversationId(id)).await?;
+    let conversation = conversations
+        .conversation(user(owner), ConversationId(id))
+        .await?;
     Ok(HttpResponse::Ok().json(conversation))
 }
 
@@ -220,11 +260,12 @@ pub async fn conversation(
     responses((status = 204)))]
 pub async fn delete_conversation(
     _: CanWrite,
-    ai: web::Data<SharedAi>,
+    conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult {
     let (owner, id) = path.into_inner();
-    ai.delete_conversation(user(owner), ConversationId(id))
+    conversations
+        .delete_conversation(user(owner), ConversationId(id))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -247,12 +288,12 @@ pub struct MessageBody {
     responses((status = 201, body = ai_store::Message)))]
 pub async fn append(
     _: CanWrite,
-    ai: web::Data<SharedAi>,
+    conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
     Body(body): Body<MessageBody>,
 ) -> ApiResult {
     let (owner, id) = path.into_inner();
-    let message = ai
+    let message = conversations
         .append_message(
             user(owner),
             ConversationId(id),
@@ -280,12 +321,12 @@ pub struct MessagesQuery {
     responses((status = 200, body = MessagePage)))]
 pub async fn messages(
     _: CanRead,
-    ai: web::Data<SharedAi>,
+    conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
     query: web::Query<MessagesQuery>,
 ) -> ApiResult {
     let (owner, id) = path.into_inner();
-    let messages = ai
+    let messages = conversations
         .messages(
             user(owner),
             ConversationId(id),
@@ -322,7 +363,7 @@ pub struct WindowQuery {
     responses((status = 200, body = Vec<ai_store::Message>)))]
 pub async fn window(
     _: CanRead,
-    ai: web::Data<SharedAi>,
+    conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
     query: web::Query<WindowQuery>,
 ) -> ApiResult {
@@ -336,7 +377,9 @@ pub async fn window(
             ));
         }
     };
-    let messages = ai.window(user(owner), ConversationId(id), window).await?;
+    let messages = conversations
+        .window(user(owner), ConversationId(id), window)
+        .await?;
     Ok(HttpResponse::Ok().json(messages))
 }
 
@@ -359,7 +402,7 @@ pub struct FactBody {
     responses((status = 200, body = ai_store::MemoryFact)))]
 pub async fn remember(
     _: CanWrite,
-    ai: web::Data<SharedAi>,
+    memory: web::Data<dyn Memory>,
     path: web::Path<(Uuid, String)>,
     Body(body): Body<FactBody>,
 ) -> ApiResult {
@@ -371,7 +414,7 @@ pub async fn remember(
     }
     observation.metadata = body.metadata;
     observation.expires_at = body.expires_at;
-    let fact = ai.remember(user(owner), observation).await?;
+    let fact = memory.remember(user(owner), observation).await?;
     Ok(HttpResponse::Ok().json(fact))
 }
 
@@ -380,14 +423,14 @@ pub async fn remember(
     responses((status = 200, body = FactWithHistory)))]
 pub async fn fact(
     _: CanRead,
-    ai: web::Data<SharedAi>,
+    memory: web::Data<dyn Memory>,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult {
     let (owner, key) = path.into_inner();
     let owner = user(owner);
-    match ai.fact(owner, &key).await? {
+    match memory.fact(owner, &key).await? {
         Some(fact) => {
-            let history = ai.fact_history(owner, &key).await?;
+            let history = memory.fact_history(owner, &key).await?;
             Ok(HttpResponse::Ok().json(FactWithHistory { fact, history }))
         }
         None => Err(ApiError::fact_not_found()),
@@ -406,11 +449,11 @@ pub struct FactsQuery {
     responses((status = 200, body = Vec<ai_store::MemoryFact>)))]
 pub async fn facts(
     _: CanRead,
-    ai: web::Data<SharedAi>,
+    memory: web::Data<dyn Memory>,
     owner: web::Path<Uuid>,
     query: web::Query<FactsQuery>,
 ) -> ApiResult {
-    let facts = ai
+    let facts = memory
         .facts(
             user(*owner),
             query.category.as_deref(),
@@ -435,7 +478,7 @@ pub struct SearchQuery {
     responses((status = 200, body = Vec<ai_store::FoundFact>)))]
 pub async fn search_facts(
     _: CanRead,
-    ai: web::Data<SharedAi>,
+    memory: web::Data<dyn Memory>,
     owner: web::Path<Uuid>,
     query: web::Query<SearchQuery>,
 ) -> ApiResult {
@@ -454,7 +497,7 @@ pub async fn search_facts(
         metadata,
         limit: query.limit.unwrap_or(20),
     };
-    let found = ai.search_facts(user(*owner), &search).await?;
+    let found = memory.search_facts(user(*owner), &search).await?;
     Ok(HttpResponse::Ok().json(found))
 }
 
@@ -478,11 +521,11 @@ pub struct ExampleBody {
     responses((status = 201, body = ai_store::Recorded), (status = 200, body = ai_store::Recorded), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn record_example(
     _: CanWrite,
-    ai: web::Data<SharedAi>,
+    learning: web::Data<dyn LearningLog>,
     owner: web::Path<Uuid>,
     Body(body): Body<ExampleBody>,
 ) -> ApiResult {
-    let recorded = ai
+    let recorded = learning
         .record_example(
             user(*owner),
             NewExample {
@@ -517,7 +560,7 @@ pub struct ExportQuery {
     responses((status = 200, content_type = "application/x-ndjson", body = String)))]
 pub async fn export(
     _: CanAdmin,
-    ai: web::Data<SharedAi>,
+    learning: web::Data<dyn LearningLog>,
     query: web::Query<ExportQuery>,
 ) -> HttpResponse {
     let scope = ExportScope {
@@ -526,10 +569,10 @@ pub async fn export(
         until: query.until,
     };
     let (writer, reader) = tokio::io::duplex(64 * 1024);
-    let ai = ai.get_ref().clone();
+    let learning = learning.into_inner();
     tokio::spawn(async move {
         let mut writer = writer;
-        if let Err(error) = ai.export_jsonl(&scope, &mut writer).await {
+        if let Err(error) = learning.export_jsonl(&scope, &mut writer).await {
             // The status line is gone already; the truncated stream ends the response.
             tracing::warn!(%error, "the learning-data export stopped");
         }
@@ -546,9 +589,9 @@ pub async fn export(
     responses((status = 200, body = ai_store::ForgetReport)))]
 pub async fn forget_user(
     _: CanWrite,
-    ai: web::Data<SharedAi>,
+    personal_data: web::Data<dyn PersonalData>,
     owner: web::Path<Uuid>,
 ) -> ApiResult {
-    let report = ai.forget_user(user(*owner)).await?;
+    let report = personal_data.forget_user(user(*owner)).await?;
     Ok(HttpResponse::Ok().json(report))
 }

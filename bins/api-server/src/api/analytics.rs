@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use analytics::{
-    Analytics, AnalyticsError, Event, Labels, MetricPoint, MetricQuery, PgAnalytics, Recorded,
-    Recorder,
+    Analytics, AnalyticsError, Event, Labels, MetricPoint, MetricQuery, Recorded, Recorder,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -158,7 +157,7 @@ pub struct BucketsQuery {
     responses((status = 200, body = Vec<analytics::Aggregates>)))]
 pub async fn buckets(
     _: CanRead,
-    analytics: web::Data<PgAnalytics>,
+    analytics: web::Data<dyn Analytics>,
     name: web::Path<String>,
     query: web::Query<BucketsQuery>,
 ) -> ApiResult {
@@ -196,7 +195,7 @@ pub struct DaysQuery {
     responses((status = 200, body = Vec<analytics::EventCount>)))]
 pub async fn event_counts(
     _: CanRead,
-    analytics: web::Data<PgAnalytics>,
+    analytics: web::Data<dyn Analytics>,
     query: web::Query<DaysQuery>,
 ) -> ApiResult {
     let counts = analytics
@@ -210,7 +209,7 @@ pub async fn event_counts(
     responses((status = 200, body = Vec<analytics::EventCount>)))]
 pub async fn daily_stats(
     _: CanRead,
-    analytics: web::Data<PgAnalytics>,
+    analytics: web::Data<dyn Analytics>,
     query: web::Query<DaysQuery>,
 ) -> ApiResult {
     let stats = analytics

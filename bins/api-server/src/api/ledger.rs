@@ -7,7 +7,6 @@
 //! or the body's `id`; a retry with the same key is answered with the stored transfer
 //! (`"replayed": true`) and applies nothing again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -23,8 +22,6 @@ use uuid::Uuid;
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::error::{ApiError, ApiResult};
-
-pub type SharedLedger = Arc<dyn Ledger>;
 
 /// Entries or rows a read returns when the query names no `limit`.
 const DEFAULT_PAGE: u32 = 50;
@@ -122,7 +119,7 @@ pub struct OpenWallet {
     responses((status = 200, body = WalletView)))]
 pub async fn open_wallet(
     _: CanWrite,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     Body(body): Body<OpenWallet>,
 ) -> ApiResult {
     let asset = asset(body.asset.as_deref())?;
@@ -154,7 +151,7 @@ fn wallet_view(wallet: ledger::Wallet) -> WalletView {
 /// A wallet with its balances and limit
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}", tag = "ledger", params(("id" = Uuid, Path)),
     responses((status = 200, body = WalletView)))]
-pub async fn wallet(_: CanRead, ledger: web::Data<SharedLedger>, id: web::Path<Uuid>) -> ApiResult {
+pub async fn wallet(_: CanRead, ledger: web::Data<dyn Ledger>, id: web::Path<Uuid>) -> ApiResult {
     let wallet = ledger.wallet(WalletId(*id)).await?;
     Ok(HttpResponse::Ok().json(wallet_view(wallet)))
 }
@@ -172,7 +169,7 @@ pub struct StatementQuery {
     responses((status = 200, body = ledger::Statement)))]
 pub async fn statement(
     _: CanRead,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     id: web::Path<Uuid>,
     query: web::Query<StatementQuery>,
 ) -> ApiResult {
@@ -192,7 +189,7 @@ pub struct BalanceQuery {
     responses((status = 200, body = BalanceAt)))]
 pub async fn balance_at(
     _: CanRead,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     id: web::Path<Uuid>,
     query: web::Query<BalanceQuery>,
 ) -> ApiResult {
@@ -269,7 +266,7 @@ impl NewTransfer {
 pub async fn transfer(
     _: CanWrite,
     request: HttpRequest,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     Body(body): Body<NewTransfer>,
 ) -> ApiResult {
     let id = transfer_id(&request, body.id)?;
@@ -291,7 +288,7 @@ pub struct NewBatch {
     responses((status = 200, body = BatchOutcome)))]
 pub async fn batch(
     _: CanWrite,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     Body(body): Body<NewBatch>,
 ) -> ApiResult {
     let requests = body
@@ -345,7 +342,7 @@ pub struct BatchItem {
     responses((status = 200, body = ledger::Transfer)))]
 pub async fn get_transfer(
     _: CanRead,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     id: web::Path<Uuid>,
 ) -> ApiResult {
     match ledger.get_transfer(TransferId(*id)).await? {
@@ -369,7 +366,7 @@ pub struct Resolve {
 pub async fn post_pending(
     _: CanWrite,
     request: HttpRequest,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     pending: web::Path<Uuid>,
     Body(body): Body<Resolve>,
 ) -> ApiResult {
@@ -387,7 +384,7 @@ pub async fn post_pending(
 pub async fn void_pending(
     _: CanWrite,
     request: HttpRequest,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     pending: web::Path<Uuid>,
     Body(body): Body<Resolve>,
 ) -> ApiResult {
@@ -423,7 +420,7 @@ pub struct NewNft {
     responses((status = 201, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn mint(
     _: CanWrite,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     Body(body): Body<NewNft>,
 ) -> ApiResult {
     let nft = ledger
@@ -449,7 +446,7 @@ pub struct OwnerQuery {
     responses((status = 200, body = Vec<ledger::Nft>)))]
 pub async fn nfts_of(
     _: CanRead,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     query: web::Query<OwnerQuery>,
 ) -> ApiResult {
     let nfts = ledger.nfts_of(UserId(query.owner)).await?;
@@ -459,7 +456,7 @@ pub async fn nfts_of(
 /// An NFT and its history
 #[utoipa::path(get, path = "/api/v1/ledger/nfts/{id}", tag = "ledger", params(("id" = Uuid, Path)),
     responses((status = 200, body = NftWithHistory)))]
-pub async fn nft(_: CanRead, ledger: web::Data<SharedLedger>, id: web::Path<Uuid>) -> ApiResult {
+pub async fn nft(_: CanRead, ledger: web::Data<dyn Ledger>, id: web::Path<Uuid>) -> ApiResult {
     let id = NftId(*id);
     let nft = ledger.nft(id).await?;
     let history = ledger.nft_history(id).await?;
@@ -486,7 +483,7 @@ pub struct NftMove {
     responses((status = 200, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn move_nft(
     _: CanWrite,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     nft: web::Path<Uuid>,
     Body(body): Body<NftMove>,
 ) -> ApiResult {
@@ -496,7 +493,7 @@ pub async fn move_nft(
             reason: "a transfer needs a new owner (burn it instead)".into(),
         }));
     };
-    nft_movement(&ledger, *nft, body.id, body.from, Some(to)).await
+    nft_movement(ledger.get_ref(), *nft, body.id, body.from, Some(to)).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -511,15 +508,15 @@ pub struct NftBurn {
     responses((status = 200, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn burn_nft(
     _: CanWrite,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     nft: web::Path<Uuid>,
     Body(body): Body<NftBurn>,
 ) -> ApiResult {
-    nft_movement(&ledger, *nft, body.id, body.from, None).await
+    nft_movement(ledger.get_ref(), *nft, body.id, body.from, None).await
 }
 
 pub async fn nft_movement(
-    ledger: &SharedLedger,
+    ledger: &dyn Ledger,
     nft: Uuid,
     id: Option<Uuid>,
     from: Uuid,
@@ -554,7 +551,7 @@ pub struct NewReward {
     responses((status = 200, body = ledger::Reward), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn pay_reward(
     _: CanWrite,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     Body(body): Body<NewReward>,
 ) -> ApiResult {
     let reward = ledger
@@ -583,7 +580,7 @@ pub struct RewardsQuery {
     responses((status = 200, body = Vec<ledger::Reward>)))]
 pub async fn rewards_of(
     _: CanRead,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     query: web::Query<RewardsQuery>,
 ) -> ApiResult {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
@@ -607,7 +604,7 @@ pub struct BlocksQuery {
     responses((status = 200, body = Vec<ledger::Block>)))]
 pub async fn blocks(
     _: CanRead,
-    ledger: web::Data<SharedLedger>,
+    ledger: web::Data<dyn Ledger>,
     query: web::Query<BlocksQuery>,
 ) -> ApiResult {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
@@ -618,7 +615,7 @@ pub async fn blocks(
 /// Recompute the chain of blocks
 #[utoipa::path(get, path = "/api/v1/ledger/blocks/verify", tag = "ledger",
     responses((status = 200, body = VerifiedChain)))]
-pub async fn verify_blocks(_: CanRead, ledger: web::Data<SharedLedger>) -> ApiResult {
+pub async fn verify_blocks(_: CanRead, ledger: web::Data<dyn Ledger>) -> ApiResult {
     let verification = ledger.verify_chain().await?;
     Ok(HttpResponse::Ok().json(VerifiedChain {
         valid: verification.is_valid(),

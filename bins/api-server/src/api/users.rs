@@ -1,8 +1,6 @@
 //! `/api/v1/users`: the minimal identity needed to run standalone, over the [`Users`] trait
 //! (in production the core backend owns `public.users`).
 
-use std::sync::Arc;
-
 use actix_web::{HttpResponse, web};
 use core_store::{NewUser, User, UserId, Users};
 use uuid::Uuid;
@@ -10,8 +8,6 @@ use uuid::Uuid;
 use crate::access::{CanRead, CanWrite};
 use crate::api::body::Body;
 use crate::error::ApiResult;
-
-pub type SharedUsers = Arc<dyn Users>;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -24,7 +20,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     responses((status = 201, body = User), (status = 409, description = "e-mail taken", body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     _: CanWrite,
-    users: web::Data<SharedUsers>,
+    users: web::Data<dyn Users>,
     Body(user): Body<NewUser>,
 ) -> ApiResult {
     let created = users.create(&user).await?;
@@ -34,7 +30,7 @@ pub async fn create(
 /// A user
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)),
     responses((status = 200, body = User)))]
-pub async fn get(_: CanRead, users: web::Data<SharedUsers>, id: web::Path<Uuid>) -> ApiResult {
+pub async fn get(_: CanRead, users: web::Data<dyn Users>, id: web::Path<Uuid>) -> ApiResult {
     let user = users.get(UserId(*id)).await?;
     Ok(HttpResponse::Ok().json(user))
 }

@@ -435,7 +435,7 @@ impl PgResponseCache {
     }
 
     /// Drops every local copy of `user`'s entries here and, through an invalidation, in every
-    /// other process (after [`crate::PgAiStore::forget_user`] removed them).
+    /// other process (after [`crate::PersonalData::forget_user`] removed them).
     pub(crate) async fn forget_user_locally(&self, user: UserId) {
         self.inner.hits.forget_user(user);
         if let Some(tier) = &self.inner.local {

@@ -1,5 +1,6 @@
 //! Forgetting a user leaves nothing of theirs in schema ai, and nothing of anyone else gone.
 
+use ai_store::PersonalData;
 use ai_store::{
     Conversations, Feedback, LearningLog, Memory, NewConversation, NewExample, NewMessage,
     Observation, ResponseCache, Role, Ttl, UserId,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use ai_store::PersonalData;
 use ai_store::{AiConfig, CacheConfig, ResponseCache, Ttl};
 use db_core::sqlx;
 use serde_json::json;
