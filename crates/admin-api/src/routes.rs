@@ -243,6 +243,7 @@ pub async fn restart(
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// 1 to 10,000; 100 when absent.
+    #[param(minimum = 1, maximum = 10_000)]
     pub lines: Option<usize>,
 }
 

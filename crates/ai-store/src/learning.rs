@@ -21,7 +21,12 @@ pub const EXPORT_CHUNK: i64 = 1_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(as = ExampleFeedback))]
-#[serde(rename_all = "snake_case", tag = "kind", content = "text")]
+#[serde(
+    rename_all = "snake_case",
+    tag = "kind",
+    content = "text",
+    deny_unknown_fields
+)]
 pub enum Feedback {
     Positive,
     Negative,

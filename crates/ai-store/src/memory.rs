@@ -340,6 +340,9 @@ impl Memory for PgAiStore {
         limit: u32,
     ) -> Result<Vec<MemoryFact>, AiError> {
         let limit = check_limit(limit)?;
+        if let Some(category) = category {
+            validate::text("category", category, MAX_CATEGORY_CHARS, false)?;
+        }
         let rows: Vec<FactRow> = on_connection!(self, |connection| async {
             Ok(sqlx::query_as(concat!(
                 "SELECT ",

@@ -27,7 +27,7 @@ mod store;
 pub use bridge::MetricsBridge;
 pub use config::{Overflow, PartitionConfig, RecorderConfig};
 pub use error::AnalyticsError;
-pub use model::{Event, Labels, MetricPoint};
+pub use model::{Event, Labels, MAX_LABEL_VALUE_CHARS, MAX_LABELS, MetricPoint};
 pub use partitions::PartitionReport;
 pub use queries::{Aggregates, Analytics, DailyStat, EventCount, MetricQuery, RefreshOutcome};
 pub use recorder::{Recorded, Recorder, RecorderStats};

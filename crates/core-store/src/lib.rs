@@ -16,7 +16,7 @@ mod error;
 mod users;
 
 pub use db_core::UserId;
-pub use email::Email;
+pub use email::{EMAIL_PATTERN, Email, MAX_EMAIL_CHARS};
 pub use error::UserError;
 pub use users::{NewUser, PgUsers, User, Users};
 

@@ -24,10 +24,13 @@ pub trait Users: Send + Sync {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    /// An e-mail address, unique among users.
+    /// An e-mail address, unique among users (see [`Email`]).
     #[cfg_attr(
         feature = "openapi",
-        schema(max_length = 320, pattern = r"^\s*[^@\s]+@[^@\s]+\s*$")
+        schema(
+            max_length = 320,
+            pattern = r"^[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff]+@[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff]+$"
+        )
     )]
     pub email: String,
     /// 1 to 200 characters.

@@ -29,8 +29,8 @@ pub use api::Ledger;
 pub use error::LedgerError;
 pub use ids::{NftId, NftTransferId, TransferId, UserId, WalletId};
 pub use model::{
-    Applied, BatchMode, Instruction, Position, Statement, StatementEntry, SystemWallet, Transfer,
-    TransferDetails, TransferKind, TransferRequest, Wallet, WalletOwner,
+    Applied, BatchMode, Instruction, MAX_HOLD_TIMEOUT, Position, Statement, StatementEntry,
+    SystemWallet, Transfer, TransferDetails, TransferKind, TransferRequest, Wallet, WalletOwner,
 };
 pub use pg::feed::FeedPage;
 pub use pg::invariants::{InvariantReport, Violation};

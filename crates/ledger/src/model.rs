@@ -75,6 +75,10 @@ impl Wallet {
     }
 }
 
+/// The longest a hold may reserve funds before it lapses: funds are not frozen for ever by
+/// a hold nobody resolves.
+pub const MAX_HOLD_TIMEOUT: Duration = Duration::from_secs(366 * 86_400);
+
 /// What a transfer request asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
@@ -185,19 +189,20 @@ impl TransferRequest {
         self
     }
 
-    /// Checks what the database would otherwise store unchecked.
-    pub(crate) fn validate(&self) -> Result<(), LedgerError> {
+    /// Checks the request's own fields (reason and reference lengths, the hold's timeout),
+    /// which need no database; submitting checks them too. A batch checked up front is
+    /// refused whole for a malformed item instead of answering it item by item.
+    pub fn validate(&self) -> Result<(), LedgerError> {
         let details = &self.details;
         check_length("reason", details.reason.as_deref(), 64)?;
         check_length("reference", details.reference.as_deref(), 256)?;
-        if let Instruction::Hold { timeout, .. } = &self.instruction {
-            let millis = timeout.as_millis();
-            if millis == 0 || millis > i64::MAX as u128 {
-                return Err(LedgerError::InvalidField {
-                    field: "timeout",
-                    reason: "must be at least 1 millisecond".into(),
-                });
-            }
+        if let Instruction::Hold { timeout, .. } = &self.instruction
+            && (timeout.as_millis() == 0 || *timeout > MAX_HOLD_TIMEOUT)
+        {
+            return Err(LedgerError::InvalidField {
+                field: "timeout",
+                reason: "must be 1 millisecond to 366 days".into(),
+            });
         }
         Ok(())
     }
@@ -217,6 +222,7 @@ fn check_length(field: &'static str, value: Option<&str>, max: usize) -> Result<
 
 /// How the items of a batch relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BatchMode {
     /// All items apply, or none does.

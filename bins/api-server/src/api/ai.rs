@@ -20,6 +20,9 @@ use crate::api::body::Body;
 use crate::api::cache_reads::CacheReads;
 use crate::error::{ApiError, ApiResult};
 
+/// Messages a window holds when the query gives neither bound.
+const DEFAULT_WINDOW: u32 = 20;
+
 /// The AI store as the routes hold it: one handle per concern, each behind its trait, so a
 /// route sees only the concern it serves and any implementation of it can stand behind.
 #[derive(Clone)]
@@ -110,7 +113,7 @@ fn user(path: Uuid) -> UserId {
 // --- cache ---------------------------------------------------------------------------------
 
 /// A live cache entry
-#[utoipa::path(get, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 512)),
     responses((status = 200, body = ai_store::CachedValue)))]
 pub async fn cache_get(
     _: CanRead,
@@ -140,7 +143,7 @@ pub struct CachePut {
 }
 
 /// Store a cache entry
-#[utoipa::path(put, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", request_body = CachePut, params(("user" = Uuid, Path), ("key" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", request_body = CachePut, params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 512)),
     responses((status = 204)))]
 pub async fn cache_put(
     _: CanWrite,
@@ -155,7 +158,7 @@ pub async fn cache_put(
 }
 
 /// Remove a cache entry
-#[utoipa::path(delete, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 512)),
     responses((status = 204)))]
 pub async fn cache_delete(
     _: CanWrite,
@@ -182,8 +185,11 @@ pub struct FactWithHistory {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConversationBody {
+    #[schema(max_length = 500)]
     title: Option<String>,
+    /// A JSON object; absent or null: `{}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: serde_json::Value,
 }
 
@@ -213,6 +219,7 @@ pub async fn create_conversation(
 pub struct ListQuery {
     /// The last conversation of the previous page.
     after: Option<Uuid>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -273,13 +280,13 @@ pub async fn delete_conversation(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageBody {
-    /// `system`, `user`, `assistant` or `tool`.
-    #[schema(value_type = String, example = "user")]
     role: Role,
     content: String,
     #[serde(default)]
     token_count: u32,
+    /// A JSON object; absent or null: `{}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: serde_json::Value,
 }
 
@@ -313,6 +320,7 @@ pub async fn append(
 pub struct MessagesQuery {
     /// The last `seq` of the previous page (0 for the first).
     after_seq: Option<i32>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -352,9 +360,10 @@ pub struct MessagePage {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WindowQuery {
-    /// The last N messages.
+    /// The last N messages (20 when neither bound is given).
+    #[param(minimum = 1, maximum = 1000)]
     last: Option<u32>,
-    /// As many recent messages as fit this many tokens.
+    /// As many recent messages as fit this many tokens; with `last`, both bounds hold.
     tokens: Option<u32>,
 }
 
@@ -368,18 +377,21 @@ pub async fn window(
     query: web::Query<WindowQuery>,
 ) -> ApiResult {
     let (owner, id) = path.into_inner();
-    let window = match (query.last, query.tokens) {
-        (Some(last), None) => Window::LastMessages(last),
-        (None, Some(tokens)) => Window::TokenBudget(tokens),
-        _ => {
-            return Err(ApiError::invalid_query(
-                "give exactly one of last and tokens",
-            ));
+    let (owner, id) = (user(owner), ConversationId(id));
+    let messages = match (query.last, query.tokens) {
+        (last, None) => {
+            let last = Window::LastMessages(last.unwrap_or(DEFAULT_WINDOW));
+            conversations.window(owner, id, last).await?
+        }
+        (last, Some(tokens)) => {
+            let mut fitting = conversations
+                .window(owner, id, Window::TokenBudget(tokens))
+                .await?;
+            // Both bounds: the newest `last` of those that fit the budget.
+            let keep = last.map_or(fitting.len(), |last| last as usize);
+            fitting.split_off(fitting.len().saturating_sub(keep))
         }
     };
-    let messages = conversations
-        .window(user(owner), ConversationId(id), window)
-        .await?;
     Ok(HttpResponse::Ok().json(messages))
 }
 
@@ -389,16 +401,22 @@ pub async fn window(
 #[serde(deny_unknown_fields)]
 pub struct FactBody {
     content: String,
+    #[schema(min_length = 1, max_length = 64)]
     category: Option<String>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     confidence: f32,
+    /// Who observed it; `user` when absent.
+    #[schema(min_length = 1, max_length = 64)]
     source: Option<String>,
+    /// A JSON object; absent or null: `{}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: serde_json::Value,
     expires_at: Option<DateTime<Utc>>,
 }
 
 /// Record an observation of a fact
-#[utoipa::path(put, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", request_body = FactBody, params(("user" = Uuid, Path), ("key" = String, Path)),
+#[utoipa::path(put, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", request_body = FactBody, params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 256)),
     responses((status = 200, body = ai_store::MemoryFact)))]
 pub async fn remember(
     _: CanWrite,
@@ -419,7 +437,7 @@ pub async fn remember(
 }
 
 /// A fact and its history
-#[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 256)),
     responses((status = 200, body = FactWithHistory)))]
 pub async fn fact(
     _: CanRead,
@@ -440,7 +458,9 @@ pub async fn fact(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FactsQuery {
+    #[param(min_length = 1, max_length = 64)]
     category: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -466,10 +486,13 @@ pub async fn facts(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    #[param(min_length = 1, max_length = 1000)]
     q: String,
+    #[param(min_length = 1, max_length = 64)]
     category: Option<String>,
     /// A JSON object the facts' metadata must contain.
     metadata: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -506,13 +529,14 @@ pub async fn search_facts(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExampleBody {
+    #[schema(min_length = 1, max_length = 200)]
     idempotency_key: String,
     prompt: String,
     response: String,
-    /// `{"kind": "positive" | "negative" | "neutral"}` or `{"kind": "correction", "text": "..."}`.
-    #[schema(value_type = Object)]
     feedback: Feedback,
+    /// A JSON object; absent or null: `{}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: serde_json::Value,
 }
 

@@ -32,13 +32,49 @@ pub fn configure(config: &mut web::ServiceConfig) {
     );
 }
 
-/// One row, or a batch of them.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// One row, or a batch of 1 to [`MAX_BATCH`] of them.
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
     Many(Vec<T>),
     One(T),
 }
+
+/// The document's `oneOf` of the row and an array of 1 to [`MAX_BATCH`] rows (written out:
+/// the derive cannot bound the array of an enum variant).
+impl<T: utoipa::ToSchema> utoipa::PartialSchema for OneOrMany<T> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{ArrayBuilder, OneOfBuilder, Ref};
+        let row = Ref::from_schema_name(T::name());
+        let rows = ArrayBuilder::new()
+            .items(row.clone())
+            .min_items(Some(1))
+            .max_items(Some(MAX_BATCH));
+        OneOfBuilder::new().item(rows).item(row).into()
+    }
+}
+
+impl<T: utoipa::ToSchema> utoipa::ToSchema for OneOrMany<T> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        format!("OneOrMany_{}", T::name()).into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
+}
+
+/// What `POST /metrics` takes (an alias: the path macro documents generic types only through
+/// a derive).
+pub type MetricRows = OneOrMany<MetricBody>;
+/// What `POST /events` takes.
+pub type EventRows = OneOrMany<EventBody>;
 
 impl<T> OneOrMany<T> {
     fn into_vec(self) -> Result<Vec<T>, ApiError> {
@@ -56,9 +92,11 @@ impl<T> OneOrMany<T> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricBody {
+    #[schema(pattern = r"^[A-Za-z_:][A-Za-z0-9_:.]{0,199}$")]
     name: String,
     value: f64,
     #[serde(default)]
+    #[schema(schema_with = labels_schema)]
     labels: Labels,
     /// Now when absent.
     time: Option<DateTime<Utc>>,
@@ -67,12 +105,33 @@ pub struct MetricBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBody {
+    #[schema(min_length = 1, max_length = 100)]
     kind: String,
     user_id: Option<Uuid>,
     session_id: Option<Uuid>,
+    /// A JSON object (at most 64 KiB of JSON); absent or null: `{}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     properties: serde_json::Value,
     time: Option<DateTime<Utc>>,
+}
+
+/// A metric's labels as `analytics::validate_labels` takes them: at most 16, named like
+/// Prometheus labels, values of at most 200 characters.
+fn labels_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"));
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(analytics::MAX_LABEL_VALUE_CHARS));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(name))
+        .additional_properties(Some(value))
+        .max_properties(Some(analytics::MAX_LABELS))
+        .build()
 }
 
 fn accepted(outcomes: &[Recorded]) -> HttpResponse {
@@ -96,7 +155,7 @@ pub struct RecordedCount {
 }
 
 /// Record metric points (one, or an array of up to 10,000)
-#[utoipa::path(post, path = "/api/v1/analytics/metrics", tag = "analytics", request_body = OneOrMany<MetricBody>,
+#[utoipa::path(post, path = "/api/v1/analytics/metrics", tag = "analytics", request_body = MetricRows,
     responses((status = 202, body = RecordedCount)))]
 pub async fn record_metrics(
     _: CanWrite,
@@ -119,7 +178,7 @@ pub async fn record_metrics(
 }
 
 /// Record events (one, or an array of up to 10,000)
-#[utoipa::path(post, path = "/api/v1/analytics/events", tag = "analytics", request_body = OneOrMany<EventBody>,
+#[utoipa::path(post, path = "/api/v1/analytics/events", tag = "analytics", request_body = EventRows,
     responses((status = 202, body = RecordedCount)))]
 pub async fn record_events(
     _: CanWrite,
@@ -147,13 +206,14 @@ pub async fn record_events(
 pub struct BucketsQuery {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    #[param(minimum = 1)]
     bucket_seconds: u64,
     /// A JSON object of labels the series must carry, e.g. `{"route":"/orders"}`.
     labels: Option<String>,
 }
 
 /// Time-bucketed aggregates of a metric
-#[utoipa::path(get, path = "/api/v1/analytics/metrics/{name}/buckets", tag = "analytics", params(("name" = String, Path), BucketsQuery),
+#[utoipa::path(get, path = "/api/v1/analytics/metrics/{name}/buckets", tag = "analytics", params(("name" = String, Path, pattern = r"^[A-Za-z_:][A-Za-z0-9_:.]{0,199}$"), BucketsQuery),
     responses((status = 200, body = Vec<analytics::Aggregates>)))]
 pub async fn buckets(
     _: CanRead,
@@ -187,6 +247,7 @@ pub async fn buckets(
 pub struct DaysQuery {
     from: NaiveDate,
     to: NaiveDate,
+    #[param(min_length = 1, max_length = 100)]
     kind: Option<String>,
 }
 

@@ -51,8 +51,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 }
                 bytes.extend_from_slice(&chunk);
             }
-            let value: serde_json::Value = serde_json::from_slice(&bytes)
+            let mut value: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|error| ApiError::malformed_json().with_detail(error.to_string()))?;
+            integral_numbers_as_integers(&mut value);
             if let Some(path) = nul_in(&value, "") {
                 // PostgreSQL stores no NUL character in text or JSON.
                 return Err(ApiError::invalid_body_field()
@@ -71,6 +72,26 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                     ApiError::invalid_body_field().with_detail(detail)
                 })
         })
+    }
+}
+
+/// Writes every number with an integral value as an integer (`90.0` as `90`): JSON has one
+/// number type, and an integer field of the document accepts both spellings, as JSON Schema
+/// does, while serde would refuse the first for an integer type.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().unwrap_or(f64::NAN);
+            // Beyond 2^53 a float no longer names one integer; leave it as sent.
+            if float.fract() == 0.0 && float.abs() < 9_007_199_254_740_992.0 {
+                *number = serde_json::Number::from(float as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(integral_numbers_as_integers);
+        }
+        _ => {}
     }
 }
 

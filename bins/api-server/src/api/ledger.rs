@@ -55,7 +55,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     );
 }
 
-fn amount(text: &str) -> Result<Amount, ApiError> {
+fn parse_amount(TokenAmount(text): &TokenAmount) -> Result<Amount, ApiError> {
     Ok(Amount::parse_decimal(text)?)
 }
 
@@ -111,6 +111,8 @@ fn applied(applied: &ledger::Applied) -> HttpResponse {
 #[serde(deny_unknown_fields)]
 pub struct OpenWallet {
     user_id: Uuid,
+    /// `FODI` when absent.
+    #[schema(pattern = r"^[A-Z][A-Z0-9]{1,15}$")]
     asset: Option<String>,
 }
 
@@ -219,10 +221,13 @@ pub struct NewTransfer {
     id: Option<Uuid>,
     debit: Uuid,
     credit: Uuid,
-    /// Tokens, as a decimal string.
-    amount: String,
+    amount: TokenAmount,
+    /// Makes it a hold that lapses after this long (at most 366 days) unless posted or voided.
+    #[schema(minimum = 1, maximum = 31_622_400_000_u64)]
     hold_timeout_ms: Option<u64>,
+    #[schema(min_length = 1, max_length = 64)]
     reason: Option<String>,
+    #[schema(min_length = 1, max_length = 256)]
     reference: Option<String>,
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
@@ -230,7 +235,7 @@ pub struct NewTransfer {
 
 impl NewTransfer {
     fn into_request(self, id: Option<TransferId>) -> Result<TransferRequest, ApiError> {
-        let amount = amount(&self.amount)?;
+        let amount = parse_amount(&self.amount)?;
         let (debit, credit) = (WalletId(self.debit), WalletId(self.credit));
         let mut request = match self.hold_timeout_ms {
             None => TransferRequest::transfer(debit, credit, amount),
@@ -254,6 +259,7 @@ impl NewTransfer {
         if let Some(metadata) = self.metadata {
             request = request.with_metadata(metadata);
         }
+        request.validate()?;
         Ok(request)
     }
 }
@@ -277,9 +283,8 @@ pub async fn transfer(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBatch {
-    /// `linked` (all or none) or `independent`.
-    #[schema(value_type = String, example = "linked")]
     mode: BatchMode,
+    #[schema(min_items = 1, max_items = 10_000)]
     transfers: Vec<NewTransfer>,
 }
 
@@ -354,11 +359,28 @@ pub async fn get_transfer(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resolve {
-    /// The posting's (or voiding's) own id.
+    /// The posting's own id.
     id: Option<Uuid>,
-    /// Post part of the hold (tokens); all of it when absent.
-    amount: Option<String>,
+    /// Post part of the hold; all of it when absent.
+    amount: Option<TokenAmount>,
 }
+
+/// Voiding a hold releases all of it.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Void {
+    /// The voiding's own id.
+    id: Option<Uuid>,
+}
+
+/// A positive amount of tokens as a decimal string (`"12.5"`): at most 9 decimals and at most
+/// 9223372036.854775807 (the ledger's `i64` of units; see `ledger::Amount::parse_decimal`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(
+    pattern = r"^(?:0*(?:[1-9][0-9]{0,8}(?:\.[0-9]{1,9})?|(?:[1-8][0-9]{9}|9[0-1][0-9]{8}|92[0-1][0-9]{7}|922[0-2][0-9]{6}|9223[0-2][0-9]{5}|92233[0-6][0-9]{4}|922337[0-1][0-9]{3}|92233720[0-2][0-9]|922337203[0-5])(?:\.[0-9]{1,9})?|9223372036(?:\.(?:[0-7][0-9]{0,8}|8[0-4][0-9]{0,7}|85[0-3][0-9]{0,6}|854[0-6][0-9]{0,5}|8547[0-6][0-9]{0,4}|85477[0-4][0-9]{0,3}|854775[0-7][0-9]{0,2}|85477580[0-6]|8|85|854|8547|85477|854775|8547758|85477580|854775807))?)|0*\.(?:[1-9][0-9]{0,8}|0[1-9][0-9]{0,7}|00[1-9][0-9]{0,6}|000[1-9][0-9]{0,5}|0000[1-9][0-9]{0,4}|00000[1-9][0-9]{0,3}|000000[1-9][0-9]{0,2}|0000000[1-9][0-9]{0,1}|00000000[1-9]))$"
+)]
+#[serde(transparent)]
+pub struct TokenAmount(String);
 
 /// Post a pending transfer, wholly or partly
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/post", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
@@ -370,7 +392,10 @@ pub async fn post_pending(
     pending: web::Path<Uuid>,
     Body(body): Body<Resolve>,
 ) -> ApiResult {
-    let amount = body.amount.as_deref().map(amount).transpose()?;
+    let amount = body
+        .amount
+        .map(|amount| parse_amount(&amount))
+        .transpose()?;
     let mut post = TransferRequest::post(TransferId(*pending), amount);
     if let Some(id) = transfer_id(&request, body.id)? {
         post = post.with_id(id);
@@ -379,21 +404,15 @@ pub async fn post_pending(
 }
 
 /// Void a pending transfer
-#[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/void", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
+#[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/void", tag = "ledger", request_body = Void, params(("id" = Uuid, Path)),
     responses((status = 201, body = ledger::Applied), (status = 200, body = ledger::Applied), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn void_pending(
     _: CanWrite,
     request: HttpRequest,
     ledger: web::Data<dyn Ledger>,
     pending: web::Path<Uuid>,
-    Body(body): Body<Resolve>,
+    Body(body): Body<Void>,
 ) -> ApiResult {
-    if body.amount.is_some() {
-        return Err(ApiError::from(LedgerError::InvalidField {
-            field: "amount",
-            reason: "a void releases the whole hold".into(),
-        }));
-    }
     let mut void = TransferRequest::void(TransferId(*pending));
     if let Some(id) = transfer_id(&request, body.id)? {
         void = void.with_id(id);
@@ -408,7 +427,9 @@ pub async fn void_pending(
 pub struct NewNft {
     id: Option<Uuid>,
     owner: Uuid,
+    #[schema(min_length = 1, max_length = 100)]
     collection: String,
+    #[schema(min_length = 1, max_length = 2048)]
     token_uri: Option<String>,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -475,7 +496,7 @@ pub struct NftWithHistory {
 pub struct NftMove {
     id: Option<Uuid>,
     from: Uuid,
-    to: Option<Uuid>,
+    to: Uuid,
 }
 
 /// Transfer an NFT to another user
@@ -487,13 +508,7 @@ pub async fn move_nft(
     nft: web::Path<Uuid>,
     Body(body): Body<NftMove>,
 ) -> ApiResult {
-    let Some(to) = body.to else {
-        return Err(ApiError::from(LedgerError::InvalidField {
-            field: "to",
-            reason: "a transfer needs a new owner (burn it instead)".into(),
-        }));
-    };
-    nft_movement(ledger.get_ref(), *nft, body.id, body.from, Some(to)).await
+    nft_movement(ledger.get_ref(), *nft, body.id, body.from, Some(body.to)).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -539,9 +554,13 @@ pub async fn nft_movement(
 #[serde(deny_unknown_fields)]
 pub struct NewReward {
     user_id: Uuid,
+    #[schema(min_length = 1, max_length = 64)]
     reason: String,
+    #[schema(min_length = 1, max_length = 256)]
     reference: String,
-    amount: String,
+    amount: TokenAmount,
+    /// `FODI` when absent.
+    #[schema(pattern = r"^[A-Z][A-Z0-9]{1,15}$")]
     asset: Option<String>,
     order_id: Option<Uuid>,
 }
@@ -559,7 +578,7 @@ pub async fn pay_reward(
             user: UserId(body.user_id),
             reason: body.reason,
             reference: body.reference,
-            amount: amount(&body.amount)?,
+            amount: parse_amount(&body.amount)?,
             asset: asset(body.asset.as_deref())?,
             order_id: body.order_id,
         })

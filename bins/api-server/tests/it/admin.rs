@@ -766,3 +766,100 @@ async fn json_logs_carry_request_ids_and_never_a_token() {
         assert!(!log.contains(token), "a token reached the log: {log}");
     }
 }
+
+/// The patterns the document gives amounts and e-mail addresses say exactly what the crates
+/// accept: checked on the served document against `Amount::parse_decimal` and `Email::parse`
+/// over edge cases and many generated strings.
+#[tokio::test]
+async fn the_documented_patterns_are_the_crates_rules() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(crate::with_database(&db)).await;
+    let document = openapi_document(&base).await;
+    let schemas = &document["components"]["schemas"];
+    let pattern = |value: &Value| regex::Regex::new(value.as_str().unwrap()).unwrap();
+    let amount = pattern(&schemas["TokenAmount"]["pattern"]);
+    let email = pattern(&schemas["NewUser"]["properties"]["email"]["pattern"]);
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+
+    let mut amounts: Vec<String> = [
+        "0",
+        "00",
+        "0.0",
+        ".5",
+        "0.5",
+        "1.",
+        "1.0000000001",
+        "0.000000001",
+        "-1",
+        "+1",
+        "1e3",
+        " 1",
+        "9223372036.854775807",
+        "9223372036.854775808",
+        "09223372036.8547758",
+        "9223372036.85477580",
+        "9223372037",
+        "99999999999",
+        "",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    };
+    for _ in 0..20_000 {
+        let digits = |count: u64, next: &mut dyn FnMut(u64) -> u64| -> String {
+            (0..count)
+                .map(|_| char::from(b'0' + next(10) as u8))
+                .collect()
+        };
+        let whole = digits(next(12), &mut next);
+        let fraction = digits(next(11), &mut next);
+        amounts.push(if next(4) == 0 {
+            whole
+        } else {
+            format!("{whole}.{fraction}")
+        });
+    }
+    for text in &amounts {
+        assert_eq!(
+            amount.is_match(text),
+            ledger::Amount::parse_decimal(text).is_ok(),
+            "amount {text:?}"
+        );
+    }
+
+    let long = format!("{}@b", "a".repeat(318));
+    let longer = format!("{}@b", "a".repeat(319));
+    for text in [
+        "a@b",
+        "ünï@b.example",
+        "a@b@c",
+        "@b",
+        "a@",
+        "a b@c",
+        " a@b",
+        "a@b ",
+        "a@b\u{85}",
+        "a@\u{a0}b",
+        "a@\u{3000}b",
+        "a\u{feff}@b",
+        "a\u{1}@b",
+        "a\u{7f}@b",
+        &long,
+        &longer,
+    ] {
+        let documented = email.is_match(text) && text.chars().count() <= 320;
+        assert_eq!(
+            documented,
+            core_store::Email::parse(text).is_ok(),
+            "email {text:?}"
+        );
+    }
+    db.close().await;
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use db_core::sqlx;
 use db_core::testing::TestDb;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::ledger::Api;
 use crate::{documented_fields, fields, spawn, with_database};
@@ -95,13 +95,23 @@ async fn the_ai_store_over_http() {
     assert_eq!(fields(&page), schema("MessagePage"));
     let (_, window) = api.get(&format!("{conversation}/window?last=2")).await;
     assert_eq!(window.as_array().unwrap().len(), 2);
-    let (status, problem) = api
-        .get(&format!("{conversation}/window?last=2&tokens=5"))
+    // Three messages of 10 tokens: a budget of 25 holds the newest two, `last=1` narrows that
+    // to one; with neither bound the window is the last 20.
+    let seqs = |window: &Value| -> Vec<i64> {
+        let messages = window.as_array().unwrap();
+        messages
+            .iter()
+            .map(|message| message["seq"].as_i64().unwrap())
+            .collect()
+    };
+    let (_, window) = api.get(&format!("{conversation}/window?tokens=25")).await;
+    assert_eq!(seqs(&window), [2, 3]);
+    let (_, window) = api
+        .get(&format!("{conversation}/window?last=1&tokens=25"))
         .await;
-    assert_eq!(
-        (status, problem["type"].as_str()),
-        (400, Some("/problems/invalid-query"))
-    );
+    assert_eq!(seqs(&window), [3]);
+    let (_, window) = api.get(&format!("{conversation}/window")).await;
+    assert_eq!(seqs(&window), [1, 2, 3]);
     let stolen = conversation.replace(&alice, &bob);
     let (status, problem) = api.get(&stolen).await;
     assert_eq!(
