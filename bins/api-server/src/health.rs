@@ -9,7 +9,7 @@ use db_core::migrate::Migrator;
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::jobs::{JobStatus, Jobs};
+use orchestrator::jobs::{JobStatus, Jobs};
 
 /// The process is alive
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Health)))]

@@ -1,7 +1,8 @@
 //! The `api-server` binary: the REST API over every crate ([`api`]: users, the AI store, the
 //! ledger, analytics), process administration ([`admin`], with leader election in
 //! [`leader`]), the live WebSocket stream ([`live`]), health and readiness, `/metrics`, the
-//! OpenAPI document and its offline docs ([`openapi`]), and the background jobs ([`jobs`]).
+//! OpenAPI document and its offline docs ([`openapi`]), and the background jobs
+//! (`orchestrator::jobs`).
 //!
 //! [`Application::build`] resolves the database (the configured server, or the embedded
 //! cluster under `./.data/pg` when none is configured), applies migrations when that is the
@@ -19,7 +20,6 @@ pub mod admin;
 pub mod api;
 pub mod error;
 pub mod health;
-pub mod jobs;
 pub mod leader;
 pub mod live;
 mod middleware;
@@ -41,7 +41,7 @@ use ledger::{Ledger, PgLedger};
 use orchestrator::Supervisor;
 
 use access::Access;
-use jobs::Jobs;
+use orchestrator::jobs::{self, Jobs};
 use settings::{JobSettings, Settings};
 
 /// Every migration set the api-server serves, in declaration order.
@@ -93,25 +93,6 @@ fn manages(settings: &Settings, set: &str) -> bool {
     settings.migrations.sets.is_empty() || settings.migrations.sets.iter().any(|s| s == set)
 }
 
-/// A job running `run` on a clone of `service`, its `Debug` result as the run's summary.
-fn job<S, F, Fut, T, E>(service: S, run: F) -> impl Fn() -> jobs::JobRun + Send + 'static
-where
-    S: Clone + Send + Sync + 'static,
-    F: Fn(S) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
-    T: std::fmt::Debug,
-    E: std::fmt::Display,
-{
-    move || {
-        let run = run(service.clone());
-        Box::pin(async move {
-            run.await
-                .map(|summary| format!("{summary:?}"))
-                .map_err(|error| error.to_string())
-        })
-    }
-}
-
 /// Blocks one run of the sealer seals at most, so that a run stays short after a backlog.
 const SEALED_BLOCKS_PER_RUN: u32 = 100;
 
@@ -124,21 +105,21 @@ fn start_jobs(
 ) -> Jobs {
     let mut jobs = Jobs::default();
     if let Some(ai) = ai {
-        let maintain = job(ai, |ai| async move { ai.run_maintenance().await });
+        let maintain = jobs::on(ai, |ai| async move { ai.run_maintenance().await });
         jobs.spawn("ai_maintenance", settings.ai_maintenance, maintain);
     }
     if let Some(ledger) = ledger {
-        let seal = job(ledger, |ledger| async move {
+        let seal = jobs::on(ledger, |ledger| async move {
             ledger.seal_final_blocks(SEALED_BLOCKS_PER_RUN).await
         });
         jobs.spawn("ledger_sealer", settings.ledger_sealer, seal);
     }
     if let Some(analytics) = analytics {
-        let refresh = job(analytics.clone(), |analytics| async move {
+        let refresh = jobs::on(analytics.clone(), |analytics| async move {
             analytics.refresh_daily_stats().await
         });
         jobs.spawn("daily_stats_refresh", settings.daily_stats_refresh, refresh);
-        let partitions = job(analytics, |analytics| async move {
+        let partitions = jobs::on(analytics, |analytics| async move {
             analytics.maintain_partitions().await
         });
         jobs.spawn(

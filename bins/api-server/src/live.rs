@@ -70,7 +70,14 @@ impl LiveHub {
         };
         let mut tasks = Vec::new();
         if let Some(ledger) = ledger {
-            tasks.push(tokio::spawn(follow_ledger(ledger, hub.events.clone())));
+            let events = hub.events.clone();
+            tasks.push(tokio::spawn(async move {
+                ledger::follow_feed(ledger.as_ref(), FEED_POLL, |transfer| {
+                    // No subscriber is not an error: the events are simply not wanted now.
+                    let _ = events.send(Arc::new(LiveEvent::Transfer { transfer }));
+                })
+                .await;
+            }));
         }
         let mut processes = supervisor.subscribe();
         let sender = hub.events.clone();
@@ -91,37 +98,6 @@ impl LiveHub {
     /// Closes every client's connection (going away).
     pub fn close_all(&self) {
         self.closing.send_replace(true);
-    }
-}
-
-async fn follow_ledger(ledger: Arc<dyn Ledger>, events: broadcast::Sender<Arc<LiveEvent>>) {
-    let mut position = loop {
-        match ledger.feed_head().await {
-            Ok(head) => break head,
-            Err(error) => {
-                tracing::warn!(%error, "live events: cannot read the ledger's feed head yet");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
-    loop {
-        match ledger.changes_after(position, 500).await {
-            Ok(page) => {
-                let full = page.transfers.len() == 500;
-                for transfer in page.transfers {
-                    // No subscriber is not an error: the events are simply not wanted now.
-                    let _ = events.send(Arc::new(LiveEvent::Transfer { transfer }));
-                }
-                position = page.next;
-                if !full {
-                    tokio::time::sleep(FEED_POLL).await;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "live events: cannot read the ledger's feed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
     }
 }
 

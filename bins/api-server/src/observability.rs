@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use actix_web::{HttpResponse, get, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::jobs::Jobs;
+use orchestrator::jobs::Jobs;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 

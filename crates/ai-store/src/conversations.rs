@@ -52,10 +52,15 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// A conversation to start (deserialises from a request body: every field optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
 pub struct NewConversation {
+    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub title: Option<String>,
-    /// A JSON object; `Null` stands for `{}`.
+    /// A JSON object; absent or null stands for `{}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: serde_json::Value,
 }
 
@@ -73,13 +78,20 @@ pub struct Conversation {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
+/// A message to append (deserialises from a request body).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct NewMessage {
     pub role: Role,
     pub content: String,
-    /// Tokens the content counts for the model: what token-budget windows add up.
+    /// Tokens the content counts for the model: what token-budget windows add up (0 when
+    /// absent).
+    #[serde(default)]
     pub token_count: u32,
-    /// A JSON object; `Null` stands for `{}`.
+    /// A JSON object; absent or null stands for `{}`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: serde_json::Value,
 }
 

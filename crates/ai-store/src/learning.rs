@@ -67,14 +67,21 @@ impl Feedback {
     }
 }
 
-#[derive(Debug, Clone)]
+/// An example to record (deserialises from a request body).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct NewExample {
-    /// Chosen by the recorder: recording the same example again stores it once.
+    /// Chosen by the recorder (1 to 200 characters): recording the same example again stores
+    /// it once.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub idempotency_key: String,
     pub prompt: String,
     pub response: String,
     pub feedback: Feedback,
-    /// A JSON object; `Null` stands for `{}`.
+    /// A JSON object; absent or null stands for `{}`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: serde_json::Value,
 }
 

@@ -32,7 +32,7 @@ pub use model::{
     Applied, BatchMode, Instruction, MAX_HOLD_TIMEOUT, Position, Statement, StatementEntry,
     SystemWallet, Transfer, TransferDetails, TransferKind, TransferRequest, Wallet, WalletOwner,
 };
-pub use pg::feed::FeedPage;
+pub use pg::feed::{FeedPage, follow as follow_feed};
 pub use pg::invariants::{InvariantReport, Violation};
 pub use pg::nfts::{MintNft, MoveNft, Nft, NftMovement};
 pub use pg::rewards::{Reward, RewardRequest, reward_transfer_id};

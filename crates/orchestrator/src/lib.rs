@@ -11,7 +11,8 @@
 //! stopping it signals the whole group, then SIGKILLs it after the grace period: its own
 //! children never outlive it. Every state change is broadcast ([`Supervisor::subscribe`]),
 //! logged with tracing and counted through the `metrics` facade; output is kept line by line
-//! in a bounded ring per process and optionally in a rotated file.
+//! in a bounded ring per process and optionally in a rotated file. [`jobs`] supervises
+//! in-process background jobs the same way: on an interval, with each one's last run known.
 //!
 //! Architecture invariant: this crate needs no database and no HTTP framework (its HTTP
 //! probe is a minimal client of its own). Start reading at [`supervisor`] and [`runner`].
@@ -19,6 +20,7 @@
 mod child;
 mod error;
 pub mod health;
+pub mod jobs;
 mod logs;
 pub mod runner;
 pub mod spec;

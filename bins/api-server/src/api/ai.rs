@@ -7,9 +7,9 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use ai_store::{
-    AiError, ConversationId, Conversations, ExportScope, FactSearch, Feedback, LearningLog, Memory,
+    AiError, ConversationId, Conversations, ExportScope, FactSearch, LearningLog, Memory,
     NewConversation, NewExample, NewMessage, Observation, PersonalData, PgAiStore, ResponseCache,
-    Role, Ttl, UserId, Window,
+    Ttl, UserId, Window,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -182,34 +182,17 @@ pub struct FactWithHistory {
 
 // --- conversations -------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConversationBody {
-    #[schema(max_length = 500)]
-    title: Option<String>,
-    /// A JSON object; absent or null: `{}`.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    metadata: serde_json::Value,
-}
-
 /// Start a conversation
-#[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", request_body = ConversationBody, params(("user" = Uuid, Path)),
+#[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", request_body = NewConversation, params(("user" = Uuid, Path)),
     responses((status = 201, body = ai_store::Conversation)))]
 pub async fn create_conversation(
     _: CanWrite,
     conversations: web::Data<dyn Conversations>,
     owner: web::Path<Uuid>,
-    Body(body): Body<ConversationBody>,
+    Body(conversation): Body<NewConversation>,
 ) -> ApiResult {
     let conversation = conversations
-        .create_conversation(
-            user(*owner),
-            NewConversation {
-                title: body.title,
-                metadata: body.metadata,
-            },
-        )
+        .create_conversation(user(*owner), conversation)
         .await?;
     Ok(HttpResponse::Created().json(conversation))
 }
@@ -277,40 +260,18 @@ pub async fn delete_conversation(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MessageBody {
-    role: Role,
-    content: String,
-    #[serde(default)]
-    token_count: u32,
-    /// A JSON object; absent or null: `{}`.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    metadata: serde_json::Value,
-}
-
 /// Append a message
-#[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", request_body = MessageBody, params(("user" = Uuid, Path), ("id" = Uuid, Path)),
+#[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", request_body = NewMessage, params(("user" = Uuid, Path), ("id" = Uuid, Path)),
     responses((status = 201, body = ai_store::Message)))]
 pub async fn append(
     _: CanWrite,
     conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
-    Body(body): Body<MessageBody>,
+    Body(message): Body<NewMessage>,
 ) -> ApiResult {
     let (owner, id) = path.into_inner();
     let message = conversations
-        .append_message(
-            user(owner),
-            ConversationId(id),
-            NewMessage {
-                role: body.role,
-                content: body.content,
-                token_count: body.token_count,
-                metadata: body.metadata,
-            },
-        )
+        .append_message(user(owner), ConversationId(id), message)
         .await?;
     Ok(HttpResponse::Created().json(message))
 }
@@ -526,41 +487,16 @@ pub async fn search_facts(
 
 // --- learning data -------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExampleBody {
-    #[schema(min_length = 1, max_length = 200)]
-    idempotency_key: String,
-    prompt: String,
-    response: String,
-    feedback: Feedback,
-    /// A JSON object; absent or null: `{}`.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    metadata: serde_json::Value,
-}
-
 /// Record a learning example, once per idempotency key
-#[utoipa::path(post, path = "/api/v1/ai/users/{user}/examples", tag = "ai", request_body = ExampleBody, params(("user" = Uuid, Path)),
+#[utoipa::path(post, path = "/api/v1/ai/users/{user}/examples", tag = "ai", request_body = NewExample, params(("user" = Uuid, Path)),
     responses((status = 201, body = ai_store::Recorded), (status = 200, body = ai_store::Recorded), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn record_example(
     _: CanWrite,
     learning: web::Data<dyn LearningLog>,
     owner: web::Path<Uuid>,
-    Body(body): Body<ExampleBody>,
+    Body(example): Body<NewExample>,
 ) -> ApiResult {
-    let recorded = learning
-        .record_example(
-            user(*owner),
-            NewExample {
-                idempotency_key: body.idempotency_key,
-                prompt: body.prompt,
-                response: body.response,
-                feedback: body.feedback,
-                metadata: body.metadata,
-            },
-        )
-        .await?;
+    let recorded = learning.record_example(user(*owner), example).await?;
     let status = if recorded.created {
         StatusCode::CREATED
     } else {

@@ -5,6 +5,8 @@
 //! remembers the last position it handled never misses one and never sees one twice. The
 //! feed lags by the age of the oldest open transaction, normally milliseconds.
 
+use std::time::Duration;
+
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::rows::{TRANSFER_COLUMNS, TransferRow};
@@ -13,6 +15,40 @@ use crate::model::{Position, Transfer};
 
 /// Largest page of the feed.
 pub const MAX_FEED_PAGE: u32 = 10_000;
+
+/// Follows the feed from its head for as long as the future runs, handing each committed
+/// transfer to `deliver` in ledger order: pages of up to 500, a pause of `poll` when the feed
+/// had nothing new, and a pause of a second (with a warning) while the database fails.
+/// Nothing is skipped across failures: it resumes after the last transfer delivered.
+pub async fn follow(ledger: &dyn crate::Ledger, poll: Duration, mut deliver: impl FnMut(Transfer)) {
+    const PAGE: u32 = 500;
+    const RETRY: Duration = Duration::from_secs(1);
+    let mut position = loop {
+        match ledger.feed_head().await {
+            Ok(head) => break head,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the ledger's feed head yet");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    };
+    loop {
+        match ledger.changes_after(position, PAGE).await {
+            Ok(page) => {
+                let full = page.transfers.len() == PAGE as usize;
+                page.transfers.into_iter().for_each(&mut deliver);
+                position = page.next;
+                if !full {
+                    tokio::time::sleep(poll).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the ledger's feed");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
 
 /// A page of the feed, and where the next one starts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

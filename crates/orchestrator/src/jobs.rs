@@ -1,5 +1,8 @@
-//! The background jobs the api-server owns, each on its own interval, with its last run
-//! reported by `/ready` and `/metrics`.
+//! Supervised background jobs: in-process tasks that each run on an interval (a sealer, a
+//! rollup refresh, partition maintenance), with each job's last run kept for a readiness
+//! answer and reported through the `metrics` facade (`fodi_job_*`). Runs of one job never
+//! overlap, a failed run is counted and retried at the next tick, and a job whose task ended
+//! (a panic) is reported dead rather than silently gone.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,7 +17,8 @@ use tokio::task::JoinHandle;
 pub type JobRun = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 
 /// What is known of a job.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobStatus {
     pub interval_ms: u64,
     pub runs: u64,
@@ -29,6 +33,27 @@ pub struct JobStatus {
     pub alive: bool,
 }
 
+/// A job running `run` on a clone of `service` (a cheap handle, such as a store), its result's
+/// `Debug` as the run's summary and its error's `Display` as the failure.
+pub fn on<S, F, Fut, T, E>(service: S, run: F) -> impl Fn() -> JobRun + Send + 'static
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: std::fmt::Debug,
+    E: std::fmt::Display,
+{
+    move || {
+        let run = run(service.clone());
+        Box::pin(async move {
+            run.await
+                .map(|summary| format!("{summary:?}"))
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+/// The jobs of one process.
 #[derive(Default)]
 pub struct Jobs {
     statuses: Arc<Mutex<BTreeMap<&'static str, JobStatus>>>,
