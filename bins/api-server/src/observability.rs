@@ -51,30 +51,6 @@ fn describe_metrics() {
         "fodi_http_gathered_batch_size",
         "Requests answered by one database call when concurrent requests are gathered, by kind (cache_reads)"
     );
-    describe_counter!(
-        "fodi_job_runs_total",
-        "Background job runs, by job and outcome"
-    );
-    describe_histogram!(
-        "fodi_job_duration_seconds",
-        metrics::Unit::Seconds,
-        "Duration of background job runs, by job"
-    );
-    describe_gauge!(
-        "fodi_job_last_success_timestamp_seconds",
-        metrics::Unit::Seconds,
-        "Unix time of the job's last successful run"
-    );
-    describe_gauge!(
-        "fodi_job_last_run_timestamp_seconds",
-        metrics::Unit::Seconds,
-        "Unix time of the job's last run, successful or not"
-    );
-    describe_gauge!(
-        "fodi_job_last_run_ok",
-        "1 when the job's last run succeeded, 0 when it failed"
-    );
-    describe_gauge!("fodi_job_alive", "1 while the job's task runs");
     describe_gauge!(
         "fodi_supervision_leader",
         "1 while this instance holds the supervision lock and runs the supervised processes"

@@ -53,6 +53,35 @@ where
     }
 }
 
+/// Help texts of the `fodi_job_*` metrics (part of [`crate::describe_metrics`]).
+pub(crate) fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "fodi_job_runs_total",
+        "Background job runs, by job and outcome"
+    );
+    describe_histogram!(
+        "fodi_job_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of background job runs, by job"
+    );
+    describe_gauge!(
+        "fodi_job_last_success_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time of the job's last successful run"
+    );
+    describe_gauge!(
+        "fodi_job_last_run_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time of the job's last run, successful or not"
+    );
+    describe_gauge!(
+        "fodi_job_last_run_ok",
+        "1 when the job's last run succeeded, 0 when it failed"
+    );
+    describe_gauge!("fodi_job_alive", "1 while the job's task runs");
+}
+
 /// The jobs of one process.
 #[derive(Default)]
 pub struct Jobs {

@@ -52,6 +52,7 @@ pub async fn stop_requested() -> std::io::Result<&'static str> {
 /// Prometheus). Call once, after installing the recorder.
 pub fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    jobs::describe_metrics();
     describe_gauge!(
         "orchestrator_up",
         "1 while the process runs (healthy or failing checks below the threshold)"
