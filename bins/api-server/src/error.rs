@@ -276,6 +276,8 @@ impl From<&LedgerError> for ApiError {
                 "nft-conflict",
                 "The NFT id was used before with other fields",
             ),
+            // The enum is non-exhaustive: a new variant is a failure until it is mapped here.
+            _ => return Self::internal(error),
         };
         described(status, kind, title, error)
     }
@@ -298,6 +300,7 @@ impl From<&AiError> for ApiError {
                 "example-conflict",
                 "The idempotency key was used before with other content",
             ),
+            _ => return Self::internal(error),
         };
         described(status, kind, title, error)
     }
@@ -311,7 +314,8 @@ impl From<&AnalyticsError> for ApiError {
             }
             AnalyticsError::Closed => Self::shutting_down(),
             AnalyticsError::Db(error) => error.into(),
-            AnalyticsError::Flush(_) => Self::internal(error),
+            // A failed flush, or a variant not mapped yet.
+            _ => Self::internal(error),
         }
     }
 }

@@ -88,6 +88,12 @@ pub fn problem(error: &OrchestratorError) -> Problem {
             "invalid-configuration",
             "The process configuration is invalid",
         ),
+        // A variant added to the orchestrator is a failure until it is mapped here.
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "The request failed on the server",
+        ),
     };
     Problem::new(status, kind, title).with_detail(error.to_string())
 }

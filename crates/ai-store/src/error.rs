@@ -5,6 +5,7 @@ use db_core::{DbError, RetryableError};
 use crate::ids::{ConversationId, UserId};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AiError {
     #[error("{field} is invalid: {reason}")]
     InvalidField { field: &'static str, reason: String },

@@ -3,6 +3,7 @@
 use db_core::{DbError, RetryableError};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AnalyticsError {
     /// Refused before anything was buffered or written.
     #[error("{field} is invalid: {reason}")]

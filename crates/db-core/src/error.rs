@@ -9,6 +9,7 @@ use sqlx::error::DatabaseError;
 /// A database failure, classified. Every variant keeps the sqlx error it came from as its
 /// `source`, so logs carry the whole chain; `Display` never includes row data.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DbError {
     /// A unique or primary-key constraint refused the write (SQLSTATE 23505).
     #[error("unique constraint {constraint} violated")]

@@ -5,6 +5,7 @@ use db_core::{DbError, RetryableError};
 use crate::ids::{NftId, TransferId, UserId, WalletId};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LedgerError {
     // --- input -----------------------------------------------------------------------------
     #[error("amount must be positive, got {units} units")]

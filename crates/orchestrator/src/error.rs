@@ -1,6 +1,7 @@
 //! Every failure of the orchestrator.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OrchestratorError {
     #[error("process {process}: {reason}")]
     InvalidSpec { process: String, reason: String },

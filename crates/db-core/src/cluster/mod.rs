@@ -58,6 +58,7 @@ impl LocalClusterConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
     #[error(
         "PostgreSQL server programs (initdb, pg_ctl, postgres) were not found (searched: {searched}). \

@@ -4,6 +4,7 @@ use super::plan::{Drift, MigrationInfo};
 use crate::error::DbError;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MigrateError {
     /// Reading history, taking the lock or connecting failed.
     #[error(transparent)]
