@@ -174,7 +174,11 @@ impl PgLedger {
     }
 }
 
-/// The ledger's operations on one connection (see [`PgLedger::on`]).
+/// The ledger's operations on one connection (see [`PgLedger::on`]): those of [`Ledger`]
+/// except the integrity jobs (`check_invariants`, sealing, `verify_chain`), which need a
+/// snapshot or a lock of their own. A refusal the engine decides (insufficient funds,
+/// a closed wallet, ...) leaves the caller's transaction usable; an error the database raised
+/// ([`LedgerError::Db`], or a foreign key turned into `UserNotFound`) has aborted it.
 pub struct LedgerConn<'c> {
     connection: &'c mut PgConnection,
     config: &'c LedgerConfig,
@@ -245,6 +249,99 @@ impl LedgerConn<'_> {
         position: Position,
     ) -> Result<(), LedgerError> {
         feed::save_cursor(self.connection, consumer, position).await
+    }
+
+    pub async fn user_wallets(&mut self, user: UserId) -> Result<Vec<Wallet>, LedgerError> {
+        wallets::user_wallets(self.connection, user).await
+    }
+
+    /// See [`Ledger::set_min_balance`]; the balance row stays locked until the caller's
+    /// transaction ends.
+    pub async fn set_min_balance(
+        &mut self,
+        wallet: WalletId,
+        min_balance: Option<i64>,
+    ) -> Result<Wallet, LedgerError> {
+        wallets::set_min_balance(self.connection, wallet, min_balance).await
+    }
+
+    /// See [`Ledger::close_wallet`]; the balance rows stay locked until the caller's
+    /// transaction ends.
+    pub async fn close_wallet(&mut self, wallet: WalletId) -> Result<Wallet, LedgerError> {
+        wallets::close_wallet(self.connection, wallet).await
+    }
+
+    /// A transfer as the caller's transaction sees it (its own uncommitted ones included).
+    pub async fn get_transfer(&mut self, id: TransferId) -> Result<Option<Transfer>, LedgerError> {
+        transfer_by_id(self.connection, id).await
+    }
+
+    pub async fn expire_holds(&mut self, limit: u32) -> Result<usize, LedgerError> {
+        expire_due_holds(self.connection, limit).await
+    }
+
+    pub async fn statement(
+        &mut self,
+        wallet: WalletId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Statement, LedgerError> {
+        history::statement(self.connection, wallet, before, limit).await
+    }
+
+    pub async fn balance_at(
+        &mut self,
+        wallet: WalletId,
+        at: DateTime<Utc>,
+    ) -> Result<i64, LedgerError> {
+        history::balance_at(self.connection, wallet, at).await
+    }
+
+    pub async fn rewards_of(
+        &mut self,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<Reward>, LedgerError> {
+        rewards::rewards_of(self.connection, user, limit).await
+    }
+
+    pub async fn nft(&mut self, id: NftId) -> Result<Nft, LedgerError> {
+        nfts::nft(self.connection, id).await
+    }
+
+    pub async fn nfts_of(&mut self, owner: UserId) -> Result<Vec<Nft>, LedgerError> {
+        nfts::nfts_of(self.connection, owner).await
+    }
+
+    pub async fn nft_history(&mut self, id: NftId) -> Result<Vec<NftMovement>, LedgerError> {
+        nfts::history(self.connection, id).await
+    }
+
+    /// See [`Ledger::changes_after`]. A position is final only below the oldest transaction
+    /// that writes anywhere in the cluster, the caller's own included: read, process and
+    /// [`save_feed_cursor`](Self::save_feed_cursor) in one short transaction.
+    pub async fn changes_after(
+        &mut self,
+        after: Position,
+        limit: u32,
+    ) -> Result<FeedPage, LedgerError> {
+        feed::changes_after(self.connection, after, limit).await
+    }
+
+    pub async fn feed_head(&mut self) -> Result<Position, LedgerError> {
+        feed::head(self.connection).await
+    }
+
+    pub async fn feed_cursor(&mut self, consumer: &str) -> Result<Position, LedgerError> {
+        feed::cursor(self.connection, consumer).await
+    }
+
+    pub async fn blocks(
+        &mut self,
+        from_height: i64,
+        limit: u32,
+    ) -> Result<Vec<Block>, LedgerError> {
+        seal::blocks(self.connection, from_height, limit).await
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod batches;
 mod concurrency;
+mod conn;
 mod feed;
 mod history;
 mod model_check;
