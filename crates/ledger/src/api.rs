@@ -7,12 +7,9 @@ use crate::amount::Asset;
 use crate::error::LedgerError;
 use crate::ids::{NftId, TransferId, UserId, WalletId};
 use crate::model::{
-    Applied, BatchMode, Position, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
+    Applied, BatchMode, FeedPage, InvariantReport, MintNft, MoveNft, Nft, NftMovement, Position,
+    Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
 };
-use crate::pg::feed::FeedPage;
-use crate::pg::invariants::InvariantReport;
-use crate::pg::nfts::{MintNft, MoveNft, Nft, NftMovement};
-use crate::pg::rewards::{Reward, RewardRequest};
 use crate::seal::{Block, ChainVerification};
 
 /// The FODI token ledger. Amounts and balances are in units (see [`crate::amount`]).

@@ -29,13 +29,12 @@ pub use api::Ledger;
 pub use error::LedgerError;
 pub use ids::{NftId, NftTransferId, TransferId, UserId, WalletId};
 pub use model::{
-    Applied, BatchMode, Instruction, MAX_HOLD_TIMEOUT, Position, Statement, StatementEntry,
-    SystemWallet, Transfer, TransferDetails, TransferKind, TransferRequest, Wallet, WalletOwner,
+    Applied, BatchMode, FeedPage, Instruction, InvariantReport, MAX_HOLD_TIMEOUT, MintNft, MoveNft,
+    Nft, NftMovement, Position, Reward, RewardRequest, Statement, StatementEntry, SystemWallet,
+    Transfer, TransferDetails, TransferKind, TransferRequest, Violation, Wallet, WalletOwner,
 };
-pub use pg::feed::{FeedPage, follow as follow_feed};
-pub use pg::invariants::{InvariantReport, Violation};
-pub use pg::nfts::{MintNft, MoveNft, Nft, NftMovement};
-pub use pg::rewards::{Reward, RewardRequest, reward_transfer_id};
+pub use pg::feed::follow as follow_feed;
+pub use pg::rewards::reward_transfer_id;
 pub use pg::{LedgerConfig, LedgerConn, MAX_BATCH, MAX_PAGE, PgLedger};
 pub use seal::{Block, BlockProblem, ChainVerification, InvalidBlock};
 

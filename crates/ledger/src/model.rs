@@ -1,13 +1,17 @@
-//! The ledger's values: wallets, transfer requests and stored transfers, statements.
+//! The ledger's values, the types the [`crate::Ledger`] trait speaks: wallets, transfer
+//! requests and stored transfers, statements, NFTs, rewards, the invariant report and the
+//! change feed's pages. The `pg` modules read and write them; nothing here knows SQL.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use uuid::Uuid;
+
 use crate::amount::{Amount, Asset};
 use crate::error::LedgerError;
-use crate::ids::{TransferId, UserId, WalletId};
+use crate::ids::{NftId, NftTransferId, TransferId, UserId, WalletId};
 
 /// The system roles that own wallets of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -332,6 +336,147 @@ pub struct StatementEntry {
     pub reason: Option<String>,
     pub reference: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+// --- NFTs --------------------------------------------------------------------------------
+/// An NFT to mint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintNft {
+    pub id: NftId,
+    pub owner: UserId,
+    /// 1 to 100 characters.
+    pub collection: String,
+    pub token_uri: Option<String>,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A movement of an NFT from its owner to another user (`to: Some`) or into the void (burn).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveNft {
+    /// The movement's id: the same request again is answered from the record.
+    pub id: NftTransferId,
+    pub nft: NftId,
+    /// Who the caller says owns it now; the move fails unless that is true.
+    pub from: UserId,
+    /// The new owner; `None` burns the NFT.
+    pub to: Option<UserId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Nft {
+    pub id: NftId,
+    /// `None` once burned.
+    pub owner: Option<UserId>,
+    pub collection: String,
+    pub token_uri: Option<String>,
+    pub metadata: serde_json::Value,
+    pub minted_at: DateTime<Utc>,
+    pub burned_at: Option<DateTime<Utc>>,
+}
+
+/// One recorded movement: a mint has no `from`, a burn no `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NftMovement {
+    pub id: NftTransferId,
+    pub nft: NftId,
+    pub from: Option<UserId>,
+    pub to: Option<UserId>,
+    pub created_at: DateTime<Utc>,
+}
+
+// --- rewards -----------------------------------------------------------------------------
+/// A reward to pay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewardRequest {
+    pub user: UserId,
+    /// Why (1 to 64 characters): "first_order", "review", ...
+    pub reason: String,
+    /// What for (1 to 256 characters): an order id, a campaign, ...
+    pub reference: String,
+    pub amount: Amount,
+    pub asset: Asset,
+    /// The order it rewards, when there is one (`public.orders.id`).
+    pub order_id: Option<Uuid>,
+}
+
+/// A paid reward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Reward {
+    /// Also the id of its transfer.
+    pub id: TransferId,
+    pub user: UserId,
+    pub reason: String,
+    pub reference: String,
+    pub amount: Amount,
+    pub order_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    /// This request found the reward already paid and paid nothing.
+    pub replayed: bool,
+}
+
+// --- invariants --------------------------------------------------------------------------
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvariantReport {
+    pub assets: i64,
+    pub wallets: i64,
+    pub transfers: i64,
+    pub violations: Vec<Violation>,
+}
+
+impl InvariantReport {
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Violation {
+    /// The posted balances of an asset do not sum to zero, or its holds do not balance.
+    AssetNotBalanced {
+        asset: String,
+        posted_sum: String,
+        pending_debits_sum: String,
+        pending_credits_sum: String,
+    },
+    /// A wallet's stored balance differs from the sum of its posted transfers.
+    BalanceMismatch {
+        wallet: WalletId,
+        stored: String,
+        from_transfers: String,
+    },
+    /// A wallet's stored holds differ from its open pending transfers.
+    HoldMismatch {
+        wallet: WalletId,
+        stored_debits: i64,
+        open_debits: String,
+        stored_credits: i64,
+        open_credits: String,
+    },
+    /// A wallet is below its minimum balance.
+    BelowMinimum {
+        wallet: WalletId,
+        available: i64,
+        min_balance: i64,
+    },
+    /// A user wallet without a bound, or bounded below zero.
+    UserWalletUnbounded {
+        wallet: WalletId,
+        min_balance: Option<i64>,
+    },
+}
+
+// --- the change feed ---------------------------------------------------------------------
+/// A page of the feed, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedPage {
+    pub transfers: Vec<Transfer>,
+    /// The position to ask for next: the last transfer's, or `after` when there were none.
+    pub next: Position,
 }
 
 mod duration_millis {

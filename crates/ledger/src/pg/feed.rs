@@ -11,6 +11,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::rows::{TRANSFER_COLUMNS, TransferRow};
 use crate::error::LedgerError;
+use crate::model::FeedPage;
 use crate::model::{Position, Transfer};
 
 /// Largest page of the feed.
@@ -48,14 +49,6 @@ pub async fn follow(ledger: &dyn crate::Ledger, poll: Duration, mut deliver: imp
             }
         }
     }
-}
-
-/// A page of the feed, and where the next one starts.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FeedPage {
-    pub transfers: Vec<Transfer>,
-    /// The position to ask for next: the last transfer's, or `after` when there were none.
-    pub next: Position,
 }
 
 /// The next final transfers after a position, in position order: only below the oldest

@@ -9,63 +9,12 @@
 //! consistent ledger look inconsistent. It reads the whole history: meant for tests, audits and
 //! periodic checks, not for the request path.
 
-use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::error::LedgerError;
 use crate::ids::WalletId;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InvariantReport {
-    pub assets: i64,
-    pub wallets: i64,
-    pub transfers: i64,
-    pub violations: Vec<Violation>,
-}
-
-impl InvariantReport {
-    pub fn is_ok(&self) -> bool {
-        self.violations.is_empty()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Violation {
-    /// The posted balances of an asset do not sum to zero, or its holds do not balance.
-    AssetNotBalanced {
-        asset: String,
-        posted_sum: String,
-        pending_debits_sum: String,
-        pending_credits_sum: String,
-    },
-    /// A wallet's stored balance differs from the sum of its posted transfers.
-    BalanceMismatch {
-        wallet: WalletId,
-        stored: String,
-        from_transfers: String,
-    },
-    /// A wallet's stored holds differ from its open pending transfers.
-    HoldMismatch {
-        wallet: WalletId,
-        stored_debits: i64,
-        open_debits: String,
-        stored_credits: i64,
-        open_credits: String,
-    },
-    /// A wallet is below its minimum balance.
-    BelowMinimum {
-        wallet: WalletId,
-        available: i64,
-        min_balance: i64,
-    },
-    /// A user wallet without a bound, or bounded below zero.
-    UserWalletUnbounded {
-        wallet: WalletId,
-        min_balance: Option<i64>,
-    },
-}
+use crate::model::{InvariantReport, Violation};
 
 pub(crate) async fn check(connection: &mut PgConnection) -> Result<InvariantReport, LedgerError> {
     let mut transaction = connection.begin().await?;

@@ -21,13 +21,10 @@ use crate::api::Ledger;
 use crate::error::LedgerError;
 use crate::ids::{NftId, TransferId, UserId, WalletId};
 use crate::model::{
-    Applied, BatchMode, Position, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
+    Applied, BatchMode, FeedPage, InvariantReport, MintNft, MoveNft, Nft, NftMovement, Position,
+    Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
 };
 use crate::seal::{self, Block, ChainVerification};
-use feed::FeedPage;
-use invariants::InvariantReport;
-use nfts::{MintNft, MoveNft, Nft, NftMovement};
-use rewards::{Reward, RewardRequest};
 use rows::{TRANSFER_COLUMNS, TransferRow};
 
 /// Runs `$body` (an expression using the connection `$connection`) in a transaction of its

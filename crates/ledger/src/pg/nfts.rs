@@ -5,61 +5,13 @@
 //! owner changed. Ids are chosen by the client, so a retried request is recognised.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::error::LedgerError;
 use crate::ids::{NftId, NftTransferId, UserId};
-
-/// An NFT to mint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MintNft {
-    pub id: NftId,
-    pub owner: UserId,
-    /// 1 to 100 characters.
-    pub collection: String,
-    pub token_uri: Option<String>,
-    #[serde(default)]
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-}
-
-/// A movement of an NFT from its owner to another user (`to: Some`) or into the void (burn).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MoveNft {
-    /// The movement's id: the same request again is answered from the record.
-    pub id: NftTransferId,
-    pub nft: NftId,
-    /// Who the caller says owns it now; the move fails unless that is true.
-    pub from: UserId,
-    /// The new owner; `None` burns the NFT.
-    pub to: Option<UserId>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Nft {
-    pub id: NftId,
-    /// `None` once burned.
-    pub owner: Option<UserId>,
-    pub collection: String,
-    pub token_uri: Option<String>,
-    pub metadata: serde_json::Value,
-    pub minted_at: DateTime<Utc>,
-    pub burned_at: Option<DateTime<Utc>>,
-}
-
-/// One recorded movement: a mint has no `from`, a burn no `to`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct NftMovement {
-    pub id: NftTransferId,
-    pub nft: NftId,
-    pub from: Option<UserId>,
-    pub to: Option<UserId>,
-    pub created_at: DateTime<Utc>,
-}
+use crate::model::{MintNft, MoveNft, Nft, NftMovement};
 
 #[derive(sqlx::FromRow)]
 struct NftRow {

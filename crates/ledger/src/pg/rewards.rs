@@ -6,45 +6,15 @@
 
 use chrono::{DateTime, Utc};
 use db_core::DbError;
-use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{engine, wallets};
-use crate::amount::{Amount, Asset};
+use crate::amount::Amount;
 use crate::error::LedgerError;
 use crate::ids::{TransferId, UserId, namespaces};
 use crate::model::{BatchMode, SystemWallet, TransferRequest};
-
-/// A reward to pay.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct RewardRequest {
-    pub user: UserId,
-    /// Why (1 to 64 characters): "first_order", "review", ...
-    pub reason: String,
-    /// What for (1 to 256 characters): an order id, a campaign, ...
-    pub reference: String,
-    pub amount: Amount,
-    pub asset: Asset,
-    /// The order it rewards, when there is one (`public.orders.id`).
-    pub order_id: Option<Uuid>,
-}
-
-/// A paid reward.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Reward {
-    /// Also the id of its transfer.
-    pub id: TransferId,
-    pub user: UserId,
-    pub reason: String,
-    pub reference: String,
-    pub amount: Amount,
-    pub order_id: Option<Uuid>,
-    pub created_at: DateTime<Utc>,
-    /// This request found the reward already paid and paid nothing.
-    pub replayed: bool,
-}
+use crate::model::{Reward, RewardRequest};
 
 #[derive(sqlx::FromRow)]
 struct RewardRow {
