@@ -96,7 +96,7 @@ async fn open_pool(config: &DbConfig, options: PgConnectOptions) -> Result<PgPoo
     probe.close().await?;
     Ok(PgPoolOptions::new()
         // sqlx pings every connection it hands out unless told not to: a round trip per
-        // query, measured at a fifth of a short transaction's cost. A connection that broke
+        // query (its cost is in docs/benchmarks.md). A connection that broke
         // while idle fails its next query as ConnectionLost instead, which callers retry.
         .test_before_acquire(false)
         .min_connections(config.min_connections)

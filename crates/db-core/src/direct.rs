@@ -2,8 +2,8 @@
 //!
 //! sqlx's pool sends a `Sync` to every connection it takes back (a "ping on release", there to
 //! catch connections left mid-protocol by a cancelled query). On a path that runs one short
-//! statement per call, that second round trip costs as much as the statement: measured here
-//! at a fifth of a transfer's throughput. [`DirectPool`] skips it by not guessing: a
+//! statement per call, that second round trip costs about as much as the statement (the
+//! figures are in docs/benchmarks.md). [`DirectPool`] skips it by not guessing: a
 //! connection goes back only when the caller says its statement completed
 //! ([`DirectConnection::release`]); one dropped without that (an error, a cancelled future)
 //! is closed, and a new one is opened on demand.

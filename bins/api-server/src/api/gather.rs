@@ -10,9 +10,9 @@
 //! Why: on a small machine the HTTP server, PostgreSQL and the clients share the cores, and a
 //! short read's cost is mostly its round trip to the database (wake-ups of both sides), which
 //! gathering shares (see docs/benchmarks.md). Used for cache reads. Single transfers gathered
-//! into independent batches measured slower (3,000-3,400/s against 3,800-4,500/s alone, runs
-//! alternating): a transfer's cost is the engine's work per item, and the single-transfer
-//! function does less of it than the batch function, so transfers go one call each.
+//! into independent batches measured slower (docs/benchmarks.md): a transfer's cost is the
+//! engine's work per item, and the single-transfer function does less of it than the batch
+//! function, so transfers go one call each.
 
 use std::cell::RefCell;
 use std::rc::Rc;
