@@ -2,7 +2,8 @@
 //! in the same run on the same cluster:
 //!
 //! 1. `http_cache_get_c8`: `GET /api/v1/ai/users/{user}/cache/{key}` (live entries of 1,000
-//!    users) by wrk, 8 connections, against `ResponseCache::get` from 8 tasks;
+//!    users) by wrk, 8 connections, beside `ResponseCache::get` from 8 tasks, and judged
+//!    against the ceiling the two allow on this machine (see [`record_ceiling`]);
 //! 2. `http_transfer_c8`: `POST /api/v1/ledger/transfers` (uniform over 1,000 funded
 //!    wallets) by wrk, 8 connections, against `Ledger::transfer` from 8 tasks (the server's
 //!    sealer seals the transfers meanwhile, behind both sides);
@@ -118,7 +119,6 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
             library_gets(&ai, &users, duration)
         })
         .await?;
-        cache.record("cache_get", &mut measurements, &[]);
         peak_rss_kib = peak_rss_kib.max(cache.peak_rss_kib);
         progress("ceiling: GET /health, HTTP with no work behind it");
         let health = wrk_with(
@@ -127,7 +127,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
             &format!("{}/health", server.url()),
             options.seconds,
         )?;
-        record_ceiling(&mut measurements, health.rate, cache.library);
+        let ceiling = record_ceiling(&mut measurements, health.rate, cache.library);
+        // wrk, the server and PostgreSQL share this machine's cores: the cached read is judged
+        // against what HTTP allows here, the library's rate shown beside it.
+        let judged = Reference::new("http_cache_get_ceiling", ceiling, CACHE_GET_CEILING_TARGET);
+        cache.record("cache_get", &mut measurements, &[], judged);
     }
     if transfers_wanted {
         progress("scenario 2: POST a transfer, HTTP against the library");
@@ -135,10 +139,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
             library_transfers(&ledger, &wallets, duration)
         })
         .await?;
+        let judged = Reference::new("library_transfer_c8", transfers.library, 0.7);
         transfers.record(
             "transfer",
             &mut measurements,
             &[("wallets", WALLETS as u64)],
+            judged,
         );
         peak_rss_kib = peak_rss_kib.max(transfers.peak_rss_kib);
     }
@@ -157,12 +163,15 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     Ok(measurements)
 }
 
+/// What `http_cache_get_c8` must reach of [`record_ceiling`]'s ceiling.
+const CACHE_GET_CEILING_TARGET: f64 = 0.75;
+
 /// What the machine allows cache reads over HTTP, measured in the same run: a request costs
 /// the HTTP work (all of `GET /health`'s, wrk's included) plus the read; when both share the
 /// same cores, a server whose read cost what the library's whole call costs would serve
-/// `1 / (1/health + 1/library)`. Reported against the library, without a target: it is the
-/// ceiling `http_cache_get_c8` is measured under, unless reads are gathered.
-fn record_ceiling(measurements: &mut Vec<Measurement>, health: f64, library: f64) {
+/// `1 / (1/health + 1/library)`. Recorded against the library, without a target of its own:
+/// `http_cache_get_c8` is judged against it. Returns the ceiling.
+fn record_ceiling(measurements: &mut Vec<Measurement>, health: f64, library: f64) -> f64 {
     record(
         measurements,
         Measurement::new(AREA, "http_health_c8", "requests_per_s", health).informational(),
@@ -174,6 +183,25 @@ fn record_ceiling(measurements: &mut Vec<Measurement>, health: f64, library: f64
             .against("library_cache_get_c8", library, 0.0)
             .informational(),
     );
+    ceiling
+}
+
+/// What a scenario's HTTP rate is judged against: a rate of the same run and the ratio to
+/// reach.
+struct Reference {
+    name: &'static str,
+    rate: f64,
+    target_ratio: f64,
+}
+
+impl Reference {
+    fn new(name: &'static str, rate: f64, target_ratio: f64) -> Self {
+        Self {
+            name,
+            rate,
+            target_ratio,
+        }
+    }
 }
 
 /// One library run: its rate and p99, counted as wrk counts (see
@@ -210,11 +238,23 @@ struct Comparison {
 }
 
 impl Comparison {
-    /// Records `http_{name}_c8` against the library and `http_{name}_p99` against 10 ms.
-    fn record(&self, name: &str, measurements: &mut Vec<Measurement>, extra: &[(&str, u64)]) {
+    /// Records `http_{name}_c8` against `judged` (with the library's rate and the ratio to it
+    /// beside) and `http_{name}_p99` against 10 ms.
+    fn record(
+        &self,
+        name: &str,
+        measurements: &mut Vec<Measurement>,
+        extra: &[(&str, u64)],
+        judged: Reference,
+    ) {
         let mut rate =
             Measurement::new(AREA, format!("http_{name}_c8"), "requests_per_s", self.http)
-                .against(format!("library_{name}_c8"), self.library, 0.7)
+                .against(judged.name, judged.rate, judged.target_ratio)
+                .with(&format!("library_{name}_c8"), self.library.round())
+                .with(
+                    "ratio_to_library",
+                    (self.http / self.library * 1000.0).round() / 1000.0,
+                )
                 .with("p99_ms", self.p99_ms)
                 .with("library_p99_ms", self.library_p99_ms)
                 .with("library_measured_p99_ms", self.library_measured_p99_ms);
