@@ -96,3 +96,8 @@ pub fn describe_metrics() {
         "Expired response cache entries removed by cleanup"
     );
 }
+
+/// `docs/ai-store.md`, whose samples `cargo test -p ai-store --doc` compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/ai-store.md")]
+pub struct Guide;

@@ -87,3 +87,8 @@ pub fn describe_metrics() {
         "Duration of daily_stats refreshes"
     );
 }
+
+/// `docs/analytics.md`, whose samples `cargo test -p analytics --doc` compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/analytics.md")]
+pub struct Guide;

@@ -58,3 +58,8 @@ pub fn migration_set() -> db_core::migrate::MigrationSet {
     )
     .depends_on(&["core"])
 }
+
+/// `docs/ledger.md`, whose samples `cargo test -p ledger --doc` compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/ledger.md")]
+pub struct Guide;
