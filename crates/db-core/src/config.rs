@@ -12,7 +12,7 @@ use crate::error::DbError;
 /// How to reach PostgreSQL, and how many connections to keep.
 ///
 /// With no `url`, binaries start the embedded [`LocalCluster`](crate::LocalCluster) under
-/// `local_dir` instead (see [`crate::open`]).
+/// `local_dir` instead (see [`DatabaseTarget::resolve`](crate::DatabaseTarget::resolve)).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DbConfig {

@@ -9,7 +9,7 @@
 //! - [`LocalCluster`]: the embedded default, a private PostgreSQL cluster in a directory;
 //!   [`DatabaseTarget::resolve`] picks it when no server is configured.
 //! - [`uuid_id!`]: typed UUID identifiers for the data crates' rows.
-//! - `testing` (feature `testing`): [`testing::TestDb`], a fresh migrated database per test.
+//! - `testing` (feature `testing`): `testing::TestDb`, a fresh migrated database per test.
 //!
 //! Architecture invariant: db-core depends on no crate of this workspace and knows nothing of
 //! HTTP or of any schema owner's tables (beyond embedding the core set's files). It reads no

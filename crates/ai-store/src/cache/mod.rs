@@ -7,7 +7,7 @@
 //!   entry is extended by a hit only once half its window has passed.
 //! - [`ResponseCache::get_or_compute`] lets concurrent misses of one key in this process wait
 //!   for the first, which computes and stores the value (a stampede guard).
-//! - An optional in-process tier ([`local`]) answers repeated hits from memory.
+//! - An optional in-process tier (module `local`) answers repeated hits from memory.
 
 mod flight;
 mod hits;

@@ -1,14 +1,15 @@
 //! Sealed blocks: tamper evidence for the transfer history.
 //!
-//! [`seal_next`] takes the final transfers after the last block (positions below the oldest
-//! running transaction, in position order, as the change feed does), hashes each into a
-//! Merkle leaf, and appends a block that commits to their root and to the previous block's
-//! hash. It only reads transfers and inserts a block: no transfer ever waits for it, and
-//! several sealers agree through an advisory lock (one seals, the others skip).
+//! `seal_next` ([`Ledger::seal_next_block`](crate::Ledger::seal_next_block)) takes the final
+//! transfers after the last block (positions below the oldest running transaction, in
+//! position order, as the change feed does), hashes each into a Merkle leaf, and appends a
+//! block that commits to their root and to the previous block's hash. It only reads transfers
+//! and inserts a block: no transfer ever waits for it, and several sealers agree through an
+//! advisory lock (one seals, the others skip).
 //!
-//! [`verify`] recomputes the chain from the rows as they are now and names the first block
-//! that does not match: a transfer of a sealed block edited, deleted or inserted, or a block
-//! itself edited.
+//! `verify` ([`Ledger::verify_chain`](crate::Ledger::verify_chain)) recomputes the chain from
+//! the rows as they are now and names the first block that does not match: a transfer of a
+//! sealed block edited, deleted or inserted, or a block itself edited.
 
 pub(crate) mod encoding;
 pub mod merkle;
@@ -50,7 +51,7 @@ pub struct Block {
     pub sealed_at: DateTime<Utc>,
 }
 
-/// What [`verify`] found.
+/// What [`Ledger::verify_chain`](crate::Ledger::verify_chain) found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(as = ChainCheck))]
