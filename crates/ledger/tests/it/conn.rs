@@ -61,7 +61,7 @@ async fn every_operation_joins_the_callers_transaction_and_a_rollback_leaves_not
 
     let wallet = conn.open_user_wallet(user, &Asset::fodi()).await.unwrap();
     let wallets = conn.user_wallets(user).await.unwrap();
-    assert_eq!(wallets, [wallet.clone()]);
+    assert_eq!(wallets, std::slice::from_ref(&wallet));
 
     let paid = conn
         .transfer(&TransferRequest::transfer(alice.id, wallet.id, units(40)))
@@ -114,7 +114,10 @@ async fn every_operation_joins_the_callers_transaction_and_a_rollback_leaves_not
         .await
         .unwrap();
     assert_eq!(conn.nft(minted.id).await.unwrap(), minted);
-    assert_eq!(conn.nfts_of(user).await.unwrap(), [minted.clone()]);
+    assert_eq!(
+        conn.nfts_of(user).await.unwrap(),
+        std::slice::from_ref(&minted)
+    );
     assert_eq!(conn.nft_history(minted.id).await.unwrap().len(), 1);
 
     // Committed transfers are final; this transaction's own are not, while it runs.
