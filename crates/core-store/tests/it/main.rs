@@ -1,4 +1,5 @@
 //! Users against a real PostgreSQL (a fresh database per test).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use core_store::{NewUser, PgUsers, UserError, UserId, Users};
 use db_core::testing::TestDb;
