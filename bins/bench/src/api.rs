@@ -188,6 +188,7 @@ fn record_ceiling(measurements: &mut Vec<Measurement>, health: f64, library: f64
 
 /// What a scenario's HTTP rate is judged against: a rate of the same run and the ratio to
 /// reach.
+#[derive(Clone, Copy)]
 struct Reference {
     name: &'static str,
     rate: f64,
