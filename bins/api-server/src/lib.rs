@@ -12,8 +12,8 @@
 //! `main.rs` only loads configuration and sets up logging.
 //!
 //! Architecture invariant: handlers hold the crates' handles (behind their traits) and
-//! translate HTTP to calls and errors to problem documents ([`api::errors`]); no domain rule
-//! lives here.
+//! translate HTTP to calls and errors to problem documents ([`error`]); no domain rule lives
+//! here.
 
 pub mod access;
 pub mod admin;

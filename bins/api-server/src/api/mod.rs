@@ -1,6 +1,6 @@
 //! The REST API under `/api/v1`: one module per route family, each translating HTTP to calls
 //! of a crate's trait; the crates' errors become problem documents through
-//! [`ApiError`](crate::error::ApiError).
+//! [`crate::error::ApiError`].
 
 pub mod ai;
 pub mod analytics;
