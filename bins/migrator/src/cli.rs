@@ -54,7 +54,8 @@ pub enum Command {
     },
     /// Move the AI assistant's former Sled store (trees cache, conversations, memory_facts)
     /// into schema ai. Idempotent: what is present already is skipped, so it can run again.
-    /// The layout it expects is in docs/operations.md.
+    /// The layout it expects is in docs/operations.md. Needs the `sled-import` feature (on by
+    /// default).
     ImportSled {
         /// The Sled database directory (the assistant must not be running on it).
         path: PathBuf,

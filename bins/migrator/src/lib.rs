@@ -2,20 +2,22 @@
 //!
 //! `main.rs` parses arguments and sets up logging; [`run`] resolves the database (a URL or the
 //! embedded cluster), builds the [`Migrator`] over every crate's set and executes one command.
-//! Rendering for humans and for `--json` lives in `report`; `import-sled` in [`sled_import`].
+//! Rendering for humans and for `--json` lives in `report`; `import-sled` in `sled_import`,
+//! which only a build with the `sled-import` feature (on by default) has.
 //!
 //! Architecture invariant: the migrator holds no migration logic of its own; ordering,
 //! locking and drift detection are db-core's, and the SQL belongs to the crates.
 
 pub mod cli;
 mod report;
+#[cfg(feature = "sled-import")]
 pub mod sled_import;
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 use db_core::migrate::{MigrateError, MigrationSet, Migrator, UpOptions};
-use db_core::{DatabaseTarget, Db, DbConfig};
+use db_core::{DatabaseTarget, DbConfig};
 
 use cli::{Cli, Command};
 use report::Report;
@@ -94,11 +96,16 @@ async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> 
         ),
         Command::Status { sets } => (sets, Action::Status),
         Command::Verify { sets } => (sets, Action::Verify),
+        #[cfg(feature = "sled-import")]
         Command::ImportSled { path } => {
-            // Dropping the target stops the embedded cluster if this run started it.
-            let target = resolve_database(&database).await?;
-            return import_sled(path, &database, &target, cli.json, report).await;
+            return import_sled(path, &database, cli.json, report).await;
         }
+        // Refused before any database is touched, saying how to get a migrator that has it.
+        #[cfg(not(feature = "sled-import"))]
+        Command::ImportSled { .. } => bail!(
+            "this migrator was built without the `sled-import` feature, so it cannot read a \
+             Sled store; build it with `cargo build -p migrator --features sled-import`"
+        ),
     };
     let selection = if sets.names.is_empty() {
         &migrations.sets
@@ -146,13 +153,15 @@ async fn resolve_database(config: &DbConfig) -> Result<DatabaseTarget, MigrateEr
 }
 
 /// `import-sled`: checks that schema ai is current, then imports.
+#[cfg(feature = "sled-import")]
 async fn import_sled(
     path: &std::path::Path,
     database: &DbConfig,
-    target: &DatabaseTarget,
     json: bool,
     report: &Report,
 ) -> Result<ExitCode, anyhow::Error> {
+    // Dropping the target at the end stops the embedded cluster if this run started it.
+    let target = resolve_database(database).await?;
     let mut connection = target.connect().await?;
     let statuses = Migrator::new(all_sets())?
         .select(&["ai".to_owned()])?
@@ -165,7 +174,7 @@ async fn import_sled(
             target.describe()
         );
     }
-    let db = Db::connect_with(database, target.options.clone()).await?;
+    let db = db_core::Db::connect_with(database, target.options.clone()).await?;
     let store = ai_store::PgAiStore::start(db.clone(), ai_store::AiConfig::default()).await?;
     let summary = sled_import::import(path, &store, !json).await;
     db.primary().close().await;

@@ -8,6 +8,7 @@ use db_core::DbError;
 use db_core::migrate::{MigrateError, SetStatus, UpReport};
 use serde_json::{Value, json};
 
+#[cfg(feature = "sled-import")]
 use crate::sled_import::ImportSummary;
 
 pub struct Report {
@@ -91,6 +92,7 @@ impl Report {
         }
     }
 
+    #[cfg(feature = "sled-import")]
     pub fn import(&self, database: &str, path: &std::path::Path, summary: &ImportSummary) {
         if self.json {
             let mut document = serde_json::to_value(summary).unwrap_or(Value::Null);

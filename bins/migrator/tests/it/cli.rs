@@ -337,3 +337,21 @@ async fn the_configuration_can_leave_out_a_set() {
         "only the configured sets are checked"
     );
 }
+
+/// A migrator built without the `sled-import` feature says which feature `import-sled` needs,
+/// and says it before touching any database (this URL points nowhere).
+#[cfg(not(feature = "sled-import"))]
+#[tokio::test]
+async fn import_sled_without_its_feature_names_the_feature() {
+    let output = run(
+        "postgres://nobody@127.0.0.1:1/nowhere",
+        &["import-sled", "/nonexistent"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("built without the `sled-import` feature"),
+        "{message}"
+    );
+}

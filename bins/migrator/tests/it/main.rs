@@ -4,4 +4,5 @@
 
 mod cli;
 mod schemas;
+#[cfg(feature = "sled-import")]
 mod sled_import;
