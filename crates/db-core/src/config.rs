@@ -122,44 +122,41 @@ impl fmt::Debug for DbConfig {
 /// Replaces the passwords of a `scheme://user:password@host/...?password=...` URL with `***`:
 /// the one in the user part and those of the `password` and `sslpassword` parameters.
 ///
-/// Anything that does not look like such a URL is returned unchanged: it holds no
-/// password we could recognise, and mangling it would hide the mistake from its author.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+/// The URL is read by the `url` crate, as the driver reads it. One that it cannot read keeps
+/// only its scheme, since where its password would be cannot be told; anything that does not
+/// look like a URL at all is returned unchanged: it holds no password we could recognise, and
+/// mangling it would hide the mistake from its author.
+pub fn redact_url(text: &str) -> String {
+    let Some((scheme, _)) = text.split_once("://") else {
+        return text.to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
+    let Ok(mut url) = url::Url::parse(text) else {
+        return format!("{scheme}://***");
     };
-    format!("{scheme}://{authority}{}", redact_query(tail))
+    if url.password().is_some() {
+        // Fails only for URLs that cannot have a password, which this one just showed it has.
+        let _ = url.set_password(Some("***"));
+    }
+    if let Some(query) = url.query() {
+        // Parameter by parameter, so that the others keep their spelling.
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((key, _)) if is_password_parameter(parameter) => format!("{key}=***"),
+                _ => parameter.to_owned(),
+            })
+            .collect();
+        url.set_query(Some(&redacted.join("&")));
+    }
+    url.into()
 }
 
-/// Whether a query parameter holds a password, its name compared decoded, as the driver
-/// reads it (`pass%77ord` is `password`).
-fn is_password_parameter(key: &str) -> bool {
-    let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
-    matches!(key.as_ref(), "password" | "sslpassword")
-}
-
-/// `path?query` with the values of password parameters replaced.
-fn redact_query(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
-        return tail.to_owned();
-    };
-    let parameters: Vec<String> = query
-        .split('&')
-        .map(|parameter| match parameter.split_once('=') {
-            Some((key, _)) if is_password_parameter(key) => format!("{key}=***"),
-            _ => parameter.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", parameters.join("&"))
+/// Whether a query parameter holds a password, its name decoded as the driver decodes it
+/// (`pass%77ord` is `password`).
+fn is_password_parameter(parameter: &str) -> bool {
+    url::form_urlencoded::parse(parameter.as_bytes())
+        .next()
+        .is_some_and(|(key, _)| matches!(key.as_ref(), "password" | "sslpassword"))
 }
 
 #[cfg(test)]
@@ -215,6 +212,27 @@ mod tests {
         assert_eq!(config.acquire_timeout, Duration::from_millis(250));
         assert_eq!(config.statement_timeout, Some(Duration::from_secs(120)));
         assert_eq!(config.max_connections, DbConfig::default().max_connections);
+    }
+
+    #[test]
+    fn a_url_that_cannot_be_read_keeps_only_its_scheme() {
+        // The unescaped `/` ends the authority early: no way to tell where the password ends.
+        assert_eq!(
+            redact_url("postgres://fodi:pa/ss@db/fodi"),
+            "postgres://***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:pw@host:notaport/db"),
+            "postgres://***"
+        );
+    }
+
+    #[test]
+    fn parameters_are_redacted_by_their_decoded_name() {
+        assert_eq!(
+            redact_url("postgres://db/fodi?ssl%70assword=x&passwords=kept&%70assword=y"),
+            "postgres://db/fodi?ssl%70assword=***&passwords=kept&%70assword=***"
+        );
     }
 
     #[test]
