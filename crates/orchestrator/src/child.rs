@@ -58,29 +58,40 @@ async fn forward(output: impl AsyncRead + Unpin, stream: Stream, logs: Arc<Proce
     }
 }
 
-/// `KEY=value` lines; `#` comments and blank lines skipped; optional quotes removed.
+/// The variables of a dotenv file, read by dotenvy without touching this process's own
+/// environment: `KEY=value` lines, `#` comments, blank lines, `export ` prefixes, quotes.
+/// Single-quoted values are literal; bare and double-quoted ones expand `$VAR` and `${VAR}`,
+/// from the supervisor's environment first, then from earlier lines of the file.
 fn read_env_file(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| format!("cannot read env file {}: {error}", path.display()))?;
-    let mut pairs = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| format!("{}:{}: expected KEY=value", path.display(), number + 1))?;
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-            .unwrap_or(value);
-        pairs.push((key.trim().to_owned(), value.to_owned()));
-    }
-    Ok(pairs)
+    dotenvy::from_read_iter(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| match error {
+            dotenvy::Error::LineParse(line, index) => {
+                // dotenvy names the faulty line by its text (less a trailing comment), not
+                // its number: the number is that of the first line that reads so, since an
+                // earlier one would have failed the same way.
+                let first = line.lines().next().unwrap_or_default().trim_end();
+                let number = text
+                    .lines()
+                    .position(|candidate| {
+                        candidate
+                            .trim_end()
+                            .strip_prefix(first)
+                            .is_some_and(|rest| {
+                                rest.is_empty() || rest.trim_start().starts_with('#')
+                            })
+                    })
+                    .map_or(String::new(), |found| format!("{}:", found + 1));
+                format!(
+                    "{}:{number} expected KEY=value, cannot read {line:?} at character {}",
+                    path.display(),
+                    index + 1
+                )
+            }
+            other => format!("cannot read env file {}: {other}", path.display()),
+        })
 }
 
 fn signal_of(signal: StopSignal) -> Signal {
@@ -145,5 +156,34 @@ mod tests {
         );
         std::fs::write(&path, "NOEQUALS\n").unwrap();
         assert!(read_env_file(&path).unwrap_err().contains(":1:"));
+        std::fs::write(&path, "A=1\nNOEQUALS # why\nB=2\n").unwrap();
+        let error = read_env_file(&path).unwrap_err();
+        assert!(error.contains(":2: "), "{error}");
+        assert!(error.contains("NOEQUALS"), "{error}");
+    }
+
+    #[test]
+    fn env_files_follow_dotenv_quoting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        std::fs::write(
+            &path,
+            "FODI_TEST_HOST=db # the primary\nURL=\"postgres://${FODI_TEST_HOST}/fodi\"\nLITERAL='${FODI_TEST_HOST}'\nLINES=\"a\\nb\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_env_file(&path).unwrap(),
+            [
+                ("FODI_TEST_HOST".to_owned(), "db".to_owned()),
+                ("URL".to_owned(), "postgres://db/fodi".to_owned()),
+                ("LITERAL".to_owned(), "${FODI_TEST_HOST}".to_owned()),
+                ("LINES".to_owned(), "a\nb".to_owned()),
+            ]
+        );
+        assert!(
+            read_env_file(&dir.path().join("missing"))
+                .unwrap_err()
+                .starts_with("cannot read env file")
+        );
     }
 }

@@ -22,7 +22,8 @@ pub struct ProcessSpec {
     /// Added to the supervisor's environment (after `env_file`, so these win).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// `KEY=value` lines (`#` comments and blank lines ignored), read at each start.
+    /// A dotenv file (`KEY=value` lines, `#` comments, quotes, `${VAR}` outside single
+    /// quotes), read at each start.
     #[serde(default)]
     pub env_file: Option<PathBuf>,
     #[serde(default)]
