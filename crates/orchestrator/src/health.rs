@@ -8,9 +8,11 @@ use tokio::net::TcpStream;
 
 use crate::spec::HealthProbe;
 
-/// `http://host:port/path`, parsed once.
+/// `http://host:port/path`, parsed once. An IPv6 host is written in brackets
+/// (`http://[::1]:8080/`), as RFC 3986 wants; `host` holds it without them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpTarget {
+    /// What to connect to: a name, an IPv4 address, or an IPv6 address without brackets.
     pub host: String,
     pub port: u16,
     pub path: String,
@@ -25,25 +27,49 @@ impl HttpTarget {
             Some(slash) => (&rest[..slash], &rest[slash..]),
             None => (rest, "/"),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse::<u16>()
-                    .map_err(|_| format!("health url {url:?} has a bad port"))?,
-            ),
-            None => (authority, 80),
+        let bad_port = || format!("health url {url:?} has a bad port");
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("health url {url:?} has an unclosed ["))?;
+            let port = match after {
+                "" => 80,
+                _ => after
+                    .strip_prefix(':')
+                    .and_then(|port| port.parse::<u16>().ok())
+                    .ok_or_else(bad_port)?,
+            };
+            (host, port)
+        } else {
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad_port())?),
+                None => (authority, 80),
+            };
+            if host.contains(':') {
+                return Err(format!(
+                    "health url {url:?}: an IPv6 address is written in brackets, as in http://[::1]:8080/"
+                ));
+            }
+            (host, port)
         };
         if host.is_empty() {
             return Err(format!("health url {url:?} has no host"));
         }
         Ok(Self {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            host: host.to_owned(),
             port,
             path: path.to_owned(),
         })
+    }
+
+    /// The value of the request's `Host` header: `host:port`, an IPv6 address in brackets
+    /// (`[::1]:8080`), since without them its colons could not be told from the port's.
+    pub fn host_header(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 }
 
@@ -91,8 +117,9 @@ async fn run(probe: &HealthProbe) -> ProbeResult {
 async fn http_status(target: &HttpTarget) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: fodi-orchestrator\r\nConnection: close\r\n\r\n",
-        target.path, target.host, target.port
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: fodi-orchestrator\r\nConnection: close\r\n\r\n",
+        target.path,
+        target.host_header()
     );
     stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::with_capacity(64);
@@ -132,5 +159,34 @@ mod tests {
         assert_eq!(HttpTarget::parse("http://localhost").unwrap().port, 80);
         assert!(HttpTarget::parse("https://x").is_err());
         assert!(HttpTarget::parse("http://x:port/").is_err());
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed_in_urls_and_in_the_host_header() {
+        let target = HttpTarget::parse("http://[::1]:8080/health").unwrap();
+        assert_eq!(
+            target,
+            HttpTarget {
+                host: "::1".into(),
+                port: 8080,
+                path: "/health".into()
+            }
+        );
+        assert_eq!(target.host_header(), "[::1]:8080");
+        assert_eq!(HttpTarget::parse("http://[::1]").unwrap().port, 80);
+        assert_eq!(
+            HttpTarget::parse("http://[fe80::1]/").unwrap().host,
+            "fe80::1"
+        );
+        assert_eq!(
+            HttpTarget::parse("http://127.0.0.1:8081/")
+                .unwrap()
+                .host_header(),
+            "127.0.0.1:8081"
+        );
+        assert!(HttpTarget::parse("http://::1:8080/").is_err());
+        assert!(HttpTarget::parse("http://[::1/").is_err());
+        assert!(HttpTarget::parse("http://[::1]8080/").is_err());
+        assert!(HttpTarget::parse("http://[]:8080/").is_err());
     }
 }
