@@ -35,7 +35,7 @@ use actix_web::{App, HttpServer, web};
 use ai_store::PgAiStore;
 use analytics::{Analytics, PgAnalytics, Recorder};
 use anyhow::Context;
-use db_core::migrate::{MigrationSet, Migrator, UpOptions};
+use db_core::migrate::{Migrator, UpOptions};
 use db_core::{DatabaseTarget, Db, LocalCluster};
 use ledger::{Ledger, PgLedger};
 use orchestrator::Supervisor;
@@ -44,15 +44,8 @@ use access::Access;
 use orchestrator::jobs::{self, Jobs};
 use settings::{JobSettings, Settings};
 
-/// Every migration set the api-server serves, in declaration order.
-pub fn all_sets() -> Vec<MigrationSet> {
-    vec![
-        db_core::migrate::core_set(),
-        ai_store::migration_set(),
-        ledger::migration_set(),
-        analytics::migration_set(),
-    ]
-}
+/// Every migration set the api-server serves: the migrator's list.
+pub use migrator::all_sets;
 
 /// Stops a running server as SIGTERM would: live clients are told goodbye, then the server
 /// stops accepting and finishes in-flight requests.

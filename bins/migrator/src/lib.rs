@@ -45,10 +45,10 @@ pub const EXIT_NOT_CURRENT: u8 = 2;
 pub const EXIT_REJECTED: u8 = 3;
 
 /// Every migration set of the workspace, in the order they are declared (the migrator
-/// re-orders them by dependency).
+/// re-orders them by dependency). The one list: the api-server serves these too.
 pub fn all_sets() -> Vec<MigrationSet> {
     vec![
-        db_core::migrate::core_set(),
+        core_store::migration_set(),
         ai_store::migration_set(),
         ledger::migration_set(),
         analytics::migration_set(),
