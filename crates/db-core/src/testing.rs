@@ -166,6 +166,19 @@ impl TestDb {
         &self.pool
     }
 
+    /// A new user of `public.users` (the `core` set must be among the database's sets), with
+    /// an e-mail address of its own: the fixture every data crate's foreign keys need.
+    pub async fn user(&self) -> crate::UserId {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query("INSERT INTO public.users (id, email) VALUES ($1, $2)")
+            .bind(id)
+            .bind(format!("{id}@example.com"))
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|error| panic!("cannot create a test user: {error}"));
+        crate::UserId(id)
+    }
+
     /// A [`Db`] over this database's pool.
     pub fn db(&self) -> Db {
         Db::from_pool(self.pool.clone())

@@ -19,27 +19,13 @@ const API: &str = "api-token-0123456789ab";
 const API_ONE: &str = "api-token-one-0123456789";
 const API_TWO: &str = "api-token-two-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use test_support::{child_script, free_port};
 
 fn backend(port: u16) -> OrchestratorSettings {
     OrchestratorSettings {
         enabled: true,
         binary: Some("/usr/bin/python3".into()),
-        args: vec![
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../crates/orchestrator/tests/it/child.py"
-            )
-            .to_owned(),
-            "--port".into(),
-            port.to_string(),
-        ],
+        args: vec![child_script(), "--port".into(), port.to_string()],
         url: format!("http://127.0.0.1:{port}"),
         health_path: "/health".into(),
     }

@@ -85,11 +85,7 @@ fn legacy_store(user: uuid::Uuid, conversation: uuid::Uuid) -> Legacy {
 }
 
 async fn user(db: &TestDb) -> uuid::Uuid {
-    sqlx::query_scalar("INSERT INTO users (email) VALUES ($1) RETURNING id")
-        .bind(format!("{}@example.com", uuid::Uuid::new_v4()))
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
+    db.user().await.0
 }
 
 #[tokio::test]

@@ -8,20 +8,7 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "test-token-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn child_script() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../crates/orchestrator/tests/it/child.py")
-        .display()
-        .to_string()
-}
+use test_support::{child_script, free_port};
 
 struct Running {
     child: Child,

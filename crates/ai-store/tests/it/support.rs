@@ -1,10 +1,7 @@
 //! A store on a fresh database, with helpers to make users.
 
-use std::time::{Duration, Instant};
-
 use ai_store::{AiConfig, PgAiStore, UserId};
 use db_core::migrate::core_set;
-use db_core::sqlx;
 use db_core::testing::TestDb;
 use db_core::{Db, DbConfig};
 
@@ -35,31 +32,8 @@ impl Fixture {
 
     /// A new user of the core backend.
     pub async fn user(&self) -> UserId {
-        let id = uuid::Uuid::now_v7();
-        sqlx::query("INSERT INTO users (id, email) VALUES ($1, $2)")
-            .bind(id)
-            .bind(format!("{id}@example.com"))
-            .execute(self.db.pool())
-            .await
-            .unwrap();
-        UserId(id)
+        self.db.user().await
     }
 }
 
-/// Polls `condition` until it holds or `within` has passed; tells which.
-pub async fn eventually<F, Fut>(within: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use test_support::eventually;

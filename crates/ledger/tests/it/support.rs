@@ -1,7 +1,6 @@
 //! A ledger on a fresh database, with helpers to make users and funded wallets.
 
 use db_core::migrate::core_set;
-use db_core::sqlx;
 use db_core::testing::TestDb;
 use ledger::{
     Amount, Asset, Ledger, LedgerConfig, PgLedger, SystemWallet, TransferRequest, UserId, Wallet,
@@ -30,14 +29,7 @@ impl Fixture {
 
     /// A new user of the core backend.
     pub async fn user(&self) -> UserId {
-        let id = uuid::Uuid::now_v7();
-        sqlx::query("INSERT INTO users (id, email) VALUES ($1, $2)")
-            .bind(id)
-            .bind(format!("{id}@example.com"))
-            .execute(self.db.pool())
-            .await
-            .unwrap();
-        UserId(id)
+        self.db.user().await
     }
 
     /// A new user's FODI wallet holding `units`, minted from the issuer.

@@ -79,11 +79,13 @@ async fn the_ring_buffer_holds_the_last_lines_of_both_streams() {
     supervisor.start("chatty").await.unwrap();
     wait_state(&supervisor, "chatty", Duration::from_secs(10), running).await;
     assert!(
-        eventually(Duration::from_secs(2), || supervisor
-            .logs("chatty", 100)
-            .unwrap()
-            .iter()
-            .any(|line| line.stream == Stream::Stderr))
+        eventually(Duration::from_secs(2), || std::future::ready(
+            supervisor
+                .logs("chatty", 100)
+                .unwrap()
+                .iter()
+                .any(|line| line.stream == Stream::Stderr)
+        ))
         .await
     );
     let lines = supervisor.logs("chatty", 100).unwrap();
@@ -141,14 +143,18 @@ async fn concurrent_control_requests_serialise_and_leave_one_child() {
         .pid()
         .unwrap();
     assert!(
-        eventually(Duration::from_secs(3), || processes_with(&marker) == [pid]).await,
+        eventually(Duration::from_secs(3), || std::future::ready(
+            processes_with(&marker) == [pid]
+        ))
+        .await,
         "exactly one child: {:?} (current {pid})",
         processes_with(&marker)
     );
     supervisor.shutdown().await;
     assert!(
-        eventually(Duration::from_secs(3), || processes_with(&marker)
-            .is_empty())
+        eventually(Duration::from_secs(3), || std::future::ready(
+            processes_with(&marker).is_empty()
+        ))
         .await
     );
 }
@@ -207,5 +213,10 @@ async fn dropping_the_supervisor_stops_its_processes_and_their_children() {
         .parse()
         .unwrap();
     drop(supervisor);
-    assert!(eventually(Duration::from_secs(5), || !alive(pid) && !alive(grandchild)).await);
+    assert!(
+        eventually(Duration::from_secs(5), || std::future::ready(
+            !alive(pid) && !alive(grandchild)
+        ))
+        .await
+    );
 }

@@ -182,7 +182,10 @@ async fn stop_restart_and_crash_take_the_grandchildren_too() {
     supervisor.stop("parent").await.unwrap();
     assert!(!alive(child));
     assert!(
-        eventually(Duration::from_secs(2), || !alive(grandchild)).await,
+        eventually(Duration::from_secs(2), || std::future::ready(!alive(
+            grandchild
+        )))
+        .await,
         "stop left grandchild {grandchild} behind"
     );
 
@@ -191,7 +194,10 @@ async fn stop_restart_and_crash_take_the_grandchildren_too() {
     let grandchild = grandchild_of(&pid_file);
     supervisor.restart("parent").await.unwrap();
     assert!(
-        eventually(Duration::from_secs(2), || !alive(grandchild)).await,
+        eventually(Duration::from_secs(2), || std::future::ready(!alive(
+            grandchild
+        )))
+        .await,
         "restart left grandchild {grandchild} behind"
     );
 
@@ -203,7 +209,10 @@ async fn stop_restart_and_crash_take_the_grandchildren_too() {
     let grandchild = grandchild_of(&pid_file);
     kill(child, "KILL");
     assert!(
-        eventually(Duration::from_secs(2), || !alive(grandchild)).await,
+        eventually(Duration::from_secs(2), || std::future::ready(!alive(
+            grandchild
+        )))
+        .await,
         "a crash left grandchild {grandchild} behind"
     );
     supervisor.shutdown().await;

@@ -1,27 +1,12 @@
 //! Specs of the test child, and waiting for what the supervisor reports.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use orchestrator::{
     Backoff, HealthCheck, HealthProbe, ProcessSpec, ProcessState, StopSpec, Supervisor,
 };
 
-pub fn child_script() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/it/child.py")
-        .display()
-        .to_string()
-}
-
-/// A free loopback port (free when asked; the child binds it a moment later).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use test_support::{child_script, eventually, free_port};
 
 /// The test child as process `name`, serving health on `port`, with fast checks.
 pub fn http_child(name: &str, port: u16, extra: &[&str]) -> ProcessSpec {
@@ -95,15 +80,4 @@ pub fn kill(pid: u32, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-pub async fn eventually(within: Duration, condition: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    condition()
 }

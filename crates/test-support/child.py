@@ -1,4 +1,4 @@
-"""A supervised child for the orchestrator's tests: serves GET /health on a port, and on
+"""A supervised child for the supervision tests (orchestrator, supervisor, api-server): serves GET /health on a port, and on
 request starts a grandchild, prints lines, ignores SIGTERM, or exits after a while."""
 import argparse
 import http.server
