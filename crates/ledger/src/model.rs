@@ -339,15 +339,24 @@ pub struct StatementEntry {
 }
 
 // --- NFTs --------------------------------------------------------------------------------
-/// An NFT to mint.
+
+/// An NFT to mint (deserialises from a request body; a new id when none is given).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct MintNft {
+    /// Chosen by the client: minting the same NFT again returns it.
+    #[serde(default)]
     pub id: NftId,
     pub owner: UserId,
     /// 1 to 100 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub collection: String,
+    /// 1 to 2,048 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 2048))]
     pub token_uri: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 

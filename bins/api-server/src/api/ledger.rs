@@ -25,8 +25,6 @@ use crate::error::{ApiError, ApiResult};
 
 /// Entries or rows a read returns when the query names no `limit`.
 const DEFAULT_PAGE: u32 = 50;
-/// Names `Idempotency-Key` values that are not UUIDs (UUIDv5 in this namespace).
-const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f64_695f_6c65_6467_6572_5f69_6b65_7931);
 
 pub fn configure(config: &mut web::ServiceConfig) {
     // One scope per family: the router compares the prefix once instead of matching every
@@ -74,19 +72,13 @@ fn transfer_id(
     let header = match request.headers().get("Idempotency-Key") {
         None => None,
         Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|key| !key.is_empty() && key.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::invalid_idempotency_key()
-                        .with_detail("1 to 255 visible ASCII characters")
-                })?;
-            Some(
-                Uuid::parse_str(key)
-                    .unwrap_or_else(|_| Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes())),
-            )
+            let key = value.to_str().map_err(|_| {
+                ApiError::invalid_idempotency_key().with_detail("visible ASCII characters only")
+            })?;
+            let id = TransferId::from_idempotency_key(key).map_err(|error| {
+                ApiError::invalid_idempotency_key().with_detail(error.to_string())
+            })?;
+            Some(id.as_uuid())
         }
     };
     match (header, body_id) {
@@ -422,37 +414,15 @@ pub async fn void_pending(
 
 // --- NFTs ----------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewNft {
-    id: Option<Uuid>,
-    owner: Uuid,
-    #[schema(min_length = 1, max_length = 100)]
-    collection: String,
-    #[schema(min_length = 1, max_length = 2048)]
-    token_uri: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    metadata: serde_json::Map<String, serde_json::Value>,
-}
-
 /// Mint an NFT
-#[utoipa::path(post, path = "/api/v1/ledger/nfts", tag = "ledger", request_body = NewNft,
+#[utoipa::path(post, path = "/api/v1/ledger/nfts", tag = "ledger", request_body = MintNft,
     responses((status = 201, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn mint(
     _: CanWrite,
     ledger: web::Data<dyn Ledger>,
-    Body(body): Body<NewNft>,
+    Body(nft): Body<MintNft>,
 ) -> ApiResult {
-    let nft = ledger
-        .mint_nft(MintNft {
-            id: body.id.map_or_else(NftId::new, NftId),
-            owner: UserId(body.owner),
-            collection: body.collection,
-            token_uri: body.token_uri,
-            metadata: body.metadata,
-        })
-        .await?;
+    let nft = ledger.mint_nft(nft).await?;
     Ok(HttpResponse::Created().json(nft))
 }
 

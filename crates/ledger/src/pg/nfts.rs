@@ -76,11 +76,12 @@ pub(crate) async fn mint(
     if request
         .token_uri
         .as_ref()
-        .is_some_and(|uri| uri.is_empty() || uri.len() > 2048)
+        .is_some_and(|uri| uri.is_empty() || uri.chars().count() > 2048)
     {
+        // Characters, as the schema's check counts them (`length()`).
         return Err(LedgerError::InvalidField {
             field: "token_uri",
-            reason: "must be 1 to 2048 bytes".into(),
+            reason: "must be 1 to 2048 characters".into(),
         });
     }
     let inserted: Option<NftRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
