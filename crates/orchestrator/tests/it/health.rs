@@ -32,6 +32,23 @@ async fn record_host_header(listener: TcpListener) -> Option<String> {
     host
 }
 
+/// Probes `http://{host}:{port}/health` served by `listener`: the Host header the server saw
+/// and what the probe concluded.
+async fn probe_recording_host(listener: TcpListener, host: &str) -> (Option<String>, ProbeResult) {
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(record_host_header(listener));
+    let probe = HealthProbe::Http {
+        url: format!("http://{host}:{port}/health"),
+        expected_status: 200,
+    };
+    let (result, _) = health::check(&probe, Duration::from_secs(5)).await;
+    let seen = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the probe reached the server")
+        .unwrap();
+    (seen, result)
+}
+
 /// An IPv6 host goes into the Host header in brackets (RFC 9110 section 7.2, RFC 3986
 /// section 3.2.2): `::1:8080` would read as a host with no port, or as a different address.
 #[tokio::test]
@@ -44,18 +61,7 @@ async fn an_ipv6_target_gets_a_bracketed_host_header() {
         }
     };
     let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(record_host_header(listener));
-
-    let probe = HealthProbe::Http {
-        url: format!("http://[::1]:{port}/health"),
-        expected_status: 200,
-    };
-    let (result, _) = health::check(&probe, Duration::from_secs(5)).await;
-
-    let host = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("the probe reached the server")
-        .unwrap();
+    let (host, result) = probe_recording_host(listener, "[::1]").await;
     assert_eq!(host.as_deref(), Some(format!("[::1]:{port}").as_str()));
     assert_eq!(result, ProbeResult::Healthy);
 }
@@ -65,18 +71,7 @@ async fn an_ipv6_target_gets_a_bracketed_host_header() {
 async fn an_ipv4_target_gets_a_plain_host_header() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(record_host_header(listener));
-
-    let probe = HealthProbe::Http {
-        url: format!("http://127.0.0.1:{port}/health"),
-        expected_status: 200,
-    };
-    let (result, _) = health::check(&probe, Duration::from_secs(5)).await;
-
-    let host = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("the probe reached the server")
-        .unwrap();
+    let (host, result) = probe_recording_host(listener, "127.0.0.1").await;
     assert_eq!(host.as_deref(), Some(format!("127.0.0.1:{port}").as_str()));
     assert_eq!(result, ProbeResult::Healthy);
 }
