@@ -120,10 +120,11 @@ async fn every_operation_joins_the_callers_transaction_and_a_rollback_leaves_not
     );
     assert_eq!(conn.nft_history(minted.id).await.unwrap().len(), 1);
 
-    // Committed transfers are final; this transaction's own are not, while it runs.
+    // This transaction's own transfers are not final while it runs. (Whether the fixture's
+    // committed ones are yet depends on the oldest transaction of the whole shared cluster,
+    // so the page may be empty: see feed.rs for finality under concurrent writers.)
     let head = conn.feed_head().await.unwrap();
     let page = conn.changes_after(Position::START, 100).await.unwrap();
-    assert!(!page.transfers.is_empty());
     assert!(
         page.transfers
             .iter()
