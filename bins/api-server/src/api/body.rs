@@ -53,9 +53,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             }
             let mut value: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|error| ApiError::malformed_json().with_detail(error.to_string()))?;
-            integral_numbers_as_integers(&mut value);
-            if let Some(path) = nul_in(&value, "") {
+            if let Err(path) = prepare(&mut value) {
                 // PostgreSQL stores no NUL character in text or JSON.
+                let path = if path.is_empty() {
+                    ".".to_owned()
+                } else {
+                    path
+                };
                 return Err(ApiError::invalid_body_field()
                     .with_detail(format!("{path}: must not contain the NUL character")));
             }
@@ -75,54 +79,59 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     }
 }
 
-/// Writes every number with an integral value as an integer (`90.0` as `90`): JSON has one
-/// number type, and an integer field of the document accepts both spellings, as JSON Schema
-/// does, while serde would refuse the first for an integer type.
-fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+/// One walk over the body before it is deserialised: every number with an integral value is
+/// written as an integer (`90.0` as `90`: JSON has one number type, and an integer field of
+/// the document accepts both spellings, as JSON Schema does, while serde would refuse the
+/// first for an integer type), and the first string or key holding a NUL character is
+/// refused, with its path (`transfers[2].reason`; empty for the root). The path is built on
+/// the way out, so a body without NUL allocates nothing here.
+fn prepare(value: &mut serde_json::Value) -> Result<(), String> {
+    use serde_json::Value;
+    /// `head` then `tail`, a `.` between them unless `tail` is empty or an index.
+    fn join(head: String, tail: &str) -> String {
+        if tail.is_empty() || tail.starts_with('[') {
+            head + tail
+        } else {
+            head + "." + tail
+        }
+    }
     match value {
-        serde_json::Value::Number(number) if number.is_f64() => {
+        Value::Number(number) if number.is_f64() => {
             let float = number.as_f64().unwrap_or(f64::NAN);
             // Beyond 2^53 a float no longer names one integer; leave it as sent.
             if float.fract() == 0.0 && float.abs() < 9_007_199_254_740_992.0 {
                 *number = serde_json::Number::from(float as i64);
             }
+            Ok(())
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
-        serde_json::Value::Object(fields) => {
-            fields.values_mut().for_each(integral_numbers_as_integers);
-        }
-        _ => {}
-    }
-}
-
-/// The path of the first string or key holding a NUL character, if any.
-fn nul_in(value: &serde_json::Value, path: &str) -> Option<String> {
-    match value {
-        serde_json::Value::String(text) if text.contains('\0') => Some(path_or_root(path)),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(index, item)| nul_in(item, &format!("{path}[{index}]"))),
-        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
-            let here = if path.is_empty() {
-                key.clone()
-            } else {
-                format!("{path}.{key}")
-            };
-            if key.contains('\0') {
-                Some(here)
-            } else {
-                nul_in(item, &here)
-            }
+        Value::String(text) if text.contains('\0') => Err(String::new()),
+        Value::Array(items) => items.iter_mut().enumerate().try_for_each(|(index, item)| {
+            prepare(item).map_err(|tail| join(format!("[{index}]"), &tail))
         }),
-        _ => None,
+        Value::Object(fields) => fields.iter_mut().try_for_each(|(key, item)| {
+            if key.contains('\0') {
+                return Err(key.clone());
+            }
+            prepare(item).map_err(|tail| join(key.clone(), &tail))
+        }),
+        _ => Ok(()),
     }
 }
 
-fn path_or_root(path: &str) -> String {
-    if path.is_empty() {
-        ".".into()
-    } else {
-        path.to_owned()
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::prepare;
+
+    #[test]
+    fn integral_numbers_become_integers_and_a_nul_is_found_by_its_path() {
+        let mut body = json!({ "n": 90.0, "x": 0.5, "items": [{ "m": 2.0 }] });
+        assert_eq!(prepare(&mut body), Ok(()));
+        assert_eq!(body, json!({ "n": 90, "x": 0.5, "items": [{ "m": 2 }] }));
+        let mut nested = json!({ "transfers": [{}, {}, { "reason": "a\u{0}b" }] });
+        assert_eq!(prepare(&mut nested).unwrap_err(), "transfers[2].reason");
+        assert_eq!(prepare(&mut json!([["\u{0}"]])).unwrap_err(), "[0][0]");
+        assert_eq!(prepare(&mut json!("\u{0}")).unwrap_err(), "");
     }
 }
