@@ -7,7 +7,8 @@ use crate::amount::Asset;
 use crate::error::LedgerError;
 use crate::ids::{NftId, TransferId, UserId, WalletId};
 use crate::model::{
-    Applied, BatchMode, FeedPage, InvariantReport, MintNft, MoveNft, Nft, NftMovement, Position,
+    Applied, BatchMode, FeedPage, InvariantReport, Issuance, MintNft, MoveNft, Nft, NftMovement,
+    Position,
     Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
 };
 use crate::seal::{Block, ChainVerification};
@@ -23,7 +24,8 @@ pub trait Ledger: Send + Sync {
 
     /// The user's wallet of `asset`, created on first use with a minimum balance of zero.
     async fn open_user_wallet(&self, user: UserId, asset: &Asset) -> Result<Wallet, LedgerError>;
-    /// The system wallet of `kind` and `asset`, created (unbounded, sharded) on first use.
+    /// The system wallet of `kind` and `asset`, created (sharded) on first use: the issuer
+    /// unbounded, the rewards pool and the fees wallet bounded at zero.
     async fn system_wallet(&self, kind: SystemWallet, asset: &Asset)
     -> Result<Wallet, LedgerError>;
     async fn wallet(&self, id: WalletId) -> Result<Wallet, LedgerError>;
@@ -48,6 +50,9 @@ pub trait Ledger: Send + Sync {
         requests: Vec<TransferRequest>,
         mode: BatchMode,
     ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError>;
+    /// Creates money, the only way it comes into being: the asset's issuer pays `to` (the
+    /// rewards pool before it can pay rewards). Replays like a transfer with the same id.
+    async fn issue(&self, request: Issuance) -> Result<Applied, LedgerError>;
     async fn get_transfer(&self, id: TransferId) -> Result<Option<Transfer>, LedgerError>;
     /// Expires up to `limit` holds whose timeout has passed; returns how many.
     async fn expire_holds(&self, limit: u32) -> Result<usize, LedgerError>;

@@ -16,6 +16,8 @@ pub enum LedgerError {
     InvalidDecimal { input: String, reason: String },
     #[error("{code:?} is not an asset code (2 to 16 of A-Z and 0-9, starting with a letter)")]
     InvalidAsset { code: String },
+    #[error("asset {code} is not one this ledger holds (configured: {configured})")]
+    UnknownAsset { code: String, configured: String },
     #[error("{field} is invalid: {reason}")]
     InvalidField { field: &'static str, reason: String },
     #[error("a batch holds 1 to {max} transfers, got {size}")]
@@ -76,6 +78,8 @@ pub enum LedgerError {
         requested: i64,
         held: i64,
     },
+    #[error("wallet {0} holds enough across its shards, but concurrent transfers hold them; retry")]
+    ShardsBusy(WalletId),
     #[error("not applied: another transfer of the linked batch failed")]
     LinkedEventFailed,
 
@@ -129,6 +133,7 @@ impl RetryableError for LedgerError {
                     | "wallets_system_kind_asset_key"
             ),
             Self::Db(error) => error.is_retryable(),
+            Self::ShardsBusy(_) => true,
             _ => false,
         }
     }

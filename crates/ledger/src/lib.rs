@@ -2,12 +2,12 @@
 //! NFTs, statements, sealed blocks and a change feed, in PostgreSQL schema `blockchain`.
 //!
 //! The semantics are TigerBeetle's, on plain PostgreSQL: client-chosen transfer ids (a retry
-//! never applies twice), user wallets that never go below their bound, system wallets that may
-//! go negative, double entry (every asset sums to zero), holds that are posted, voided or
+//! never applies twice), wallets that never go below their bound (only the issuer is unbounded:
+//! money exists only by [`Ledger::issue`]), double entry (every asset sums to zero), holds that are posted, voided or
 //! expire, linked (all-or-nothing) and independent batches, and locks taken in one global
 //! order so that concurrent calls never deadlock. Transfers are applied by one PL/pgSQL
 //! function per call (`migrations/blockchain/V2__transfer_engine.sql`, the batch function as
-//! replaced by `V3__batch_lock_order.sql`): one round trip per
+//! replaced by `V3__batch_lock_order.sql` and `V4__bounded_system_wallets.sql`): one round trip per
 //! transfer or per batch. Money is integer units throughout ([`amount`]).
 //!
 //! Start at the [`Ledger`] trait and its implementation [`PgLedger`]; [`PgLedger::on`] runs the
@@ -29,11 +29,13 @@ pub use api::Ledger;
 pub use error::LedgerError;
 pub use ids::{NftId, NftTransferId, TransferId, UserId, WalletId};
 pub use model::{
-    Applied, BatchMode, FeedPage, Instruction, InvariantReport, MAX_HOLD_TIMEOUT, MintNft, MoveNft,
+    Applied, BatchMode, FeedPage, Instruction, InvariantReport, Issuance, MAX_HOLD_TIMEOUT, MintNft,
+    MoveNft,
     Nft, NftMovement, Position, Reward, RewardRequest, Statement, StatementEntry, SystemWallet,
     Transfer, TransferDetails, TransferKind, TransferRequest, Violation, Wallet, WalletOwner,
 };
 pub use pg::feed::follow as follow_feed;
+pub use pg::issuance::ISSUANCE_REASON;
 pub use pg::rewards::reward_transfer_id;
 pub use pg::{LedgerConfig, LedgerConn, MAX_BATCH, MAX_PAGE, PgLedger};
 pub use seal::{Block, BlockProblem, ChainVerification, InvalidBlock};

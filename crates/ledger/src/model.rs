@@ -60,7 +60,8 @@ pub struct Wallet {
     pub pending_debits: i64,
     /// Promised by open pending transfers that credit this wallet.
     pub pending_credits: i64,
-    /// Lowest allowed `posted - pending_debits`; `None` means unbounded (system wallets).
+    /// Lowest allowed `posted - pending_debits`; `None` means unbounded (only the issuer). A
+    /// sharded wallet holds it on each of its balance rows.
     pub min_balance: Option<i64>,
     pub closed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -119,6 +120,10 @@ pub struct TransferDetails {
     pub reference: Option<String>,
     /// Anything else, as a JSON object.
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Who submitted it (an API caller's name): 1 to 100 characters. Recorded, never part of
+    /// what makes a resubmission a replay.
+    #[serde(default)]
+    pub submitted_by: Option<String>,
 }
 
 /// One transfer to submit. The id is the idempotency key: submitting the same request again
@@ -188,6 +193,12 @@ impl TransferRequest {
     }
 
     #[must_use]
+    pub fn submitted_by(mut self, submitter: impl Into<String>) -> Self {
+        self.details.submitted_by = Some(submitter.into());
+        self
+    }
+
+    #[must_use]
     pub fn with_metadata(mut self, metadata: serde_json::Map<String, serde_json::Value>) -> Self {
         self.details.metadata = Some(metadata);
         self
@@ -200,6 +211,7 @@ impl TransferRequest {
         let details = &self.details;
         check_length("reason", details.reason.as_deref(), 64)?;
         check_length("reference", details.reference.as_deref(), 256)?;
+        check_length("submitted_by", details.submitted_by.as_deref(), 100)?;
         if let Instruction::Hold { timeout, .. } = &self.instruction
             && (timeout.as_millis() == 0 || *timeout > MAX_HOLD_TIMEOUT)
         {
@@ -221,6 +233,50 @@ fn check_length(field: &'static str, value: Option<&str>, max: usize) -> Result<
             })
         }
         _ => Ok(()),
+    }
+}
+
+/// Money created: the asset's issuer pays `to` (see [`crate::Ledger::issue`]). The id makes
+/// it idempotent like a transfer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuance {
+    pub id: TransferId,
+    pub to: WalletId,
+    pub amount: Amount,
+    /// What it is for (a treasury decision, ...): 1 to 256 characters.
+    pub reference: Option<String>,
+    /// Who asked for it (see [`TransferDetails::submitted_by`]).
+    pub submitted_by: Option<String>,
+}
+
+impl Issuance {
+    /// Issuance of `amount` to `to`, with a new id.
+    pub fn new(to: WalletId, amount: Amount) -> Self {
+        Self {
+            id: TransferId::new(),
+            to,
+            amount,
+            reference: None,
+            submitted_by: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_id(mut self, id: TransferId) -> Self {
+        self.id = id;
+        self
+    }
+
+    #[must_use]
+    pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+
+    #[must_use]
+    pub fn submitted_by(mut self, submitter: impl Into<String>) -> Self {
+        self.submitted_by = Some(submitter.into());
+        self
     }
 }
 
@@ -298,6 +354,9 @@ pub struct Transfer {
     pub reference: Option<String>,
     pub metadata: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
+    /// Who submitted it, when the submitter named itself (the API records its caller).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
 }
 
 /// A submitted transfer as the ledger holds it, and whether this submit was a replay of an
@@ -476,6 +535,20 @@ pub enum Violation {
     UserWalletUnbounded {
         wallet: WalletId,
         min_balance: Option<i64>,
+    },
+    /// A balance row of a rewards pool or fees wallet without a bound, or bounded below zero:
+    /// only the issuer may go below zero.
+    SystemWalletUnbounded {
+        wallet: WalletId,
+        shard: i16,
+        min_balance: Option<i64>,
+    },
+    /// What circulates of an asset (every wallet but its issuer) is not minus the issuer's
+    /// balance, or the asset has no issuer, or more than one.
+    SupplyNotIssued {
+        asset: String,
+        supply: String,
+        issuer_balance: Option<String>,
     },
 }
 

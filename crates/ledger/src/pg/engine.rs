@@ -4,7 +4,7 @@
 //! this module only encodes, decodes and names the failures.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -38,6 +38,7 @@ pub(crate) struct ResultRow {
     pub reference: Option<String>,
     pub metadata: Option<serde_json::Value>,
     pub created_at: Option<DateTime<Utc>>,
+    pub submitted_by: Option<String>,
 }
 
 /// Submits `requests` on `connection` (inside the caller's transaction, if it has one).
@@ -77,7 +78,7 @@ pub(crate) async fn submit(
         let mut applied = if valid.is_empty() {
             Vec::new().into_iter()
         } else {
-            submit_valid(connection, &valid, mode).await?.into_iter()
+            submit_valid(connection, &valid, mode, None).await?.into_iter()
         };
         return Ok(invalid
             .into_iter()
@@ -89,13 +90,100 @@ pub(crate) async fn submit(
             })
             .collect());
     }
-    submit_valid(connection, requests, mode).await
+    let results = submit_valid(connection, requests, mode, None).await?;
+    match (requests, results.as_slice()) {
+        ([single], [Err(LedgerError::InsufficientFunds { wallet, .. })]) => {
+            retry_on_fuller_shard(connection, single, *wallet, mode, results).await
+        }
+        _ => Ok(results),
+    }
 }
 
+/// Submits valid `requests`, linked, with the movements of sharded wallets on `shard`.
+pub(crate) async fn submit_on_shard(
+    connection: &mut PgConnection,
+    requests: &[TransferRequest],
+    shard: Option<i32>,
+) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
+    for request in requests {
+        request.validate()?;
+    }
+    submit_valid(connection, requests, BatchMode::Linked, shard).await
+}
+
+/// A sharded wallet is bounded shard by shard, so a transfer can be refused by the shard it
+/// landed on while the wallet as a whole holds enough. Before that answer stands, the free
+/// funds of the wallet's shards are gathered onto one (in a savepoint, or a transaction of
+/// its own) and the transfer is tried there. Refused stands only when the wallet as a whole
+/// is short; when it is not, but other transfers hold the shards it would need, the answer
+/// is the retryable [`LedgerError::ShardsBusy`].
+async fn retry_on_fuller_shard(
+    connection: &mut PgConnection,
+    request: &TransferRequest,
+    wallet: WalletId,
+    mode: BatchMode,
+    refused: Vec<Result<Applied, LedgerError>>,
+) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
+    let Instruction::Transfer { amount, .. } = &request.instruction else {
+        return Ok(refused);
+    };
+    let shards: Option<i16> =
+        sqlx::query_scalar("SELECT shard_count FROM blockchain.wallets WHERE id = $1")
+            .bind(wallet.as_uuid())
+            .fetch_optional(&mut *connection)
+            .await?;
+    if shards.unwrap_or(1) <= 1 {
+        return Ok(refused);
+    }
+    let mut attempt = connection.begin().await?;
+    let gathered: Option<i16> = sqlx::query_scalar("SELECT blockchain.gather_shards($1, $2)")
+        .bind(wallet.as_uuid())
+        .bind(amount.units())
+        .fetch_one(&mut *attempt)
+        .await?;
+    if let Some(shard) = gathered {
+        let results = submit_valid(
+            &mut attempt,
+            std::slice::from_ref(request),
+            mode,
+            Some(i32::from(shard)),
+        )
+        .await?;
+        attempt.commit().await?;
+        return Ok(results);
+    }
+    attempt.rollback().await?;
+    let free: Option<i64> = sqlx::query_scalar(
+        "SELECT least(sum(posted - pending_debits - min_balance), 9223372036854775807)::bigint
+           FROM blockchain.balances WHERE wallet_id = $1",
+    )
+    .bind(wallet.as_uuid())
+    .fetch_one(&mut *connection)
+    .await?;
+    if free.unwrap_or(0) >= amount.units() {
+        return Err(LedgerError::ShardsBusy(wallet));
+    }
+    Ok(refused
+        .into_iter()
+        .map(|result| match result {
+            Err(LedgerError::InsufficientFunds { wallet, needed, .. }) => {
+                Err(LedgerError::InsufficientFunds {
+                    wallet,
+                    needed,
+                    available: free.unwrap_or(0).max(0),
+                })
+            }
+            other => other,
+        })
+        .collect())
+}
+
+/// `shard`: the shard a sharded wallet's movement lands on; `None`: a random one.
 async fn submit_valid(
     connection: &mut PgConnection,
     requests: &[TransferRequest],
     mode: BatchMode,
+    shard: Option<i32>,
 ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
     let rows = match requests {
         [
@@ -104,9 +192,9 @@ async fn submit_valid(
                 ..
             },
         ] => {
-            vec![submit_one(connection, single).await?]
+            vec![submit_one(connection, single, shard).await?]
         }
-        _ => submit_batch(connection, requests, mode).await?,
+        _ => submit_batch(connection, requests, mode, shard).await?,
     };
     if rows.len() != requests.len() {
         return Err(LedgerError::UnexpectedResult(format!(
@@ -126,6 +214,7 @@ async fn submit_valid(
 async fn submit_one(
     connection: &mut PgConnection,
     request: &TransferRequest,
+    shard: Option<i32>,
 ) -> Result<ResultRow, LedgerError> {
     let Instruction::Transfer {
         debit,
@@ -139,7 +228,7 @@ async fn submit_one(
     };
     let details = &request.details;
     Ok(sqlx::query_as::<_, ResultRow>(
-        "SELECT * FROM blockchain.submit_transfer($1, $2, $3, $4, $5, $6, $7)",
+        "SELECT * FROM blockchain.submit_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(request.id.as_uuid())
     .bind(debit.as_uuid())
@@ -148,6 +237,8 @@ async fn submit_one(
     .bind(details.reason.as_deref())
     .bind(details.reference.as_deref())
     .bind(details.metadata.as_ref().map(Json))
+    .bind(details.submitted_by.as_deref())
+    .bind(shard)
     .fetch_one(connection)
     .await?)
 }
@@ -165,6 +256,7 @@ struct Columns<'r> {
     reasons: Vec<Option<&'r str>>,
     references: Vec<Option<&'r str>>,
     metadata: Vec<Option<Json<&'r serde_json::Map<String, serde_json::Value>>>>,
+    submitted_by: Vec<Option<&'r str>>,
 }
 
 impl<'r> Columns<'r> {
@@ -236,6 +328,8 @@ impl<'r> Columns<'r> {
         self.references.push(request.details.reference.as_deref());
         self.metadata
             .push(request.details.metadata.as_ref().map(Json));
+        self.submitted_by
+            .push(request.details.submitted_by.as_deref());
     }
 }
 
@@ -243,18 +337,20 @@ async fn submit_batch(
     connection: &mut PgConnection,
     requests: &[TransferRequest],
     mode: BatchMode,
+    shard: Option<i32>,
 ) -> Result<Vec<ResultRow>, LedgerError> {
     let columns = Columns::of(requests);
-    submit_columns(connection, &columns, mode).await
+    submit_columns(connection, &columns, mode, shard).await
 }
 
 async fn submit_columns(
     connection: &mut PgConnection,
     columns: &Columns<'_>,
     mode: BatchMode,
+    shard: Option<i32>,
 ) -> Result<Vec<ResultRow>, LedgerError> {
     Ok(sqlx::query_as::<_, ResultRow>(
-        "SELECT * FROM blockchain.submit_transfers($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "SELECT * FROM blockchain.submit_transfers($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&columns.ids)
     .bind(&columns.kinds)
@@ -267,6 +363,8 @@ async fn submit_columns(
     .bind(&columns.references)
     .bind(&columns.metadata)
     .bind(mode == BatchMode::Linked)
+    .bind(&columns.submitted_by)
+    .bind(shard)
     .fetch_all(connection)
     .await?)
 }
@@ -292,7 +390,7 @@ pub(crate) async fn expire_holds(
         .collect();
     let mut columns = Columns::of(&requests);
     columns.kinds.fill("expire");
-    let rows = submit_columns(connection, &columns, BatchMode::Independent).await?;
+    let rows = submit_columns(connection, &columns, BatchMode::Independent, None).await?;
     Ok(rows.iter().filter(|row| row.status == "ok").count())
 }
 
@@ -376,6 +474,7 @@ fn applied_transfer(
     row.reason.clone_from(&details.reason);
     row.reference.clone_from(&details.reference);
     row.metadata = details.metadata.clone().map(serde_json::Value::Object);
+    row.submitted_by.clone_from(&details.submitted_by);
     transfer_from(row)
 }
 
@@ -410,5 +509,6 @@ fn transfer_from(row: ResultRow) -> Result<Transfer, LedgerError> {
         reference: row.reference,
         metadata: row.metadata,
         created_at: row.created_at.ok_or_else(|| missing("created_at"))?,
+        submitted_by: row.submitted_by,
     })
 }

@@ -3,7 +3,10 @@
 //! 1. per asset, posted balances sum to zero, and holds on debits equal holds on credits;
 //! 2. every wallet's posted balance equals what its transfers posted;
 //! 3. every wallet's holds equal its open pending transfers;
-//! 4. no wallet is below its minimum, and no user wallet is unbounded or bounded below zero.
+//! 4. no wallet is below its minimum, and no wallet but the issuer is unbounded or bounded below
+//!    zero (a sharded wallet on each of its balance rows);
+//! 5. per asset, what circulates (every wallet but the issuer) is minus the issuer's balance:
+//!    money exists only by issuance.
 //!
 //! Everything is read in one REPEATABLE READ snapshot, so concurrent transfers cannot make a
 //! consistent ledger look inconsistent. It reads the whole history: meant for tests, audits and
@@ -128,6 +131,43 @@ pub(crate) async fn check(connection: &mut PgConnection) -> Result<InvariantRepo
         Violation::UserWalletUnbounded {
             wallet: WalletId(wallet),
             min_balance,
+        }
+    }));
+
+    let unbounded_system: Vec<(Uuid, i16, Option<i64>)> = sqlx::query_as(
+        "SELECT w.id, b.shard, b.min_balance FROM blockchain.wallets w
+           JOIN blockchain.balances b ON b.wallet_id = w.id
+          WHERE w.kind IN ('rewards_pool', 'fees') AND (b.min_balance IS NULL OR b.min_balance < 0)
+          ORDER BY 1, 2",
+    )
+    .fetch_all(&mut *transaction)
+    .await?;
+    violations.extend(unbounded_system.into_iter().map(|(wallet, shard, min_balance)| {
+        Violation::SystemWalletUnbounded {
+            wallet: WalletId(wallet),
+            shard,
+            min_balance,
+        }
+    }));
+
+    // An asset with wallets but no transfers needs no issuer yet.
+    let unissued: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT w.asset, coalesce(sum(b.posted) FILTER (WHERE w.kind <> 'issuer'), 0)::text,
+                sum(b.posted) FILTER (WHERE w.kind = 'issuer')::text
+           FROM blockchain.wallets w JOIN blockchain.balances b ON b.wallet_id = w.id
+          GROUP BY w.asset
+         HAVING count(DISTINCT w.id) FILTER (WHERE w.kind = 'issuer') > 1
+             OR coalesce(sum(b.posted) FILTER (WHERE w.kind <> 'issuer'), 0)
+                <> -coalesce(sum(b.posted) FILTER (WHERE w.kind = 'issuer'), 0)
+          ORDER BY 1",
+    )
+    .fetch_all(&mut *transaction)
+    .await?;
+    violations.extend(unissued.into_iter().map(|(asset, supply, issuer_balance)| {
+        Violation::SupplyNotIssued {
+            asset,
+            supply,
+            issuer_balance,
         }
     }));
 

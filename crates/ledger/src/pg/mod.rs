@@ -6,6 +6,7 @@ mod explain;
 pub mod feed;
 pub(crate) mod history;
 pub mod invariants;
+pub mod issuance;
 pub mod nfts;
 pub mod rewards;
 pub(crate) mod rows;
@@ -21,8 +22,8 @@ use crate::api::Ledger;
 use crate::error::LedgerError;
 use crate::ids::{NftId, TransferId, UserId, WalletId};
 use crate::model::{
-    Applied, BatchMode, FeedPage, InvariantReport, MintNft, MoveNft, Nft, NftMovement, Position,
-    Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
+    Applied, BatchMode, FeedPage, InvariantReport, Issuance, MintNft, MoveNft, Nft, NftMovement,
+    Position, Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
 };
 use crate::seal::{self, Block, ChainVerification};
 use rows::{TRANSFER_COLUMNS, TransferRow};
@@ -67,6 +68,9 @@ pub use history::MAX_PAGE;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
+    /// The assets that exist (codes such as `FODI`): wallets, rewards and issuance of any other
+    /// are refused with [`LedgerError::UnknownAsset`].
+    pub assets: Vec<String>,
     /// Balance rows of each new system wallet. More shards let more transfers touch a system
     /// wallet at once; reading its balance sums them.
     pub system_wallet_shards: i16,
@@ -82,6 +86,14 @@ impl LedgerConfig {
     /// Refuses what the ledger cannot work with.
     pub fn validate(&self) -> Result<(), db_core::settings::InvalidSetting> {
         use db_core::settings::{InvalidSetting, at_least_one};
+        if self.assets.is_empty() {
+            return Err(InvalidSetting::new("assets", "name at least one asset"));
+        }
+        for code in &self.assets {
+            Asset::new(code).map_err(|_| {
+                InvalidSetting::new("assets", "2 to 16 of A-Z and 0-9, starting with a letter")
+            })?;
+        }
         if !(1..=64).contains(&self.system_wallet_shards) {
             return Err(InvalidSetting::new(
                 "system_wallet_shards",
@@ -94,9 +106,24 @@ impl LedgerConfig {
     }
 }
 
+impl LedgerConfig {
+    /// `Ok` for an asset this ledger holds (see [`LedgerConfig::assets`]).
+    pub fn check_asset(&self, asset: &Asset) -> Result<(), LedgerError> {
+        if self.assets.iter().any(|code| code == asset.code()) {
+            Ok(())
+        } else {
+            Err(LedgerError::UnknownAsset {
+                code: asset.code().to_owned(),
+                configured: self.assets.join(", "),
+            })
+        }
+    }
+}
+
 impl Default for LedgerConfig {
     fn default() -> Self {
         Self {
+            assets: vec![Asset::fodi().code().to_owned()],
             system_wallet_shards: 16,
             retry: RetryPolicy::default(),
             block_size: 10_000,
@@ -187,6 +214,7 @@ impl LedgerConn<'_> {
         user: UserId,
         asset: &Asset,
     ) -> Result<Wallet, LedgerError> {
+        self.config.check_asset(asset)?;
         wallets::open_user_wallet(self.connection, user, asset).await
     }
 
@@ -195,6 +223,7 @@ impl LedgerConn<'_> {
         kind: SystemWallet,
         asset: &Asset,
     ) -> Result<Wallet, LedgerError> {
+        self.config.check_asset(asset)?;
         wallets::system_wallet(
             self.connection,
             kind,
@@ -228,7 +257,13 @@ impl LedgerConn<'_> {
     }
 
     pub async fn pay_reward(&mut self, request: &RewardRequest) -> Result<Reward, LedgerError> {
+        self.config.check_asset(&request.asset)?;
         rewards::pay(self.connection, request, self.config.system_wallet_shards).await
+    }
+
+    /// See [`Ledger::issue`].
+    pub async fn issue(&mut self, request: &Issuance) -> Result<Applied, LedgerError> {
+        issuance::issue(self.connection, request, self.config.system_wallet_shards).await
     }
 
     pub async fn mint_nft(&mut self, request: &MintNft) -> Result<Nft, LedgerError> {
@@ -342,7 +377,7 @@ impl LedgerConn<'_> {
     }
 }
 
-fn single(mut results: Vec<Result<Applied, LedgerError>>) -> Result<Applied, LedgerError> {
+pub(crate) fn single(mut results: Vec<Result<Applied, LedgerError>>) -> Result<Applied, LedgerError> {
     match (results.pop(), results.is_empty()) {
         (Some(result), true) => result,
         _ => Err(LedgerError::UnexpectedResult(
@@ -354,6 +389,7 @@ fn single(mut results: Vec<Result<Applied, LedgerError>>) -> Result<Applied, Led
 #[async_trait]
 impl Ledger for PgLedger {
     async fn open_user_wallet(&self, user: UserId, asset: &Asset) -> Result<Wallet, LedgerError> {
+        self.config.check_asset(asset)?;
         on_connection!(self, |connection| wallets::open_user_wallet(
             connection, user, asset
         ))
@@ -364,6 +400,7 @@ impl Ledger for PgLedger {
         kind: SystemWallet,
         asset: &Asset,
     ) -> Result<Wallet, LedgerError> {
+        self.config.check_asset(asset)?;
         let shards = self.config.system_wallet_shards;
         in_transaction!(self, |connection| wallets::system_wallet(
             connection, kind, asset, shards
@@ -409,6 +446,13 @@ impl Ledger for PgLedger {
         self.submit_on_engine(&requests, mode).await
     }
 
+    async fn issue(&self, request: Issuance) -> Result<Applied, LedgerError> {
+        let shards = self.config.system_wallet_shards;
+        in_transaction!(self, |connection| issuance::issue(
+            connection, &request, shards
+        ))
+    }
+
     async fn get_transfer(&self, id: TransferId) -> Result<Option<Transfer>, LedgerError> {
         on_connection!(self, |connection| transfer_by_id(connection, id))
     }
@@ -435,6 +479,7 @@ impl Ledger for PgLedger {
     }
 
     async fn pay_reward(&self, request: RewardRequest) -> Result<Reward, LedgerError> {
+        self.config.check_asset(&request.asset)?;
         let shards = self.config.system_wallet_shards;
         in_transaction!(self, |connection| rewards::pay(
             connection, &request, shards

@@ -79,12 +79,13 @@ pub(crate) struct TransferRow {
     /// The metadata as PostgreSQL prints it: the canonical text the sealer hashes.
     pub metadata_text: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub submitted_by: Option<String>,
 }
 
 /// Every column of a stored transfer, for `SELECT ... FROM blockchain.fodi_transactions t`.
 pub(crate) const TRANSFER_COLUMNS: &str = "t.id, t.tx_id, t.seq, t.kind, t.debit_wallet_id, t.credit_wallet_id, \
      t.amount, t.pending_id, t.expires_at, t.reason, t.reference, t.metadata, t.metadata::text AS metadata_text, \
-     t.created_at";
+     t.created_at, t.submitted_by";
 
 impl TryFrom<TransferRow> for Transfer {
     type Error = LedgerError;
@@ -109,6 +110,7 @@ impl TryFrom<TransferRow> for Transfer {
             reference: row.reference,
             metadata: row.metadata,
             created_at: row.created_at,
+            submitted_by: row.submitted_by,
         })
     }
 }

@@ -50,8 +50,9 @@ pub(crate) async fn open_user_wallet(
     Wallet::try_from(row)
 }
 
-/// The system wallet of `kind` and `asset`, created unbounded over `shards` balance rows on
-/// first use.
+/// The system wallet of `kind` and `asset`, created over `shards` balance rows on first use:
+/// the issuer unbounded (it is where money comes from), the others bounded at zero on every
+/// row (they spend only what the issuer funded).
 pub(crate) async fn system_wallet(
     connection: &mut PgConnection,
     kind: SystemWallet,
@@ -64,8 +65,8 @@ pub(crate) async fn system_wallet(
              ON CONFLICT (kind, asset) WHERE kind <> 'user' DO NOTHING
              RETURNING id, asset, shard_count
          )
-         INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count)
-         SELECT w.id, shard, w.asset, w.shard_count
+         INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count, min_balance)
+         SELECT w.id, shard, w.asset, w.shard_count, CASE WHEN $3 = 'issuer' THEN NULL ELSE 0 END
            FROM new_wallet w, generate_series(0, w.shard_count - 1) AS shard",
     )
     .bind(Uuid::now_v7())
@@ -109,8 +110,8 @@ pub(crate) async fn user_wallets(
 }
 
 /// Sets (or, with `None`, removes) the lowest balance a wallet may reach. A user wallet is
-/// always bounded, at zero or above; a sharded wallet stays unbounded (a bound is checked
-/// against one row); a bound above what the wallet has now is refused.
+/// always bounded, at zero or above; a sharded wallet keeps the bound it was made with (each
+/// of its rows is bounded on its own); a bound above what the wallet has now is refused.
 pub(crate) async fn set_min_balance(
     connection: &mut PgConnection,
     id: WalletId,
@@ -140,8 +141,14 @@ pub(crate) async fn set_min_balance(
         Some(min) if kind == "user" && min < 0 => {
             return refuse("a user wallet can never go below zero");
         }
-        Some(_) if shard_count > 1 => {
-            return refuse("a sharded wallet is unbounded; a bound needs one balance row");
+        _ if shard_count > 1 => {
+            return refuse("a sharded wallet keeps its bound: each balance row is bounded alone");
+        }
+        None if kind != "issuer" => {
+            return refuse("only the issuer is unbounded");
+        }
+        Some(min) if kind != "issuer" && min < 0 => {
+            return refuse("only the issuer may go below zero");
         }
         _ => {}
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use db_core::DbError;
 use db_core::sqlx::{self, Acquire, PgPool};
 use ledger::{
-    Asset, BatchMode, Ledger, LedgerError, MintNft, NftId, Position, RewardRequest,
-    TransferRequest, UserId,
+    Asset, BatchMode, Issuance, Ledger, LedgerError, MintNft, NftId, Position, RewardRequest,
+    SystemWallet, TransferRequest, UserId,
 };
 
 use crate::support::{Fixture, units};
@@ -90,6 +90,15 @@ async fn every_operation_joins_the_callers_transaction_and_a_rollback_leaves_not
     let closed = conn.close_wallet(other_wallet.id).await.unwrap();
     assert!(closed.closed_at.is_some());
 
+    let pool = conn
+        .system_wallet(SystemWallet::RewardsPool, &Asset::fodi())
+        .await
+        .unwrap();
+    let issued = conn
+        .issue(&Issuance::new(pool.id, units(50)))
+        .await
+        .unwrap();
+    assert_eq!(issued.transfer.reason.as_deref(), Some(ledger::ISSUANCE_REASON));
     let reward = conn
         .pay_reward(&RewardRequest {
             user,

@@ -12,6 +12,7 @@ mod nfts;
 mod pending;
 mod rewards;
 mod seal;
+mod supply;
 mod support;
 mod transfers;
 mod wallets;

@@ -22,6 +22,7 @@ fn reward(user: ledger::UserId, amount: Amount) -> RewardRequest {
 async fn concurrent_duplicate_rewards_pay_once() {
     const CLIENTS: usize = 16;
     let fx = Fixture::new().await;
+    fx.funded_pool(10_000).await;
     let user = fx.user().await;
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let mut clients = Vec::new();
@@ -58,6 +59,7 @@ async fn concurrent_duplicate_rewards_pay_once() {
 #[tokio::test]
 async fn the_same_reward_with_other_terms_is_a_conflict_and_another_reference_pays_again() {
     let fx = Fixture::new().await;
+    fx.funded_pool(10_000).await;
     let user = fx.user().await;
     fx.ledger
         .pay_reward(reward(user, units(500)))

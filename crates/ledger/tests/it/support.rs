@@ -3,7 +3,8 @@
 use db_core::migrate::core_set;
 use db_core::testing::TestDb;
 use ledger::{
-    Amount, Asset, Ledger, LedgerConfig, PgLedger, SystemWallet, TransferRequest, UserId, Wallet,
+    Amount, Asset, Issuance, Ledger, LedgerConfig, PgLedger, SystemWallet, TransferRequest, UserId,
+    Wallet,
 };
 
 pub struct Fixture {
@@ -13,8 +14,13 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// A ledger of two assets, FODI and GEM.
     pub async fn new() -> Self {
-        Self::with_config(LedgerConfig::default()).await
+        Self::with_config(LedgerConfig {
+            assets: vec!["FODI".into(), "GEM".into()],
+            ..LedgerConfig::default()
+        })
+        .await
     }
 
     pub async fn with_config(config: LedgerConfig) -> Self {
@@ -51,6 +57,20 @@ impl Fixture {
                 .unwrap();
         }
         self.ledger.wallet(wallet.id).await.unwrap()
+    }
+
+    /// The FODI rewards pool, with `units` more issued to it.
+    pub async fn funded_pool(&self, units: i64) -> Wallet {
+        let pool = self
+            .ledger
+            .system_wallet(SystemWallet::RewardsPool, &Asset::fodi())
+            .await
+            .unwrap();
+        self.ledger
+            .issue(Issuance::new(pool.id, Amount::new(units).unwrap()))
+            .await
+            .unwrap();
+        self.ledger.wallet(pool.id).await.unwrap()
     }
 
     pub async fn balance(&self, wallet: &Wallet) -> i64 {

@@ -110,6 +110,10 @@ async fn only_an_empty_wallet_closes_and_a_closed_one_takes_nothing() {
         .system_wallet(SystemWallet::Fees, &Asset::fodi())
         .await
         .unwrap();
-    assert_eq!((pool.min_balance, pool.shard_count), (None, 16));
+    assert_eq!(
+        (pool.min_balance, pool.shard_count),
+        (Some(0), 16),
+        "only the issuer is unbounded"
+    );
     fx.assert_invariants().await;
 }
