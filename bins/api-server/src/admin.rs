@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use admin_api::AdminState;
 use orchestrator::{HealthCheck, HealthProbe, ProcessSpec, Supervisor};
 
-use crate::access::{Access, Needs};
+use crate::access::{Access, rules};
 use crate::error::{ApiError, ApiResult};
 use crate::leader::Leadership;
 use crate::settings::OrchestratorSettings;
@@ -39,7 +39,7 @@ pub fn processes(settings: &OrchestratorSettings) -> Vec<ProcessSpec> {
     vec![spec]
 }
 
-/// The admin routes' state: the supervisor, guarded by the admin tokens. With `leadership`,
+/// The admin routes' state: the supervisor, guarded by their rules (the `admin` scope). With `leadership`,
 /// only the supervising instance accepts start, stop and restart (another answers 409
 /// `not-leader`: acting here would run a second copy of the process).
 pub fn admin_state(
@@ -50,7 +50,9 @@ pub fn admin_state(
     AdminState {
         supervisor,
         authorise: Arc::new(move |request| {
-            access.check(request, Needs::Admin)?;
+            let rule = rules::rule_for(request.method().as_str(), request.match_pattern().as_deref())
+                .ok_or_else(|| ApiError::internal(&"no access rule for an admin route"))?;
+            access.admit(request, rule)?;
             match &leadership {
                 Some(leadership) if request.method() == Method::POST && !leadership.is_leader() => {
                     Err(ApiError::not_leader()

@@ -89,6 +89,9 @@ fn manages(settings: &Settings, set: &str) -> bool {
 /// Blocks one run of the sealer seals at most, so that a run stays short after a backlog.
 const SEALED_BLOCKS_PER_RUN: u32 = 100;
 
+/// Holds one run of the expiry job releases at most (one batch of the engine per run).
+const EXPIRED_HOLDS_PER_RUN: u32 = 1_000;
+
 /// The background jobs of the sets the deployment manages.
 fn start_jobs(
     settings: &JobSettings,
@@ -102,10 +105,14 @@ fn start_jobs(
         jobs.spawn("ai_maintenance", settings.ai_maintenance, maintain);
     }
     if let Some(ledger) = ledger {
-        let seal = jobs::on(ledger, |ledger| async move {
+        let seal = jobs::on(ledger.clone(), |ledger| async move {
             ledger.seal_final_blocks(SEALED_BLOCKS_PER_RUN).await
         });
         jobs.spawn("ledger_sealer", settings.ledger_sealer, seal);
+        let expire = jobs::on(ledger, |ledger| async move {
+            ledger.expire_holds(EXPIRED_HOLDS_PER_RUN).await
+        });
+        jobs.spawn("hold_expiry", settings.hold_expiry, expire);
     }
     if let Some(analytics) = analytics {
         let refresh = jobs::on(analytics.clone(), |analytics| async move {
@@ -152,6 +159,9 @@ impl Application {
         let ledger_data: Option<web::Data<dyn Ledger>> = ledger
             .clone()
             .map(|ledger| web::Data::from(ledger as Arc<dyn Ledger>));
+        let owners_data = ledger_data
+            .as_ref()
+            .map(|ledger| web::Data::new(access::owners::WalletOwners::new(ledger.clone().into_inner())));
         let analytics = manages(&settings, "analytics")
             .then(|| PgAnalytics::new(db.clone(), settings.analytics.partitions.clone()));
         if let Some(analytics) = &analytics
@@ -176,7 +186,7 @@ impl Application {
             analytics,
         ));
 
-        let access = Access::new(&settings.auth);
+        let access = Access::new(&settings.auth)?;
         let processes = admin::processes(&settings.orchestrator);
         let supervises = !processes.is_empty();
         let supervisor = Arc::new(Supervisor::new(processes)?);
@@ -259,9 +269,10 @@ impl Application {
                     .app_data(recorder_data.clone())
                     .configure(api::analytics::configure);
             }
-            if let Some(ledger) = &ledger_data {
+            if let (Some(ledger), Some(owners)) = (&ledger_data, &owners_data) {
                 app = app
                     .app_data(ledger.clone())
+                    .app_data(owners.clone())
                     .configure(api::ledger::configure);
             }
             app.default_service(web::to(api::not_found))

@@ -29,7 +29,8 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::access::CanRead;
+use crate::access::{Caller, Identity};
+use crate::error::ApiError;
 
 /// Events a client may lag behind before it is disconnected.
 pub const CLIENT_QUEUE: usize = 1_024;
@@ -140,10 +141,12 @@ struct Selector {
     processes: bool,
     wallets: HashSet<Uuid>,
     names: HashSet<String>,
+    /// An end user's own wallets: they see transfers of these only, and no process events.
+    confined_to: Option<Arc<HashSet<Uuid>>>,
 }
 
 impl Selector {
-    fn new(filter: &Filter) -> Result<Self, String> {
+    fn new(filter: &Filter, confined_to: Option<Arc<HashSet<Uuid>>>) -> Result<Self, String> {
         for topic in &filter.topics {
             if topic != "transfers" && topic != "processes" {
                 return Err(format!("unknown topic {topic:?}: transfers or processes"));
@@ -158,18 +161,33 @@ impl Selector {
                 Uuid::parse_str(wallet).map_err(|_| format!("{wallet:?} is not a wallet id"))
             })
             .collect::<Result<_, _>>()?;
+        let wallets: HashSet<Uuid> = wallets;
+        if let Some(own) = &confined_to {
+            if !filter.processes.is_empty() || filter.topics.iter().any(|t| t == "processes") {
+                return Err("end users may follow transfers only".into());
+            }
+            if let Some(other) = wallets.iter().find(|wallet| !own.contains(wallet)) {
+                return Err(format!("wallet {other} is not the caller's"));
+            }
+        }
         Ok(Self {
             transfers: wants("transfers"),
-            processes: wants("processes"),
+            processes: wants("processes") && confined_to.is_none(),
             wallets,
             names: filter.processes.iter().cloned().collect(),
+            confined_to,
         })
     }
 
     fn selects(&self, event: &LiveEvent) -> bool {
         match event {
             LiveEvent::Transfer { transfer } => {
+                let touches = |wallets: &HashSet<Uuid>| {
+                    wallets.contains(&transfer.debit_wallet.0)
+                        || wallets.contains(&transfer.credit_wallet.0)
+                };
                 self.transfers
+                    && self.confined_to.as_deref().is_none_or(touches)
                     && (self.wallets.is_empty()
                         || self.wallets.contains(&transfer.debit_wallet.0)
                         || self.wallets.contains(&transfer.credit_wallet.0))
@@ -187,14 +205,32 @@ struct SubscribeFrame {
     subscribe: Filter,
 }
 
+/// The live stream. An end user follows their own wallets' transfers only (those they hold
+/// when connecting); naming another wallet, or processes, is refused.
 pub async fn websocket(
-    _: CanRead,
+    caller: Caller,
     request: HttpRequest,
     body: web::Payload,
     hub: web::Data<LiveHub>,
     filter: web::Query<Filter>,
 ) -> actix_web::Result<HttpResponse> {
-    let selector = Selector::new(&filter).map_err(crate::error::ApiError::invalid_query)?;
+    let confined_to = match &caller.identity {
+        Identity::User(user) => {
+            let ledger = request
+                .app_data::<web::Data<dyn Ledger>>()
+                .ok_or_else(|| ApiError::forbidden().with_detail("no ledger to follow"))?;
+            let own = ledger.user_wallets(*user).await.map_err(ApiError::from)?;
+            Some(Arc::new(own.iter().map(|wallet| wallet.id.0).collect()))
+        }
+        _ => None,
+    };
+    let selector = Selector::new(&filter, confined_to.clone()).map_err(|reason| {
+        if confined_to.is_some() {
+            ApiError::forbidden().with_detail(reason)
+        } else {
+            ApiError::invalid_query(reason)
+        }
+    })?;
     let (response, session, stream) = actix_ws::handle(&request, body)?;
     let events = hub.events.subscribe();
     let closing = hub.closing.subscribe();
@@ -227,7 +263,7 @@ async fn serve(
                     last_heard = Instant::now();
                     let reply = match serde_json::from_str::<SubscribeFrame>(&text)
                         .map_err(|error| error.to_string())
-                        .and_then(|frame| Selector::new(&frame.subscribe))
+                        .and_then(|frame| Selector::new(&frame.subscribe, selector.confined_to.clone()))
                     {
                         Ok(new) => {
                             selector = new;

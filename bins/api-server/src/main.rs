@@ -21,11 +21,30 @@ struct Cli {
     /// TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print the SHA-256 of a service token read from standard input (its first line), for
+    /// `[[auth.tokens]] sha256`: the configuration holds the hash, never the token.
+    HashToken,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::HashToken) = cli.command {
+        let mut token = String::new();
+        std::io::stdin().read_line(&mut token)?;
+        anyhow::ensure!(
+            token.trim().len() >= 32,
+            "a service token should be at least 32 characters (e.g. `openssl rand -hex 32`)"
+        );
+        println!("{}", api_server::access::tokens::hash_token(&token));
+        return Ok(());
+    }
     let mut settings: Settings = app_config::load(cli.config.as_deref())?;
     settings.apply_seed_environment(|name| std::env::var(name).ok())?;
     if cli.print_config {

@@ -35,7 +35,8 @@ pub async fn observe(
     let (method, path) = (request.method().clone(), request.path().to_owned());
     // Every event logged while serving the request (a handler's warning, a 500's cause, the
     // request's own line) carries these fields.
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    // `caller` is filled in once the request's token is checked (see `access`).
+    let span = tracing::info_span!("request", request_id = %id, %method, %path, caller = tracing::field::Empty);
     let answered = Answered {
         id: &id,
         method: &method,

@@ -61,15 +61,20 @@ fn describe_metrics() {
     );
 }
 
+/// Open to this host (unless `auth.metrics_open_on_loopback` is off); from any other host
+/// it needs a token with the `metrics` scope.
 #[get("/metrics")]
 pub async fn metrics_endpoint(
+    request: actix_web::HttpRequest,
     prometheus: web::Data<PrometheusHandle>,
     jobs: web::Data<Jobs>,
-) -> HttpResponse {
+    access: web::Data<crate::access::Access>,
+) -> Result<HttpResponse, crate::error::ApiError> {
+    access.admit_metrics(&request)?;
     for (name, status) in jobs.statuses() {
         metrics::gauge!("fodi_job_alive", "job" => name).set(if status.alive { 1.0 } else { 0.0 });
     }
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(prometheus.render())
+        .body(prometheus.render()))
 }

@@ -8,6 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use http_problem::Problem;
 
+use crate::access::rules;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -34,6 +36,7 @@ use http_problem::Problem;
         crate::api::ledger::nft,
         crate::api::ledger::move_nft,
         crate::api::ledger::burn_nft,
+        crate::api::ledger::issue,
         crate::api::ledger::pay_reward,
         crate::api::ledger::rewards_of,
         crate::api::ledger::blocks,
@@ -79,24 +82,63 @@ use http_problem::Problem;
         (name = "ai", description = "The AI assistant's store, per user"),
         (name = "ledger", description = "The FODI token ledger"),
         (name = "analytics", description = "Metrics, events and their rollups"),
-        (name = "admin", description = "Supervised processes (admin token)"),
+        (name = "admin", description = "Supervised processes (admin scope)"),
     )
 )]
 pub struct ApiDoc;
 
+/// Each operation's security from the access table (`crate::access::rules`): open routes
+/// need nothing; the others a service token with the scope named, or, where end users may
+/// call them, a user's JWT.
 struct BearerTokens;
 
 impl Modify for BearerTokens {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            "service",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A service token; the requirement names the scope it needs"))
+                    .build(),
+            ),
         );
-        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
-            "bearer",
-            Vec::<String>::new(),
-        )]);
+        components.add_security_scheme(
+            "user",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("An end user's JWT from the core backend (docs/security.md)"))
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("GET", item.get.as_mut()),
+                ("POST", item.post.as_mut()),
+                ("PUT", item.put.as_mut()),
+                ("DELETE", item.delete.as_mut()),
+                ("PATCH", item.patch.as_mut()),
+            ];
+            for (method, operation) in operations {
+                let (Some(operation), Some(rule)) =
+                    (operation, rules::rule_for(method, Some(path)))
+                else {
+                    continue;
+                };
+                let mut security = Vec::new();
+                if let Some(scope) = rule.scope {
+                    security.push(SecurityRequirement::new("service", [scope.name()]));
+                    if rule.users != rules::Users::Never {
+                        security.push(SecurityRequirement::new("user", Vec::<String>::new()));
+                    }
+                }
+                operation.security = Some(security);
+            }
+        }
     }
 }
 

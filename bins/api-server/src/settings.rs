@@ -10,6 +10,9 @@ use db_core::settings::{at_least_one, positive_duration};
 use ledger::LedgerConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::access::jwt::JwtSettings;
+use crate::access::tokens::ServiceToken;
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -54,27 +57,46 @@ impl Default for AnalyticsSettings {
     }
 }
 
-/// Bearer tokens. Admin tokens may do everything; API tokens may write (and read); reads need
-/// a token only when `read_requires_token`. Without any token the server serves loopback only.
-#[derive(Clone, Default, Serialize, Deserialize)]
+/// Who may call: named service tokens with scopes, end users' JWTs, and what needs neither.
+/// Without tokens and JWT key the server serves its own host only, open (development).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    #[serde(deserialize_with = "app_config::list")]
-    pub admin_tokens: Vec<String>,
-    #[serde(deserialize_with = "app_config::list")]
-    pub api_tokens: Vec<String>,
+    /// `[[auth.tokens]]`: `name`, `sha256` (of the token; `api-server hash-token`), `scopes`.
+    pub tokens: Vec<ServiceToken>,
+    /// `[auth.jwt]`: end users' tokens, signed by the core backend.
+    pub jwt: Option<JwtSettings>,
+    /// Reads need a token (anonymous callers get 401). Health, readiness and the API's
+    /// documents stay open.
     pub read_requires_token: bool,
+    /// `/metrics` answers this host without a token; any other needs the `metrics` scope.
+    /// `false`: every scrape needs the scope.
+    pub metrics_open_on_loopback: bool,
+    /// Replaced by `tokens`; present only to refuse with directions (see `Settings::check`).
+    #[serde(skip_serializing)]
+    pub admin_tokens: Option<toml::Value>,
+    /// Replaced by `tokens`, as `admin_tokens`.
+    #[serde(skip_serializing)]
+    pub api_tokens: Option<toml::Value>,
 }
 
-/// Counts the tokens instead of printing them, so that no log line can carry one.
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("AuthSettings")
-            .field("admin_tokens", &self.admin_tokens.len())
-            .field("api_tokens", &self.api_tokens.len())
-            .field("read_requires_token", &self.read_requires_token)
-            .finish()
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            jwt: None,
+            read_requires_token: true,
+            metrics_open_on_loopback: true,
+            admin_tokens: None,
+            api_tokens: None,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// No credential configured: the open development server.
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_empty() && self.jwt.is_none()
     }
 }
 
@@ -114,6 +136,9 @@ pub struct JobSettings {
     /// Sealing final transfers into blocks (`blockchain`).
     #[serde(with = "humantime_serde")]
     pub ledger_sealer: Duration,
+    /// Expiring lapsed holds, releasing what they reserved (`hold_expiry`).
+    #[serde(with = "humantime_serde")]
+    pub hold_expiry: Duration,
     /// Recomputing `analytics.daily_stats`.
     #[serde(with = "humantime_serde")]
     pub daily_stats_refresh: Duration,
@@ -127,6 +152,7 @@ impl Default for JobSettings {
         Self {
             ai_maintenance: Duration::from_secs(60),
             ledger_sealer: Duration::from_secs(1),
+            hold_expiry: Duration::from_secs(1),
             daily_stats_refresh: Duration::from_secs(300),
             partition_maintenance: Duration::from_secs(3600),
         }
@@ -160,24 +186,37 @@ impl Settings {
 
     /// Refuses settings the server must not run with.
     pub fn check(&self) -> anyhow::Result<()> {
-        let loopback = matches!(self.server.host.as_str(), "127.0.0.1" | "::1" | "localhost");
-        let no_tokens = self.auth.admin_tokens.is_empty() && self.auth.api_tokens.is_empty();
-        if !loopback && no_tokens {
+        if self.auth.admin_tokens.is_some() || self.auth.api_tokens.is_some() {
             anyhow::bail!(
-                "refusing to serve {} without tokens: set auth.admin_tokens and auth.api_tokens \
-                 (FODI__AUTH__ADMIN_TOKENS), or bind 127.0.0.1",
+                "auth.admin_tokens and auth.api_tokens were replaced by named tokens with scopes: \
+                 for each token add [[auth.tokens]] with name = \"...\", sha256 = \"<api-server \
+                 hash-token>\" and scopes (an admin token: every scope; an API token: \"read\", \
+                 \"users:write\", \"ai:write\", \"ledger:write\", \"rewards\", \
+                 \"analytics:write\"); see docs/security.md"
+            );
+        }
+        let loopback = matches!(self.server.host.as_str(), "127.0.0.1" | "::1" | "localhost");
+        if !loopback && self.auth.is_open() {
+            anyhow::bail!(
+                "refusing to serve {} without credentials: add [[auth.tokens]] (and [auth.jwt] for \
+                 end users), or bind 127.0.0.1",
                 self.server.host
             );
         }
-        for token in self.auth.admin_tokens.iter().chain(&self.auth.api_tokens) {
-            if token.len() < 16 {
-                anyhow::bail!("a token is shorter than 16 characters");
+        let mut names = std::collections::HashSet::new();
+        for token in &self.auth.tokens {
+            if token.name.is_empty() || token.name.len() > 64 || !names.insert(&token.name) {
+                anyhow::bail!(
+                    "auth.tokens: name {:?} must be 1 to 64 characters and unique",
+                    token.name
+                );
             }
         }
         let intervals = [
             ("server.request_timeout", self.server.request_timeout),
             ("jobs.ai_maintenance", self.jobs.ai_maintenance),
             ("jobs.ledger_sealer", self.jobs.ledger_sealer),
+            ("jobs.hold_expiry", self.jobs.hold_expiry),
             ("jobs.daily_stats_refresh", self.jobs.daily_stats_refresh),
             (
                 "jobs.partition_maintenance",
@@ -209,13 +248,9 @@ impl Settings {
     /// The settings as `--print-config` shows them: tokens and passwords replaced.
     pub fn redacted(&self) -> Self {
         let mut shown = self.clone();
-        let hide = |tokens: &mut Vec<String>| {
-            for token in tokens.iter_mut() {
-                *token = "***".into();
-            }
-        };
-        hide(&mut shown.auth.admin_tokens);
-        hide(&mut shown.auth.api_tokens);
+        if let Some(jwt) = shown.auth.jwt.as_mut() {
+            jwt.hs256_secret = jwt.hs256_secret.as_ref().map(|_| "***".into());
+        }
         shown.database.url = shown.database.url.as_deref().map(db_core::redact_url);
         shown.database.replica_url = shown
             .database

@@ -19,7 +19,8 @@ use anyhow::Context;
 use db_core::migrate::core_set;
 use db_core::sqlx;
 use ledger::{
-    Amount, Asset, BatchMode, Ledger, LedgerConfig, PgLedger, SystemWallet, TransferRequest,
+    Amount, Asset, BatchMode, Issuance, Ledger, LedgerConfig, PgLedger, SystemWallet,
+    TransferRequest,
     WalletId,
 };
 
@@ -72,8 +73,16 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
     let db = bench.db.clone();
     let ledger = Arc::new(PgLedger::new(db.clone(), config));
     let wallets = Arc::new(setup_wallets(&bench, &ledger, options.wallets).await?);
+    // The hot wallet is the rewards pool, bounded like any wallet but the issuer: funded by
+    // issuance, spread over its shards, each shard paying from what it holds.
     let hot_wallet = ledger
         .system_wallet(SystemWallet::RewardsPool, &Asset::fodi())
+        .await?;
+    ledger
+        .issue(Issuance::new(
+            hot_wallet.id,
+            Amount::tokens(1_000_000_000).context("pool funds")?,
+        ))
         .await?;
     let world = World {
         ledger: ledger.clone(),

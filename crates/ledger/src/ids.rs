@@ -26,10 +26,11 @@ uuid_id!(
 pub use db_core::UserId;
 
 impl TransferId {
-    /// The transfer an idempotency key names (an HTTP `Idempotency-Key`): the key itself when
-    /// it is a UUID, else a UUIDv5 of its text, so that the same key always names the same
-    /// transfer. A key is 1 to 255 characters, white space around it ignored.
-    pub fn from_idempotency_key(key: &str) -> Result<Self, crate::LedgerError> {
+    /// The transfer an idempotency key names for one caller (an HTTP `Idempotency-Key` sent
+    /// by the service or user named `caller`): a UUIDv5 of both, so that the same key from
+    /// the same caller always names the same transfer, and two callers' keys never collide.
+    /// A key is 1 to 255 characters, white space around it ignored.
+    pub fn from_idempotency_key(caller: &str, key: &str) -> Result<Self, crate::LedgerError> {
         let key = key.trim();
         if key.is_empty() || key.len() > 255 {
             return Err(crate::LedgerError::InvalidField {
@@ -37,9 +38,19 @@ impl TransferId {
                 reason: "must be 1 to 255 characters".into(),
             });
         }
-        Ok(Self(uuid::Uuid::parse_str(key).unwrap_or_else(|_| {
-            uuid::Uuid::new_v5(&namespaces::IDEMPOTENCY_KEY, key.as_bytes())
-        })))
+        // The caller's length first, so ("a", "b:c") and ("a:b", "c") cannot collide.
+        let scoped = format!("{}:{caller}:{key}", caller.len());
+        Ok(Self(uuid::Uuid::new_v5(
+            &namespaces::IDEMPOTENCY_KEY,
+            scoped.as_bytes(),
+        )))
+    }
+
+    /// Whether the id is of the kind the ledger derives (UUIDv5: rewards, hold expiries,
+    /// idempotency keys). A client choosing such an id could claim one the ledger will need
+    /// (a reward's, before it is paid), so a service exposed to clients refuses them.
+    pub fn is_derived(&self) -> bool {
+        self.0.get_version_num() == 5
     }
 }
 
@@ -51,8 +62,6 @@ pub(crate) mod namespaces {
 
     pub const REWARD: Uuid = Uuid::from_u128(0x6f0d_1a9e_52c4_4b4f_9a57_3c1e_7f20_0001);
     pub const EXPIRY: Uuid = Uuid::from_u128(0x6f0d_1a9e_52c4_4b4f_9a57_3c1e_7f20_0002);
-    /// The namespace the api-server used before the ledger owned the rule: the same keys
-    /// still name the same transfers.
     pub const IDEMPOTENCY_KEY: Uuid = Uuid::from_u128(0x6f64_695f_6c65_6467_6572_5f69_6b65_7931);
 }
 
@@ -61,26 +70,35 @@ mod tests {
     use super::TransferId;
 
     #[test]
-    fn an_idempotency_key_names_one_transfer() {
-        let uuid = "0193a5c4-7a2e-7c61-9f0e-3d5b2a1c4e8f";
+    fn an_idempotency_key_names_one_transfer_per_caller() {
+        let once = TransferId::from_idempotency_key("go-backend", "order-42/payment").unwrap();
+        assert!(once.is_derived());
         assert_eq!(
-            TransferId::from_idempotency_key(uuid).unwrap().to_string(),
-            uuid
-        );
-        let once = TransferId::from_idempotency_key("order-42/payment").unwrap();
-        assert_eq!(
-            TransferId::from_idempotency_key(" order-42/payment ").unwrap(),
+            TransferId::from_idempotency_key("go-backend", " order-42/payment ").unwrap(),
             once
         );
         assert_ne!(
-            TransferId::from_idempotency_key("order-43/payment").unwrap(),
+            TransferId::from_idempotency_key("go-backend", "order-43/payment").unwrap(),
             once
+        );
+        assert_ne!(
+            TransferId::from_idempotency_key("other", "order-42/payment").unwrap(),
+            once
+        );
+        // A UUID key is a key like any other: it names the caller's transfer, not that id.
+        let uuid = "0193a5c4-7a2e-7c61-9f0e-3d5b2a1c4e8f";
+        assert_ne!(
+            TransferId::from_idempotency_key("go-backend", uuid)
+                .unwrap()
+                .to_string(),
+            uuid
         );
         for refused in ["", "   ", &"k".repeat(256)] {
             assert!(
-                TransferId::from_idempotency_key(refused).is_err(),
+                TransferId::from_idempotency_key("go-backend", refused).is_err(),
                 "{refused:?}"
             );
         }
+        assert!(!TransferId::new().is_derived());
     }
 }

@@ -468,6 +468,9 @@ pub struct RewardRequest {
     pub asset: Asset,
     /// The order it rewards, when there is one (`public.orders.id`).
     pub order_id: Option<Uuid>,
+    /// Who asked for it, recorded on its transfer (see [`TransferDetails::submitted_by`]).
+    #[serde(default)]
+    pub submitted_by: Option<String>,
 }
 
 /// A paid reward.

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::{CanAdmin, CanRead, CanWrite};
+use crate::access::Caller;
 use crate::api::body::Body;
 use crate::api::cache_reads::CacheReads;
 use crate::error::{ApiError, ApiResult};
@@ -116,7 +116,7 @@ fn user(path: Uuid) -> UserId {
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 512)),
     responses((status = 200, body = ai_store::CachedValue)))]
 pub async fn cache_get(
-    _: CanRead,
+    _: Caller,
     reads: web::Data<CacheReads>,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult {
@@ -146,7 +146,7 @@ pub struct CachePut {
 #[utoipa::path(put, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", request_body = CachePut, params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 512)),
     responses((status = 204)))]
 pub async fn cache_put(
-    _: CanWrite,
+    _: Caller,
     cache: web::Data<dyn ResponseCache>,
     path: web::Path<(Uuid, String)>,
     Body(body): Body<CachePut>,
@@ -161,7 +161,7 @@ pub async fn cache_put(
 #[utoipa::path(delete, path = "/api/v1/ai/users/{user}/cache/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 512)),
     responses((status = 204)))]
 pub async fn cache_delete(
-    _: CanWrite,
+    _: Caller,
     cache: web::Data<dyn ResponseCache>,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult {
@@ -186,7 +186,7 @@ pub struct FactWithHistory {
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", request_body = NewConversation, params(("user" = Uuid, Path)),
     responses((status = 201, body = ai_store::Conversation)))]
 pub async fn create_conversation(
-    _: CanWrite,
+    _: Caller,
     conversations: web::Data<dyn Conversations>,
     owner: web::Path<Uuid>,
     Body(conversation): Body<NewConversation>,
@@ -210,7 +210,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations", tag = "ai", params(("user" = Uuid, Path), ListQuery),
     responses((status = 200, body = Vec<ai_store::Conversation>)))]
 pub async fn list_conversations(
-    _: CanRead,
+    _: Caller,
     conversations: web::Data<dyn Conversations>,
     owner: web::Path<Uuid>,
     query: web::Query<ListQuery>,
@@ -234,7 +234,7 @@ pub async fn list_conversations(
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path)),
     responses((status = 200, body = ai_store::Conversation)))]
 pub async fn conversation(
-    _: CanRead,
+    _: Caller,
     conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult {
@@ -249,7 +249,7 @@ pub async fn conversation(
 #[utoipa::path(delete, path = "/api/v1/ai/users/{user}/conversations/{id}", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path)),
     responses((status = 204)))]
 pub async fn delete_conversation(
-    _: CanWrite,
+    _: Caller,
     conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult {
@@ -264,7 +264,7 @@ pub async fn delete_conversation(
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", request_body = NewMessage, params(("user" = Uuid, Path), ("id" = Uuid, Path)),
     responses((status = 201, body = ai_store::Message)))]
 pub async fn append(
-    _: CanWrite,
+    _: Caller,
     conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
     Body(message): Body<NewMessage>,
@@ -289,7 +289,7 @@ pub struct MessagesQuery {
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/messages", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), MessagesQuery),
     responses((status = 200, body = MessagePage)))]
 pub async fn messages(
-    _: CanRead,
+    _: Caller,
     conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
     query: web::Query<MessagesQuery>,
@@ -332,7 +332,7 @@ pub struct WindowQuery {
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/conversations/{id}/window", tag = "ai", params(("user" = Uuid, Path), ("id" = Uuid, Path), WindowQuery),
     responses((status = 200, body = Vec<ai_store::Message>)))]
 pub async fn window(
-    _: CanRead,
+    _: Caller,
     conversations: web::Data<dyn Conversations>,
     path: web::Path<(Uuid, Uuid)>,
     query: web::Query<WindowQuery>,
@@ -380,7 +380,7 @@ pub struct FactBody {
 #[utoipa::path(put, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", request_body = FactBody, params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 256)),
     responses((status = 200, body = ai_store::MemoryFact)))]
 pub async fn remember(
-    _: CanWrite,
+    _: Caller,
     memory: web::Data<dyn Memory>,
     path: web::Path<(Uuid, String)>,
     Body(body): Body<FactBody>,
@@ -401,7 +401,7 @@ pub async fn remember(
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/{key}", tag = "ai", params(("user" = Uuid, Path), ("key" = String, Path, min_length = 1, max_length = 256)),
     responses((status = 200, body = FactWithHistory)))]
 pub async fn fact(
-    _: CanRead,
+    _: Caller,
     memory: web::Data<dyn Memory>,
     path: web::Path<(Uuid, String)>,
 ) -> ApiResult {
@@ -429,7 +429,7 @@ pub struct FactsQuery {
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts", tag = "ai", params(("user" = Uuid, Path), FactsQuery),
     responses((status = 200, body = Vec<ai_store::MemoryFact>)))]
 pub async fn facts(
-    _: CanRead,
+    _: Caller,
     memory: web::Data<dyn Memory>,
     owner: web::Path<Uuid>,
     query: web::Query<FactsQuery>,
@@ -461,7 +461,7 @@ pub struct SearchQuery {
 #[utoipa::path(get, path = "/api/v1/ai/users/{user}/facts/search", tag = "ai", params(("user" = Uuid, Path), SearchQuery),
     responses((status = 200, body = Vec<ai_store::FoundFact>)))]
 pub async fn search_facts(
-    _: CanRead,
+    _: Caller,
     memory: web::Data<dyn Memory>,
     owner: web::Path<Uuid>,
     query: web::Query<SearchQuery>,
@@ -491,7 +491,7 @@ pub async fn search_facts(
 #[utoipa::path(post, path = "/api/v1/ai/users/{user}/examples", tag = "ai", request_body = NewExample, params(("user" = Uuid, Path)),
     responses((status = 201, body = ai_store::Recorded), (status = 200, body = ai_store::Recorded), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn record_example(
-    _: CanWrite,
+    _: Caller,
     learning: web::Data<dyn LearningLog>,
     owner: web::Path<Uuid>,
     Body(example): Body<NewExample>,
@@ -519,7 +519,7 @@ pub struct ExportQuery {
 #[utoipa::path(get, path = "/api/v1/ai/examples/export", tag = "ai", params(ExportQuery),
     responses((status = 200, content_type = "application/x-ndjson", body = String)))]
 pub async fn export(
-    _: CanAdmin,
+    _: Caller,
     learning: web::Data<dyn LearningLog>,
     query: web::Query<ExportQuery>,
 ) -> HttpResponse {
@@ -548,7 +548,7 @@ pub async fn export(
 #[utoipa::path(delete, path = "/api/v1/ai/users/{user}", tag = "ai", params(("user" = Uuid, Path)),
     responses((status = 200, body = ai_store::ForgetReport)))]
 pub async fn forget_user(
-    _: CanWrite,
+    _: Caller,
     personal_data: web::Data<dyn PersonalData>,
     owner: web::Path<Uuid>,
 ) -> ApiResult {

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::{CanRead, CanWrite};
+use crate::access::Caller;
 use crate::api::body::Body;
 use crate::error::{ApiError, ApiResult};
 
@@ -158,7 +158,7 @@ pub struct RecordedCount {
 #[utoipa::path(post, path = "/api/v1/analytics/metrics", tag = "analytics", request_body = MetricRows,
     responses((status = 202, body = RecordedCount)))]
 pub async fn record_metrics(
-    _: CanWrite,
+    _: Caller,
     recorder: web::Data<Recorder>,
     Body(body): Body<OneOrMany<MetricBody>>,
 ) -> ApiResult {
@@ -181,7 +181,7 @@ pub async fn record_metrics(
 #[utoipa::path(post, path = "/api/v1/analytics/events", tag = "analytics", request_body = EventRows,
     responses((status = 202, body = RecordedCount)))]
 pub async fn record_events(
-    _: CanWrite,
+    _: Caller,
     recorder: web::Data<Recorder>,
     Body(body): Body<OneOrMany<EventBody>>,
 ) -> ApiResult {
@@ -216,7 +216,7 @@ pub struct BucketsQuery {
 #[utoipa::path(get, path = "/api/v1/analytics/metrics/{name}/buckets", tag = "analytics", params(("name" = String, Path, pattern = r"^[A-Za-z_:][A-Za-z0-9_:.]{0,199}$"), BucketsQuery),
     responses((status = 200, body = Vec<analytics::Aggregates>)))]
 pub async fn buckets(
-    _: CanRead,
+    _: Caller,
     analytics: web::Data<dyn Analytics>,
     name: web::Path<String>,
     query: web::Query<BucketsQuery>,
@@ -255,7 +255,7 @@ pub struct DaysQuery {
 #[utoipa::path(get, path = "/api/v1/analytics/events/counts", tag = "analytics", params(DaysQuery),
     responses((status = 200, body = Vec<analytics::EventCount>)))]
 pub async fn event_counts(
-    _: CanRead,
+    _: Caller,
     analytics: web::Data<dyn Analytics>,
     query: web::Query<DaysQuery>,
 ) -> ApiResult {
@@ -269,7 +269,7 @@ pub async fn event_counts(
 #[utoipa::path(get, path = "/api/v1/analytics/daily-stats", tag = "analytics", params(DaysQuery),
     responses((status = 200, body = Vec<analytics::EventCount>)))]
 pub async fn daily_stats(
-    _: CanRead,
+    _: Caller,
     analytics: web::Data<dyn Analytics>,
     query: web::Query<DaysQuery>,
 ) -> ApiResult {

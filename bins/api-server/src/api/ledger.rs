@@ -13,13 +13,14 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use ledger::{
-    Amount, Asset, BatchMode, Ledger, LedgerError, MintNft, MoveNft, NftId, NftTransferId,
-    RewardRequest, TransferId, TransferRequest, UserId, WalletId,
+    Amount, Asset, BatchMode, Issuance, Ledger, LedgerError, MintNft, MoveNft, NftId,
+    NftTransferId, RewardRequest, SystemWallet, TransferId, TransferRequest, UserId, WalletId,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::{CanRead, CanWrite};
+use crate::access::Caller;
+use crate::access::owners::WalletOwners;
 use crate::api::body::Body;
 use crate::error::{ApiError, ApiResult};
 
@@ -45,6 +46,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .route("/nfts/{id}", web::get().to(nft))
             .route("/nfts/{id}/transfer", web::post().to(move_nft))
             .route("/nfts/{id}/burn", web::post().to(burn_nft))
+            .route("/issuance", web::post().to(issue))
             .route("/rewards", web::post().to(pay_reward))
             .route("/rewards", web::get().to(rewards_of))
             .route("/blocks", web::get().to(blocks))
@@ -64,9 +66,11 @@ fn asset(code: Option<&str>) -> Result<Asset, ApiError> {
     }
 }
 
-/// The transfer id a request names: its `Idempotency-Key` header, else `body_id`, else new.
+/// The transfer id a request names: its `Idempotency-Key` header (scoped to the caller, so
+/// two callers' keys never meet), else `body_id`, else none (a new one).
 fn transfer_id(
     request: &HttpRequest,
+    caller: &Caller,
     body_id: Option<Uuid>,
 ) -> Result<Option<TransferId>, ApiError> {
     let header = match request.headers().get("Idempotency-Key") {
@@ -75,16 +79,32 @@ fn transfer_id(
             let key = value.to_str().map_err(|_| {
                 ApiError::invalid_idempotency_key().with_detail("visible ASCII characters only")
             })?;
-            let id = TransferId::from_idempotency_key(key).map_err(|error| {
+            let id = TransferId::from_idempotency_key(&caller.name(), key).map_err(|error| {
                 ApiError::invalid_idempotency_key().with_detail(error.to_string())
             })?;
-            Some(id.as_uuid())
+            Some(id)
         }
     };
     match (header, body_id) {
-        (Some(header), Some(body)) if header != body => Err(ApiError::idempotency_key_mismatch()),
-        (header, body) => Ok(header.or(body).map(TransferId)),
+        (Some(_), Some(_)) => Err(ApiError::idempotency_key_mismatch()
+            .with_detail("send the Idempotency-Key header or the body's id, not both")),
+        (Some(header), None) => Ok(Some(header)),
+        (None, body) => body.map(chosen_id).transpose(),
     }
+}
+
+/// An id the client chose, unless it is of the kind the ledger derives: a client choosing
+/// one could claim a reward's id before the reward is paid.
+fn chosen_id(id: Uuid) -> Result<TransferId, ApiError> {
+    let id = TransferId(id);
+    if id.is_derived() {
+        return Err(ApiError::from(LedgerError::InvalidField {
+            field: "id",
+            reason: "version-5 UUIDs are reserved for ids the ledger derives; choose a v4 or v7"
+                .into(),
+        }));
+    }
+    Ok(id)
 }
 
 /// 201 for a transfer applied now, 200 for a replay.
@@ -112,10 +132,11 @@ pub struct OpenWallet {
 #[utoipa::path(post, path = "/api/v1/ledger/wallets", tag = "ledger", request_body = OpenWallet,
     responses((status = 200, body = WalletView)))]
 pub async fn open_wallet(
-    _: CanWrite,
+    caller: Caller,
     ledger: web::Data<dyn Ledger>,
     Body(body): Body<OpenWallet>,
 ) -> ApiResult {
+    caller.may_act_for(UserId(body.user_id))?;
     let asset = asset(body.asset.as_deref())?;
     let wallet = ledger
         .open_user_wallet(UserId(body.user_id), &asset)
@@ -145,7 +166,7 @@ fn wallet_view(wallet: ledger::Wallet) -> WalletView {
 /// A wallet with its balances and limit
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}", tag = "ledger", params(("id" = Uuid, Path)),
     responses((status = 200, body = WalletView)))]
-pub async fn wallet(_: CanRead, ledger: web::Data<dyn Ledger>, id: web::Path<Uuid>) -> ApiResult {
+pub async fn wallet(_: Caller, ledger: web::Data<dyn Ledger>, id: web::Path<Uuid>) -> ApiResult {
     let wallet = ledger.wallet(WalletId(*id)).await?;
     Ok(HttpResponse::Ok().json(wallet_view(wallet)))
 }
@@ -162,7 +183,7 @@ pub struct StatementQuery {
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/statement", tag = "ledger", params(("id" = Uuid, Path), StatementQuery),
     responses((status = 200, body = ledger::Statement)))]
 pub async fn statement(
-    _: CanRead,
+    _: Caller,
     ledger: web::Data<dyn Ledger>,
     id: web::Path<Uuid>,
     query: web::Query<StatementQuery>,
@@ -182,7 +203,7 @@ pub struct BalanceQuery {
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/balance", tag = "ledger", params(("id" = Uuid, Path), BalanceQuery),
     responses((status = 200, body = BalanceAt)))]
 pub async fn balance_at(
-    _: CanRead,
+    _: Caller,
     ledger: web::Data<dyn Ledger>,
     id: web::Path<Uuid>,
     query: web::Query<BalanceQuery>,
@@ -226,7 +247,12 @@ pub struct NewTransfer {
 }
 
 impl NewTransfer {
-    fn into_request(self, id: Option<TransferId>) -> Result<TransferRequest, ApiError> {
+    /// The request, recording `caller` as its submitter; `id` from the request's header.
+    fn into_request(
+        self,
+        id: Option<TransferId>,
+        caller: &Caller,
+    ) -> Result<TransferRequest, ApiError> {
         let amount = parse_amount(&self.amount)?;
         let (debit, credit) = (WalletId(self.debit), WalletId(self.credit));
         let mut request = match self.hold_timeout_ms {
@@ -239,9 +265,10 @@ impl NewTransfer {
             }
             Some(ms) => TransferRequest::hold(debit, credit, amount, Duration::from_millis(ms)),
         };
-        if let Some(id) = id.or(self.id.map(TransferId)) {
+        if let Some(id) = id.map_or_else(|| self.id.map(chosen_id).transpose(), |id| Ok(Some(id)))? {
             request = request.with_id(id);
         }
+        request = request.submitted_by(caller.name());
         if let Some(reason) = self.reason {
             request = request.with_reason(reason);
         }
@@ -262,13 +289,15 @@ impl NewTransfer {
     responses((status = 201, description = "applied now", body = ledger::Applied), (status = 200, description = "a replay", body = ledger::Applied),
         (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn transfer(
-    _: CanWrite,
+    caller: Caller,
     request: HttpRequest,
     ledger: web::Data<dyn Ledger>,
+    owners: web::Data<WalletOwners>,
     Body(body): Body<NewTransfer>,
 ) -> ApiResult {
-    let id = transfer_id(&request, body.id)?;
-    let result = ledger.transfer(body.into_request(id)?).await?;
+    let id = transfer_id(&request, &caller, body.id)?;
+    caller.may_debit(&owners, WalletId(body.debit)).await?;
+    let result = ledger.transfer(body.into_request(id, &caller)?).await?;
     Ok(applied(&result))
 }
 
@@ -284,16 +313,22 @@ pub struct NewBatch {
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/batch", tag = "ledger", request_body = NewBatch,
     responses((status = 200, body = BatchOutcome)))]
 pub async fn batch(
-    _: CanWrite,
+    caller: Caller,
     ledger: web::Data<dyn Ledger>,
+    owners: web::Data<WalletOwners>,
     Body(body): Body<NewBatch>,
 ) -> ApiResult {
+    let debits: std::collections::BTreeSet<Uuid> =
+        body.transfers.iter().map(|transfer| transfer.debit).collect();
+    for debit in debits {
+        caller.may_debit(&owners, WalletId(debit)).await?;
+    }
     let requests = body
         .transfers
         .into_iter()
         .enumerate()
         .map(|(index, transfer)| {
-            transfer.into_request(None).map_err(|error| {
+            transfer.into_request(None, &caller).map_err(|error| {
                 let detail = error.problem().detail.clone().unwrap_or_default();
                 error.with_detail(format!("transfers[{index}]: {detail}"))
             })
@@ -338,7 +373,7 @@ pub struct BatchItem {
 #[utoipa::path(get, path = "/api/v1/ledger/transfers/{id}", tag = "ledger", params(("id" = Uuid, Path)),
     responses((status = 200, body = ledger::Transfer)))]
 pub async fn get_transfer(
-    _: CanRead,
+    _: Caller,
     ledger: web::Data<dyn Ledger>,
     id: web::Path<Uuid>,
 ) -> ApiResult {
@@ -378,7 +413,7 @@ pub struct TokenAmount(String);
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/post", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),
     responses((status = 201, body = ledger::Applied), (status = 200, body = ledger::Applied), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn post_pending(
-    _: CanWrite,
+    caller: Caller,
     request: HttpRequest,
     ledger: web::Data<dyn Ledger>,
     pending: web::Path<Uuid>,
@@ -388,8 +423,8 @@ pub async fn post_pending(
         .amount
         .map(|amount| parse_amount(&amount))
         .transpose()?;
-    let mut post = TransferRequest::post(TransferId(*pending), amount);
-    if let Some(id) = transfer_id(&request, body.id)? {
+    let mut post = TransferRequest::post(TransferId(*pending), amount).submitted_by(caller.name());
+    if let Some(id) = transfer_id(&request, &caller, body.id)? {
         post = post.with_id(id);
     }
     Ok(applied(&ledger.transfer(post).await?))
@@ -399,14 +434,14 @@ pub async fn post_pending(
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/void", tag = "ledger", request_body = Void, params(("id" = Uuid, Path)),
     responses((status = 201, body = ledger::Applied), (status = 200, body = ledger::Applied), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn void_pending(
-    _: CanWrite,
+    caller: Caller,
     request: HttpRequest,
     ledger: web::Data<dyn Ledger>,
     pending: web::Path<Uuid>,
     Body(body): Body<Void>,
 ) -> ApiResult {
-    let mut void = TransferRequest::void(TransferId(*pending));
-    if let Some(id) = transfer_id(&request, body.id)? {
+    let mut void = TransferRequest::void(TransferId(*pending)).submitted_by(caller.name());
+    if let Some(id) = transfer_id(&request, &caller, body.id)? {
         void = void.with_id(id);
     }
     Ok(applied(&ledger.transfer(void).await?))
@@ -418,7 +453,7 @@ pub async fn void_pending(
 #[utoipa::path(post, path = "/api/v1/ledger/nfts", tag = "ledger", request_body = MintNft,
     responses((status = 201, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn mint(
-    _: CanWrite,
+    _: Caller,
     ledger: web::Data<dyn Ledger>,
     Body(nft): Body<MintNft>,
 ) -> ApiResult {
@@ -436,7 +471,7 @@ pub struct OwnerQuery {
 #[utoipa::path(get, path = "/api/v1/ledger/nfts", tag = "ledger", params(OwnerQuery),
     responses((status = 200, body = Vec<ledger::Nft>)))]
 pub async fn nfts_of(
-    _: CanRead,
+    _: Caller,
     ledger: web::Data<dyn Ledger>,
     query: web::Query<OwnerQuery>,
 ) -> ApiResult {
@@ -447,7 +482,7 @@ pub async fn nfts_of(
 /// An NFT and its history
 #[utoipa::path(get, path = "/api/v1/ledger/nfts/{id}", tag = "ledger", params(("id" = Uuid, Path)),
     responses((status = 200, body = NftWithHistory)))]
-pub async fn nft(_: CanRead, ledger: web::Data<dyn Ledger>, id: web::Path<Uuid>) -> ApiResult {
+pub async fn nft(_: Caller, ledger: web::Data<dyn Ledger>, id: web::Path<Uuid>) -> ApiResult {
     let id = NftId(*id);
     let nft = ledger.nft(id).await?;
     let history = ledger.nft_history(id).await?;
@@ -473,11 +508,12 @@ pub struct NftMove {
 #[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/transfer", tag = "ledger", request_body = NftMove, params(("id" = Uuid, Path)),
     responses((status = 200, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn move_nft(
-    _: CanWrite,
+    caller: Caller,
     ledger: web::Data<dyn Ledger>,
     nft: web::Path<Uuid>,
     Body(body): Body<NftMove>,
 ) -> ApiResult {
+    caller.may_act_for(UserId(body.from))?;
     nft_movement(ledger.get_ref(), *nft, body.id, body.from, Some(body.to)).await
 }
 
@@ -492,11 +528,12 @@ pub struct NftBurn {
 #[utoipa::path(post, path = "/api/v1/ledger/nfts/{id}/burn", tag = "ledger", request_body = NftBurn, params(("id" = Uuid, Path)),
     responses((status = 200, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn burn_nft(
-    _: CanWrite,
+    caller: Caller,
     ledger: web::Data<dyn Ledger>,
     nft: web::Path<Uuid>,
     Body(body): Body<NftBurn>,
 ) -> ApiResult {
+    caller.may_act_for(UserId(body.from))?;
     nft_movement(ledger.get_ref(), *nft, body.id, body.from, None).await
 }
 
@@ -516,6 +553,65 @@ pub async fn nft_movement(
         })
         .await?;
     Ok(HttpResponse::Ok().json(moved))
+}
+
+// --- issuance ------------------------------------------------------------------------------
+
+/// Money to create: the asset's issuer pays `to`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewIssuance {
+    id: Option<Uuid>,
+    /// A wallet id, or `rewards_pool` / `fees` for that system wallet of `asset`.
+    to: String,
+    amount: TokenAmount,
+    /// `FODI` when absent; only with a system wallet's name in `to`.
+    #[schema(pattern = r"^[A-Z][A-Z0-9]{1,15}$")]
+    asset: Option<String>,
+    /// What it is for (a treasury decision, ...).
+    #[schema(min_length = 1, max_length = 256)]
+    reference: Option<String>,
+}
+
+/// Issue money to a wallet (the treasury's operation, the only one that creates money)
+#[utoipa::path(post, path = "/api/v1/ledger/issuance", tag = "ledger", request_body = NewIssuance,
+    params(("Idempotency-Key" = Option<String>, Header, description = "any text naming this issuance for the caller")),
+    responses((status = 201, description = "issued now", body = ledger::Applied), (status = 200, description = "a replay", body = ledger::Applied),
+        (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
+pub async fn issue(
+    caller: Caller,
+    request: HttpRequest,
+    ledger: web::Data<dyn Ledger>,
+    Body(body): Body<NewIssuance>,
+) -> ApiResult {
+    let to = match (body.to.as_str(), body.to.parse::<Uuid>()) {
+        (_, Ok(wallet)) if body.asset.is_none() => WalletId(wallet),
+        ("rewards_pool" | "fees", _) => {
+            let kind = if body.to == "fees" {
+                SystemWallet::Fees
+            } else {
+                SystemWallet::RewardsPool
+            };
+            ledger
+                .system_wallet(kind, &asset(body.asset.as_deref())?)
+                .await?
+                .id
+        }
+        _ => {
+            return Err(ApiError::from(LedgerError::InvalidField {
+                field: "to",
+                reason: "a wallet id (without asset), rewards_pool or fees".into(),
+            }));
+        }
+    };
+    let mut issuance = Issuance::new(to, parse_amount(&body.amount)?).submitted_by(caller.name());
+    if let Some(id) = transfer_id(&request, &caller, body.id)? {
+        issuance = issuance.with_id(id);
+    }
+    if let Some(reference) = body.reference {
+        issuance = issuance.with_reference(reference);
+    }
+    Ok(applied(&ledger.issue(issuance).await?))
 }
 
 // --- rewards -------------------------------------------------------------------------------
@@ -539,7 +635,7 @@ pub struct NewReward {
 #[utoipa::path(post, path = "/api/v1/ledger/rewards", tag = "ledger", request_body = NewReward,
     responses((status = 200, body = ledger::Reward), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn pay_reward(
-    _: CanWrite,
+    caller: Caller,
     ledger: web::Data<dyn Ledger>,
     Body(body): Body<NewReward>,
 ) -> ApiResult {
@@ -551,6 +647,7 @@ pub async fn pay_reward(
             amount: parse_amount(&body.amount)?,
             asset: asset(body.asset.as_deref())?,
             order_id: body.order_id,
+            submitted_by: Some(caller.name()),
         })
         .await?;
     Ok(HttpResponse::Ok().json(reward))
@@ -568,7 +665,7 @@ pub struct RewardsQuery {
 #[utoipa::path(get, path = "/api/v1/ledger/rewards", tag = "ledger", params(RewardsQuery),
     responses((status = 200, body = Vec<ledger::Reward>)))]
 pub async fn rewards_of(
-    _: CanRead,
+    _: Caller,
     ledger: web::Data<dyn Ledger>,
     query: web::Query<RewardsQuery>,
 ) -> ApiResult {
@@ -592,7 +689,7 @@ pub struct BlocksQuery {
 #[utoipa::path(get, path = "/api/v1/ledger/blocks", tag = "ledger", params(BlocksQuery),
     responses((status = 200, body = Vec<ledger::Block>)))]
 pub async fn blocks(
-    _: CanRead,
+    _: Caller,
     ledger: web::Data<dyn Ledger>,
     query: web::Query<BlocksQuery>,
 ) -> ApiResult {
@@ -604,7 +701,7 @@ pub async fn blocks(
 /// Recompute the chain of blocks
 #[utoipa::path(get, path = "/api/v1/ledger/blocks/verify", tag = "ledger",
     responses((status = 200, body = VerifiedChain)))]
-pub async fn verify_blocks(_: CanRead, ledger: web::Data<dyn Ledger>) -> ApiResult {
+pub async fn verify_blocks(_: Caller, ledger: web::Data<dyn Ledger>) -> ApiResult {
     let verification = ledger.verify_chain().await?;
     Ok(HttpResponse::Ok().json(VerifiedChain {
         valid: verification.is_valid(),

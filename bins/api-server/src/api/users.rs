@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use core_store::{NewUser, User, UserId, Users};
 use uuid::Uuid;
 
-use crate::access::{CanRead, CanWrite};
+use crate::access::Caller;
 use crate::api::body::Body;
 use crate::error::ApiResult;
 
@@ -19,7 +19,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
     responses((status = 201, body = User), (status = 409, description = "e-mail taken", body = http_problem::Problem, content_type = "application/problem+json")))]
 pub async fn create(
-    _: CanWrite,
+    _: Caller,
     users: web::Data<dyn Users>,
     Body(user): Body<NewUser>,
 ) -> ApiResult {
@@ -30,7 +30,7 @@ pub async fn create(
 /// A user
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)),
     responses((status = 200, body = User)))]
-pub async fn get(_: CanRead, users: web::Data<dyn Users>, id: web::Path<Uuid>) -> ApiResult {
+pub async fn get(_: Caller, users: web::Data<dyn Users>, id: web::Path<Uuid>) -> ApiResult {
     let user = users.get(UserId(*id)).await?;
     Ok(HttpResponse::Ok().json(user))
 }

@@ -77,6 +77,10 @@ pub(crate) async fn pay(
         .with_id(id)
         .with_reason(request.reason.clone())
         .with_reference(request.reference.clone());
+    let transfer = match &request.submitted_by {
+        Some(submitter) => transfer.submitted_by(submitter.clone()),
+        None => transfer,
+    };
     let mut results = engine::submit(connection, &[transfer], BatchMode::Linked).await?;
     let applied = results
         .pop()
