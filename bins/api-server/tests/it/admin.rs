@@ -9,15 +9,16 @@ use db_core::testing::TestDb;
 use serde_json::Value;
 
 use crate::live::next_frame;
+use api_server::access::Scope;
+use api_server::access::tokens::hash_token;
+
 use crate::{
-    documented_fields, fields, get_json, metrics_text, openapi_document, spawn,
+    BACKEND_SCOPES, service, tokens_toml, documented_fields, fields, get_json, metrics_text, openapi_document, spawn,
     spawn_binary_logging_to, terminate, with_database,
 };
 
 const ADMIN: &str = "admin-token-0123456789";
 const API: &str = "api-token-0123456789ab";
-const API_ONE: &str = "api-token-one-0123456789";
-const API_TWO: &str = "api-token-two-0123456789";
 
 use test_support::{child_script, free_port};
 
@@ -34,9 +35,12 @@ fn backend(port: u16) -> OrchestratorSettings {
 fn secured(db: &TestDb) -> Settings {
     Settings {
         auth: AuthSettings {
-            admin_tokens: vec![ADMIN.into()],
-            api_tokens: vec![API.into()],
+            tokens: vec![
+                service("ops", ADMIN, &Scope::ALL),
+                service("go-backend", API, &BACKEND_SCOPES),
+            ],
             read_requires_token: false,
+            ..AuthSettings::default()
         },
         ..with_database(db)
     }
@@ -299,18 +303,29 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
     let mut settings = Settings::default();
     settings.server.host = "0.0.0.0".into();
     let refused = settings.check().unwrap_err().to_string();
-    assert!(refused.contains("without tokens"), "{refused}");
-    settings.auth.admin_tokens = vec![ADMIN.into()];
+    assert!(refused.contains("without credentials"), "{refused}");
+    settings.auth.tokens = vec![service("ops", ADMIN, &Scope::ALL)];
     settings.check().unwrap();
-    settings.auth.api_tokens = vec!["short".into()];
-    assert!(settings.check().is_err());
+    settings.auth.tokens.push(service("ops", API, &BACKEND_SCOPES));
+    let refused = settings.check().unwrap_err().to_string();
+    assert!(refused.contains("unique"), "{refused}");
+    settings.auth.tokens.pop();
+    settings.auth.jwt = Some(api_server::access::jwt::JwtSettings {
+        issuer: "core".into(),
+        audience: "api".into(),
+        algorithm: "HS256".into(),
+        hs256_secret: Some("a-shared-secret-of-at-least-32-bytes".into()),
+        public_key_file: None,
+        leeway: Duration::from_secs(5),
+    });
 
     settings.database.url = Some("postgres://fodi:secret@db.internal/fodi".into());
     let shown = toml::to_string(&settings.redacted()).unwrap();
     assert!(
-        !shown.contains(ADMIN) && !shown.contains("secret"),
+        !shown.contains(ADMIN) && !shown.contains("fodi:secret") && !shown.contains("shared-secret"),
         "{shown}"
     );
+    assert!(shown.contains(&hash_token(ADMIN)), "the hash is no secret: {shown}");
     assert!(shown.contains("***"));
 
     let debugged = format!("{settings:?}");
@@ -372,7 +387,10 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
     let path = dir.path().join("fodi.toml");
     std::fs::write(
         &path,
-        format!("[auth]\nadmin_tokens = [\"{ADMIN}\"]\n[server]\nport = 9999\n"),
+        format!(
+            "{}[server]\nport = 9999\n",
+            tokens_toml(&[service("ops", ADMIN, &Scope::ALL)])
+        ),
     )
     .unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
@@ -381,7 +399,6 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
         .arg("--print-config")
         .env("GO_BACKEND_URL", "http://127.0.0.1:7777")
         // Lists come from the environment comma-separated.
-        .env("FODI__AUTH__API_TOKENS", format!("{API_ONE}, {API_TWO}"))
         .env(
             "FODI__SERVER__CORS_ORIGINS",
             "https://a.example,https://b.example",
@@ -406,12 +423,8 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
     assert!(!shown.contains(ADMIN), "{shown}");
     let effective: toml::Value = toml::from_str(&shown).unwrap();
     assert_eq!(
-        effective["auth"]["api_tokens"].as_array().map(Vec::len),
-        Some(2),
-        "{shown}"
-    );
-    assert!(
-        !shown.contains(API_ONE) && !shown.contains(API_TWO),
+        effective["auth"]["tokens"][0]["name"].as_str(),
+        Some("ops"),
         "{shown}"
     );
     assert_eq!(
@@ -654,7 +667,11 @@ async fn json_logs_carry_request_ids_and_never_a_token() {
 
     let db = TestDb::new(api_server::all_sets()).await;
     let config = format!(
-        "[log]\njson = true\n[auth]\nadmin_tokens = [\"{ADMIN}\"]\napi_tokens = [\"{API}\"]\n"
+        "[log]\njson = true\n{}",
+        tokens_toml(&[
+            service("ops", ADMIN, &Scope::ALL),
+            service("go-backend", API, &BACKEND_SCOPES)
+        ])
     );
     let (base, mut server) =
         spawn_binary_logging_to(&db, &config, std::process::Stdio::piped()).await;
@@ -740,6 +757,13 @@ async fn json_logs_carry_request_ids_and_never_a_token() {
             "{id} in {log}"
         );
     }
+    // And the caller's name, never its token.
+    assert!(
+        lines.iter().any(|line| in_request(&line, "logged-201")
+            && line["fields"]["message"] == "request"
+            && line["span"]["caller"] == "go-backend"),
+        "no caller on the request's line: {log}"
+    );
     let cause = lines
         .iter()
         .find(|line| in_request(line, "logged-failure") && line["fields"]["message"] != "request")

@@ -85,6 +85,17 @@ impl Api {
         user["id"].as_str().unwrap().to_owned()
     }
 
+    /// Issues `amount` tokens to the rewards pool (the treasury's operation).
+    pub async fn fund_pool(&self, amount: &str) {
+        let (status, issued) = self
+            .post(
+                "/api/v1/ledger/issuance",
+                json!({ "to": "rewards_pool", "amount": amount }),
+            )
+            .await;
+        assert_eq!(status, 201, "{issued}");
+    }
+
     async fn wallet(&self, user: &str) -> String {
         let (status, wallet) = self
             .post("/api/v1/ledger/wallets", json!({ "user_id": user }))
@@ -114,7 +125,9 @@ async fn a_ledger_flow_over_http() {
     );
     let (alice_wallet, bob_wallet) = (api.wallet(&alice).await, api.wallet(&bob).await);
 
-    // Funds come as a reward from the rewards pool, once per (user, reason, reference).
+    // Funds come as a reward from the rewards pool (funded by issuance), once per (user,
+    // reason, reference).
+    api.fund_pool("1000").await;
     let reward =
         json!({ "user_id": alice, "reason": "signup", "reference": "welcome", "amount": "100" });
     let (status, paid) = api.post("/api/v1/ledger/rewards", reward.clone()).await;
@@ -486,10 +499,15 @@ async fn bad_input_gets_a_problem_document_never_a_500() {
 }
 
 #[tokio::test]
-async fn writes_need_a_token_and_reads_do_not_unless_configured() {
+async fn writes_need_a_token_and_reads_too_unless_configured() {
     let db = TestDb::new(api_server::all_sets()).await;
     let mut settings = with_database(&db);
-    settings.auth.api_tokens = vec!["api-token-0123456789ab".into()];
+    settings.auth.tokens = vec![crate::service(
+        "go-backend",
+        "api-token-0123456789ab",
+        &crate::BACKEND_SCOPES,
+    )];
+    settings.auth.read_requires_token = false;
     let (base, handle, running) = spawn(settings.clone()).await;
     let anonymous = Api::new(&base);
     let (status, problem) = anonymous
@@ -502,11 +520,12 @@ async fn writes_need_a_token_and_reads_do_not_unless_configured() {
     let writer = Api::new(&base).with_token("api-token-0123456789ab");
     let user = writer.user("e@example.com").await;
     let (status, _) = anonymous.get(&format!("/api/v1/users/{user}")).await;
-    assert_eq!(status, 200, "reads are open by default");
+    assert_eq!(status, 200, "reads are open when so configured");
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 
     settings.auth.read_requires_token = true;
+    assert!(api_server::settings::AuthSettings::default().read_requires_token);
     let (base, handle, running) = spawn(settings).await;
     let anonymous = Api::new(&base);
     let (status, _) = anonymous.get(&format!("/api/v1/users/{user}")).await;
@@ -526,6 +545,7 @@ async fn concurrent_transfers_apply_once_and_never_overdraw() {
     let db = TestDb::new(api_server::all_sets()).await;
     let (base, handle, running) = spawn(with_database(&db)).await;
     let api = Arc::new(Api::new(&base));
+    api.fund_pool("60").await;
     const WALLETS: usize = 6;
     let mut wallets = Vec::new();
     for n in 0..WALLETS {
@@ -617,6 +637,7 @@ async fn sigterm_under_load_loses_no_acknowledged_write() {
     let (alice_wallet, bob_wallet) = (api.wallet(&alice).await, api.wallet(&bob).await);
     let reward =
         json!({ "user_id": alice, "reason": "signup", "reference": "sigterm", "amount": "5" });
+    api.fund_pool("5").await;
     assert_eq!(api.post("/api/v1/ledger/rewards", reward).await.0, 200);
 
     // Each client alternates a transfer of one unit and an event until the server refuses or

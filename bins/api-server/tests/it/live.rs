@@ -26,6 +26,7 @@ async fn funded_pair(api: &Api, tag: &str) -> (String, String) {
             .post("/api/v1/ledger/wallets", json!({ "user_id": user }))
             .await;
         if name == "alice" {
+            api.fund_pool("5").await;
             let reward =
                 json!({ "user_id": user, "reason": "signup", "reference": tag, "amount": "5" });
             let (status, paid) = api.post("/api/v1/ledger/rewards", reward).await;
@@ -284,8 +285,11 @@ async fn where_reads_need_a_token_so_does_the_stream() {
     let db = TestDb::new(api_server::all_sets()).await;
     let mut settings = with_database(&db);
     let token = "reader-token-0123456789";
-    settings.auth.api_tokens = vec![token.into()];
-    settings.auth.read_requires_token = true;
+    settings.auth.tokens = vec![crate::service(
+        "reader",
+        token,
+        &[api_server::access::Scope::Read],
+    )];
     let (base, handle, running) = spawn(settings).await;
     let url = format!("{}/ws?topics=transfers", base.replace("http://", "ws://"));
 

@@ -8,10 +8,52 @@ mod ledger;
 mod live;
 
 use api_server::Application;
+use api_server::access::Scope;
+use api_server::access::tokens::{ServiceToken, hash_token};
 use api_server::settings::Settings;
 use db_core::DbConfig;
 use db_core::testing::TestDb;
 use serde_json::Value;
+
+/// The scopes of the core backend's token in these tests: everything but money creation,
+/// `metrics` and `admin`.
+pub(crate) const BACKEND_SCOPES: [Scope; 6] = [
+    Scope::Read,
+    Scope::UsersWrite,
+    Scope::AiWrite,
+    Scope::LedgerWrite,
+    Scope::Rewards,
+    Scope::AnalyticsWrite,
+];
+
+/// A service token named `name`, holding `token`, with `scopes`.
+pub(crate) fn service(name: &str, token: &str, scopes: &[Scope]) -> ServiceToken {
+    ServiceToken {
+        name: name.into(),
+        sha256: hash_token(token),
+        scopes: scopes.to_vec(),
+    }
+}
+
+/// `[[auth.tokens]]` entries for a configuration file.
+pub(crate) fn tokens_toml(tokens: &[ServiceToken]) -> String {
+    tokens
+        .iter()
+        .map(|token| {
+            let scopes: Vec<String> = token
+                .scopes
+                .iter()
+                .map(|scope| format!("\"{}\"", scope.name()))
+                .collect();
+            format!(
+                "[[auth.tokens]]\nname = \"{}\"\nsha256 = \"{}\"\nscopes = [{}]\n",
+                token.name,
+                token.sha256,
+                scopes.join(", ")
+            )
+        })
+        .collect()
+}
 
 /// Builds and runs the server in the background; returns its base URL and stop handle.
 pub(crate) async fn spawn(

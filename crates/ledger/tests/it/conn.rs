@@ -107,6 +107,7 @@ async fn every_operation_joins_the_callers_transaction_and_a_rollback_leaves_not
             amount: units(5),
             asset: Asset::fodi(),
             order_id: None,
+            submitted_by: None,
         })
         .await
         .unwrap();

@@ -15,6 +15,7 @@ fn reward(user: ledger::UserId, amount: Amount) -> RewardRequest {
         amount,
         asset: Asset::fodi(),
         order_id: None,
+        submitted_by: None,
     }
 }
 

@@ -19,6 +19,7 @@ fn reward(user: ledger::UserId, reference: String, amount: i64) -> RewardRequest
         amount: units(amount),
         asset: Asset::fodi(),
         order_id: None,
+        submitted_by: None,
     }
 }
 
