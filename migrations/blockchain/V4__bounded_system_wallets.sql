@@ -11,8 +11,10 @@
 --   shard it landed on could not pay (gather_shards).
 -- * Every transfer records who submitted it (submitted_by: the API caller's name).
 -- * The two submit functions take the submitter and, optionally, the shard a sharded wallet's
---   movement lands on (NULL: a random one, as before). Both are otherwise V3's (batch) and V2's
---   (single) functions unchanged.
+--   movement lands on (NULL: a random one, as before). A post or void of a lapsed hold is
+--   'pending_expired' even once the expiry job has released it (it was
+--   'pending_already_resolved' then). Both are otherwise V3's (batch) and V2's (single)
+--   functions unchanged.
 
 ALTER TABLE blockchain.fodi_transactions ADD COLUMN submitted_by text
     CONSTRAINT fodi_transactions_submitted_by_length CHECK (length(submitted_by) BETWEEN 1 AND 100);
@@ -479,12 +481,13 @@ BEGIN
                     a := CASE WHEN code[i] = 3 THEN coalesce(p_amounts[i], held) ELSE held END;
                     IF pend_item[i] IS NOT NULL AND st[pend_item[i]] IS DISTINCT FROM 'ok' THEN
                         st[i] := 'pending_not_found';
+                    ELSIF code[i] <> 5 AND pend_exp[i] <= now() THEN
+                        -- Lapsed, whether or not the expiry job has released it yet.
+                        st[i] := 'pending_expired';
                     ELSIF resolved[i] OR p_pending_ids[i] = ANY (resolved_here) THEN
                         st[i] := 'pending_already_resolved';
                     ELSIF code[i] = 5 AND pend_exp[i] > now() THEN
                         st[i] := 'pending_not_expired';
-                    ELSIF code[i] <> 5 AND pend_exp[i] <= now() THEN
-                        st[i] := 'pending_expired';
                     ELSIF a > held THEN
                         st[i] := 'amount_exceeds_pending';
                         f_needed[i] := a;

@@ -98,8 +98,8 @@ problems! {
     invalid_token: UNAUTHORIZED, "invalid-token", "The bearer token is not valid";
     /// No bearer token where one is needed.
     missing_token: UNAUTHORIZED, "missing-token", "A bearer token is required";
-    /// An API token on an admin route.
-    forbidden: FORBIDDEN, "forbidden", "This token may not use the admin routes";
+    /// A caller the access table does not allow this (the detail says why).
+    forbidden: FORBIDDEN, "forbidden", "The caller may not do this";
     /// No live cache entry under the key.
     cache_miss: NOT_FOUND, "cache-miss", "No live entry under that key";
     /// No fact under the key.
@@ -223,6 +223,12 @@ impl From<&LedgerError> for ApiError {
                 (422, "invalid-amount", "The amount is not a decimal number")
             }
             E::InvalidAsset { .. } => (422, "invalid-asset", "The asset code is invalid"),
+            E::UnknownAsset { .. } => (422, "unknown-asset", "No such asset in this ledger"),
+            E::ShardsBusy(_) => (
+                503,
+                "wallet-busy",
+                "The wallet's funds are held by concurrent transfers; retry",
+            ),
             E::InvalidField { .. } => (422, "invalid-field", "A field is invalid"),
             E::BatchSize { .. } => (422, "batch-size", "The batch size is out of range"),
             E::SameWallet => (422, "same-wallet", "A transfer needs two different wallets"),

@@ -35,7 +35,35 @@ pub struct Ready {
     /// `current`.
     migrations: &'static str,
     /// Each background job's last run, by name.
-    jobs: BTreeMap<&'static str, JobStatus>,
+    jobs: BTreeMap<&'static str, JobRuns>,
+}
+
+/// A background job as anyone may see it: how it runs, not what its last run said (an error's
+/// text can name hosts and tables; `/metrics` and the log carry it).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobRuns {
+    interval_ms: u64,
+    runs: u64,
+    failures: u64,
+    /// Unix milliseconds.
+    last_run_at_ms: Option<u64>,
+    last_duration_ms: Option<u64>,
+    last_ok: Option<bool>,
+    alive: bool,
+}
+
+impl From<JobStatus> for JobRuns {
+    fn from(status: JobStatus) -> Self {
+        Self {
+            interval_ms: status.interval_ms,
+            runs: status.runs,
+            failures: status.failures,
+            last_run_at_ms: status.last_run_at_ms,
+            last_duration_ms: status.last_duration_ms,
+            last_ok: status.last_ok,
+            alive: status.alive,
+        }
+    }
 }
 
 /// The database is reachable, migrations are current and the background jobs run
@@ -80,7 +108,10 @@ pub async fn ready(
                     status: "ready",
                     database: "ok",
                     migrations: "current",
-                    jobs,
+                    jobs: jobs
+                        .into_iter()
+                        .map(|(name, status)| (name, JobRuns::from(status)))
+                        .collect(),
                 })
             }
         }

@@ -95,6 +95,7 @@ impl JwtVerifier {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = settings.leeway.as_secs();
         Ok(Self { key, validation })
     }

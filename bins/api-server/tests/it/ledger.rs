@@ -44,6 +44,7 @@ impl Api {
         let mut request = match method {
             "POST" => self.client.post(url),
             "PUT" => self.client.put(url),
+            "DELETE" => self.client.delete(url),
             _ => self.client.get(url),
         };
         if let Some(body) = body {
