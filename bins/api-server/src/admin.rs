@@ -50,8 +50,11 @@ pub fn admin_state(
     AdminState {
         supervisor,
         authorise: Arc::new(move |request| {
-            let rule = rules::rule_for(request.method().as_str(), request.match_pattern().as_deref())
-                .ok_or_else(|| ApiError::internal(&"no access rule for an admin route"))?;
+            let rule = rules::rule_for(
+                request.method().as_str(),
+                request.match_pattern().as_deref(),
+            )
+            .ok_or_else(|| ApiError::internal(&"no access rule for an admin route"))?;
             access.admit(request, rule)?;
             match &leadership {
                 Some(leadership) if request.method() == Method::POST && !leadership.is_leader() => {

@@ -159,9 +159,11 @@ impl Application {
         let ledger_data: Option<web::Data<dyn Ledger>> = ledger
             .clone()
             .map(|ledger| web::Data::from(ledger as Arc<dyn Ledger>));
-        let owners_data = ledger_data
-            .as_ref()
-            .map(|ledger| web::Data::new(access::owners::WalletOwners::new(ledger.clone().into_inner())));
+        let owners_data = ledger_data.as_ref().map(|ledger| {
+            web::Data::new(access::owners::WalletOwners::new(
+                ledger.clone().into_inner(),
+            ))
+        });
         let analytics = manages(&settings, "analytics")
             .then(|| PgAnalytics::new(db.clone(), settings.analytics.partitions.clone()));
         if let Some(analytics) = &analytics

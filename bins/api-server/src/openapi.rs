@@ -101,7 +101,9 @@ impl Modify for BearerTokens {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A service token; the requirement names the scope it needs"))
+                    .description(Some(
+                        "A service token; the requirement names the scope it needs",
+                    ))
                     .build(),
             ),
         );
@@ -111,7 +113,9 @@ impl Modify for BearerTokens {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("An end user's JWT from the core backend (docs/security.md)"))
+                    .description(Some(
+                        "An end user's JWT from the core backend (docs/security.md)",
+                    ))
                     .build(),
             ),
         );

@@ -20,8 +20,7 @@ use db_core::migrate::core_set;
 use db_core::sqlx;
 use ledger::{
     Amount, Asset, BatchMode, Issuance, Ledger, LedgerConfig, PgLedger, SystemWallet,
-    TransferRequest,
-    WalletId,
+    TransferRequest, WalletId,
 };
 
 use crate::cluster::BenchCluster;

@@ -8,8 +8,7 @@ use crate::error::LedgerError;
 use crate::ids::{NftId, TransferId, UserId, WalletId};
 use crate::model::{
     Applied, BatchMode, FeedPage, InvariantReport, Issuance, MintNft, MoveNft, Nft, NftMovement,
-    Position,
-    Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
+    Position, Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
 };
 use crate::seal::{Block, ChainVerification};
 

@@ -29,10 +29,10 @@ pub use api::Ledger;
 pub use error::LedgerError;
 pub use ids::{NftId, NftTransferId, TransferId, UserId, WalletId};
 pub use model::{
-    Applied, BatchMode, FeedPage, Instruction, InvariantReport, Issuance, MAX_HOLD_TIMEOUT, MintNft,
-    MoveNft,
-    Nft, NftMovement, Position, Reward, RewardRequest, Statement, StatementEntry, SystemWallet,
-    Transfer, TransferDetails, TransferKind, TransferRequest, Violation, Wallet, WalletOwner,
+    Applied, BatchMode, FeedPage, Instruction, InvariantReport, Issuance, MAX_HOLD_TIMEOUT,
+    MintNft, MoveNft, Nft, NftMovement, Position, Reward, RewardRequest, Statement, StatementEntry,
+    SystemWallet, Transfer, TransferDetails, TransferKind, TransferRequest, Violation, Wallet,
+    WalletOwner,
 };
 pub use pg::feed::follow as follow_feed;
 pub use pg::issuance::ISSUANCE_REASON;

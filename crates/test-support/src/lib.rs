@@ -40,11 +40,12 @@ where
 /// The test child: `python3 child.py --port N [--exit-after S] [--lines N] ...`, an HTTP
 /// server answering `/health` (see the script for its options).
 pub fn child_script() -> String {
-    // Found from the running test's package (cargo sets CARGO_MANIFEST_DIR when it runs a
-    // test) before the path compiled in: a build cache shared between checkouts can hand this
+    // Found from the running test's package (cargo runs a test in its package's directory)
+    // before the path compiled in: a build cache shared between checkouts can hand this
     // crate, compiled in another checkout since removed, to this one unchanged.
-    let here = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(|package| PathBuf::from(package).join("../../crates/test-support/child.py"))
+    let here = std::env::current_dir()
+        .ok()
+        .map(|package| package.join("../../crates/test-support/child.py"))
         .filter(|script| script.exists());
     here.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("child.py"))
         .display()

@@ -74,7 +74,10 @@ impl JwtVerifier {
                     secret.len() >= 32,
                     "auth.jwt.hs256_secret: at least 32 bytes"
                 );
-                (Algorithm::HS256, DecodingKey::from_secret(secret.as_bytes())?)
+                (
+                    Algorithm::HS256,
+                    DecodingKey::from_secret(secret.as_bytes())?,
+                )
             }
             name @ ("RS256" | "EdDSA") => {
                 let path = settings

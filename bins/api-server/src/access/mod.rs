@@ -98,7 +98,10 @@ impl Scope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     Anonymous,
-    Service { name: Arc<str>, scopes: Arc<[Scope]> },
+    Service {
+        name: Arc<str>,
+        scopes: Arc<[Scope]>,
+    },
     User(UserId),
 }
 
@@ -126,8 +129,9 @@ impl Caller {
     /// `Ok` for a service, or the user `user` themselves; 403 for another user.
     pub fn may_act_for(&self, user: UserId) -> Result<(), ApiError> {
         match &self.identity {
-            Identity::User(own) if *own != user => Err(ApiError::forbidden()
-                .with_detail("a user may act only for themselves")),
+            Identity::User(own) if *own != user => {
+                Err(ApiError::forbidden().with_detail("a user may act only for themselves"))
+            }
             _ => Ok(()),
         }
     }
@@ -140,11 +144,11 @@ impl Caller {
             (Identity::User(own), WalletOwner::User(owner)) if *own == owner => Ok(()),
             (Identity::User(_), _) => Err(not_yours(wallet)),
             (_, WalletOwner::System(ledger::SystemWallet::Issuer)) => Err(ApiError::forbidden()
-                .with_detail("the issuer is debited only by issuance (POST /api/v1/ledger/issuance)")),
-            (_, WalletOwner::System(_)) if !self.has(Scope::Treasury) => {
-                Err(ApiError::forbidden()
-                    .with_detail("debiting a system wallet needs the treasury scope"))
-            }
+                .with_detail(
+                    "the issuer is debited only by issuance (POST /api/v1/ledger/issuance)",
+                )),
+            (_, WalletOwner::System(_)) if !self.has(Scope::Treasury) => Err(ApiError::forbidden()
+                .with_detail("debiting a system wallet needs the treasury scope")),
             _ => Ok(()),
         }
     }
@@ -225,8 +229,9 @@ impl Access {
             Identity::Service { .. } => Err(ApiError::forbidden()
                 .with_detail(format!("this token lacks the {} scope", scope.name()))),
             Identity::User(user) => match rule.users {
-                Users::Never => Err(ApiError::forbidden()
-                    .with_detail("end users may not use this route")),
+                Users::Never => {
+                    Err(ApiError::forbidden().with_detail("end users may not use this route"))
+                }
                 Users::Any => Ok(caller),
                 Users::Own(Owner::PathUser(parameter)) => {
                     let named = request.match_info().get(parameter).unwrap_or_default();
@@ -237,11 +242,12 @@ impl Access {
                     }
                 }
                 Users::Own(Owner::QueryUser(parameter)) => {
-                    let named = web::Query::<std::collections::HashMap<String, String>>::from_query(
-                        request.query_string(),
-                    )
-                    .ok()
-                    .and_then(|query| query.get(parameter).cloned());
+                    let named =
+                        web::Query::<std::collections::HashMap<String, String>>::from_query(
+                            request.query_string(),
+                        )
+                        .ok()
+                        .and_then(|query| query.get(parameter).cloned());
                     match named {
                         Some(named) if named.parse() == Ok(user.as_uuid()) => Ok(caller),
                         _ => Err(ApiError::forbidden()
@@ -293,14 +299,17 @@ impl FromRequest for Caller {
             let access = request
                 .app_data::<web::Data<Access>>()
                 .ok_or_else(|| ApiError::internal(&"no access rules configured"))?;
-            let rule = rules::rule_for(request.method().as_str(), request.match_pattern().as_deref())
-                .ok_or_else(|| {
-                    ApiError::internal(&format!(
-                        "no access rule for {} {:?}",
-                        request.method(),
-                        request.match_pattern()
-                    ))
-                })?;
+            let rule = rules::rule_for(
+                request.method().as_str(),
+                request.match_pattern().as_deref(),
+            )
+            .ok_or_else(|| {
+                ApiError::internal(&format!(
+                    "no access rule for {} {:?}",
+                    request.method(),
+                    request.match_pattern()
+                ))
+            })?;
             let caller = access.admit(&request, rule)?;
             if let (Identity::User(user), Users::Own(owner)) = (&caller.identity, rule.users) {
                 owns_path_resource(&request, *user, owner).await?;
@@ -312,7 +321,11 @@ impl FromRequest for Caller {
 
 /// For a user on a route whose path names a ledger resource: `Ok` when it is theirs, else
 /// the 404 of a resource that does not exist.
-async fn owns_path_resource(request: &HttpRequest, user: UserId, owner: Owner) -> Result<(), ApiError> {
+async fn owns_path_resource(
+    request: &HttpRequest,
+    user: UserId,
+    owner: Owner,
+) -> Result<(), ApiError> {
     let id = || -> Result<uuid::Uuid, ApiError> {
         request
             .match_info()

@@ -81,49 +81,159 @@ pub const RULES: &[Rule] = &[
     // ledger: wallets
     rule("POST", "/api/v1/ledger/wallets", LedgerWrite, Own(Body)),
     rule("GET", "/api/v1/ledger/wallets/{id}", Read, Own(PathWallet)),
-    rule("GET", "/api/v1/ledger/wallets/{id}/statement", Read, Own(PathWallet)),
-    rule("GET", "/api/v1/ledger/wallets/{id}/balance", Read, Own(PathWallet)),
+    rule(
+        "GET",
+        "/api/v1/ledger/wallets/{id}/statement",
+        Read,
+        Own(PathWallet),
+    ),
+    rule(
+        "GET",
+        "/api/v1/ledger/wallets/{id}/balance",
+        Read,
+        Own(PathWallet),
+    ),
     // ledger: transfers and money
     rule("POST", "/api/v1/ledger/transfers", LedgerWrite, Own(Body)),
-    rule("POST", "/api/v1/ledger/transfers/batch", LedgerWrite, Own(Body)),
-    rule("GET", "/api/v1/ledger/transfers/{id}", Read, Own(PathTransfer)),
-    rule("POST", "/api/v1/ledger/transfers/{id}/post", LedgerWrite, Never),
-    rule("POST", "/api/v1/ledger/transfers/{id}/void", LedgerWrite, Never),
+    rule(
+        "POST",
+        "/api/v1/ledger/transfers/batch",
+        LedgerWrite,
+        Own(Body),
+    ),
+    rule(
+        "GET",
+        "/api/v1/ledger/transfers/{id}",
+        Read,
+        Own(PathTransfer),
+    ),
+    rule(
+        "POST",
+        "/api/v1/ledger/transfers/{id}/post",
+        LedgerWrite,
+        Never,
+    ),
+    rule(
+        "POST",
+        "/api/v1/ledger/transfers/{id}/void",
+        LedgerWrite,
+        Never,
+    ),
     rule("POST", "/api/v1/ledger/issuance", Treasury, Never),
     rule("POST", "/api/v1/ledger/rewards", Rewards, Never),
-    rule("GET", "/api/v1/ledger/rewards", Read, Own(QueryUser("user"))),
+    rule(
+        "GET",
+        "/api/v1/ledger/rewards",
+        Read,
+        Own(QueryUser("user")),
+    ),
     // ledger: NFTs
     rule("POST", "/api/v1/ledger/nfts", LedgerWrite, Never),
     rule("GET", "/api/v1/ledger/nfts", Read, Own(QueryUser("owner"))),
     rule("GET", "/api/v1/ledger/nfts/{id}", Read, Own(PathNft)),
-    rule("POST", "/api/v1/ledger/nfts/{id}/transfer", LedgerWrite, Own(PathNft)),
-    rule("POST", "/api/v1/ledger/nfts/{id}/burn", LedgerWrite, Own(PathNft)),
+    rule(
+        "POST",
+        "/api/v1/ledger/nfts/{id}/transfer",
+        LedgerWrite,
+        Own(PathNft),
+    ),
+    rule(
+        "POST",
+        "/api/v1/ledger/nfts/{id}/burn",
+        LedgerWrite,
+        Own(PathNft),
+    ),
     // ledger: blocks
     rule("GET", "/api/v1/ledger/blocks", Read, Any),
     rule("GET", "/api/v1/ledger/blocks/verify", Admin, Never),
     // the assistant's memory
     rule("GET", "/api/v1/ai/examples/export", Read, Never),
     rule("DELETE", "/api/v1/ai/users/{user}", AiWrite, Never),
-    rule("GET", "/api/v1/ai/users/{user}/cache/{key}", Read, Own(PathUser("user"))),
+    rule(
+        "GET",
+        "/api/v1/ai/users/{user}/cache/{key}",
+        Read,
+        Own(PathUser("user")),
+    ),
     rule("PUT", "/api/v1/ai/users/{user}/cache/{key}", AiWrite, Never),
-    rule("DELETE", "/api/v1/ai/users/{user}/cache/{key}", AiWrite, Never),
-    rule("GET", "/api/v1/ai/users/{user}/conversations", Read, Own(PathUser("user"))),
-    rule("POST", "/api/v1/ai/users/{user}/conversations", AiWrite, Never),
-    rule("GET", "/api/v1/ai/users/{user}/conversations/{id}", Read, Own(PathUser("user"))),
-    rule("DELETE", "/api/v1/ai/users/{user}/conversations/{id}", AiWrite, Never),
-    rule("GET", "/api/v1/ai/users/{user}/conversations/{id}/messages", Read, Own(PathUser("user"))),
-    rule("POST", "/api/v1/ai/users/{user}/conversations/{id}/messages", AiWrite, Never),
-    rule("GET", "/api/v1/ai/users/{user}/conversations/{id}/window", Read, Own(PathUser("user"))),
+    rule(
+        "DELETE",
+        "/api/v1/ai/users/{user}/cache/{key}",
+        AiWrite,
+        Never,
+    ),
+    rule(
+        "GET",
+        "/api/v1/ai/users/{user}/conversations",
+        Read,
+        Own(PathUser("user")),
+    ),
+    rule(
+        "POST",
+        "/api/v1/ai/users/{user}/conversations",
+        AiWrite,
+        Never,
+    ),
+    rule(
+        "GET",
+        "/api/v1/ai/users/{user}/conversations/{id}",
+        Read,
+        Own(PathUser("user")),
+    ),
+    rule(
+        "DELETE",
+        "/api/v1/ai/users/{user}/conversations/{id}",
+        AiWrite,
+        Never,
+    ),
+    rule(
+        "GET",
+        "/api/v1/ai/users/{user}/conversations/{id}/messages",
+        Read,
+        Own(PathUser("user")),
+    ),
+    rule(
+        "POST",
+        "/api/v1/ai/users/{user}/conversations/{id}/messages",
+        AiWrite,
+        Never,
+    ),
+    rule(
+        "GET",
+        "/api/v1/ai/users/{user}/conversations/{id}/window",
+        Read,
+        Own(PathUser("user")),
+    ),
     rule("POST", "/api/v1/ai/users/{user}/examples", AiWrite, Never),
-    rule("GET", "/api/v1/ai/users/{user}/facts", Read, Own(PathUser("user"))),
-    rule("GET", "/api/v1/ai/users/{user}/facts/search", Read, Own(PathUser("user"))),
-    rule("GET", "/api/v1/ai/users/{user}/facts/{key}", Read, Own(PathUser("user"))),
+    rule(
+        "GET",
+        "/api/v1/ai/users/{user}/facts",
+        Read,
+        Own(PathUser("user")),
+    ),
+    rule(
+        "GET",
+        "/api/v1/ai/users/{user}/facts/search",
+        Read,
+        Own(PathUser("user")),
+    ),
+    rule(
+        "GET",
+        "/api/v1/ai/users/{user}/facts/{key}",
+        Read,
+        Own(PathUser("user")),
+    ),
     rule("PUT", "/api/v1/ai/users/{user}/facts/{key}", AiWrite, Never),
     // analytics
     rule("POST", "/api/v1/analytics/events", AnalyticsWrite, Never),
     rule("GET", "/api/v1/analytics/events/counts", Read, Never),
     rule("POST", "/api/v1/analytics/metrics", AnalyticsWrite, Never),
-    rule("GET", "/api/v1/analytics/metrics/{name}/buckets", Read, Never),
+    rule(
+        "GET",
+        "/api/v1/analytics/metrics/{name}/buckets",
+        Read,
+        Never,
+    ),
     rule("GET", "/api/v1/analytics/daily-stats", Read, Never),
     // process administration
     rule("GET", "/api/v1/admin/processes", Admin, Never),
@@ -131,7 +241,12 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/api/v1/admin/processes/{name}/logs", Admin, Never),
     rule("POST", "/api/v1/admin/processes/{name}/start", Admin, Never),
     rule("POST", "/api/v1/admin/processes/{name}/stop", Admin, Never),
-    rule("POST", "/api/v1/admin/processes/{name}/restart", Admin, Never),
+    rule(
+        "POST",
+        "/api/v1/admin/processes/{name}/restart",
+        Admin,
+        Never,
+    ),
     rule("GET", "/api/v1/admin/backend/status", Admin, Never),
     rule("POST", "/api/v1/admin/backend/{action}", Admin, Never),
 ];
@@ -146,9 +261,8 @@ pub fn rule_for(method: &str, pattern: Option<&str>) -> Option<&'static Rule> {
 
 /// The table as docs/security.md prints it.
 pub fn markdown() -> String {
-    let mut table = String::from(
-        "| Method | Route | Service scope | End users |\n| --- | --- | --- | --- |\n",
-    );
+    let mut table =
+        String::from("| Method | Route | Service scope | End users |\n| --- | --- | --- | --- |\n");
     for rule in RULES {
         let scope = rule.scope.map_or("open (no token)".to_owned(), |scope| {
             format!("`{}`", scope.name())

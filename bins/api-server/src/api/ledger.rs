@@ -265,7 +265,9 @@ impl NewTransfer {
             }
             Some(ms) => TransferRequest::hold(debit, credit, amount, Duration::from_millis(ms)),
         };
-        if let Some(id) = id.map_or_else(|| self.id.map(chosen_id).transpose(), |id| Ok(Some(id)))? {
+        if let Some(id) =
+            id.map_or_else(|| self.id.map(chosen_id).transpose(), |id| Ok(Some(id)))?
+        {
             request = request.with_id(id);
         }
         request = request.submitted_by(caller.name());
@@ -318,8 +320,11 @@ pub async fn batch(
     owners: web::Data<WalletOwners>,
     Body(body): Body<NewBatch>,
 ) -> ApiResult {
-    let debits: std::collections::BTreeSet<Uuid> =
-        body.transfers.iter().map(|transfer| transfer.debit).collect();
+    let debits: std::collections::BTreeSet<Uuid> = body
+        .transfers
+        .iter()
+        .map(|transfer| transfer.debit)
+        .collect();
     for debit in debits {
         caller.may_debit(&owners, WalletId(debit)).await?;
     }
@@ -452,11 +457,7 @@ pub async fn void_pending(
 /// Mint an NFT
 #[utoipa::path(post, path = "/api/v1/ledger/nfts", tag = "ledger", request_body = MintNft,
     responses((status = 201, body = ledger::Nft), (status = 409, body = http_problem::Problem, content_type = "application/problem+json")))]
-pub async fn mint(
-    _: Caller,
-    ledger: web::Data<dyn Ledger>,
-    Body(nft): Body<MintNft>,
-) -> ApiResult {
+pub async fn mint(_: Caller, ledger: web::Data<dyn Ledger>, Body(nft): Body<MintNft>) -> ApiResult {
     let nft = ledger.mint_nft(nft).await?;
     Ok(HttpResponse::Created().json(nft))
 }

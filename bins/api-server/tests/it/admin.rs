@@ -13,8 +13,8 @@ use api_server::access::Scope;
 use api_server::access::tokens::hash_token;
 
 use crate::{
-    BACKEND_SCOPES, service, tokens_toml, documented_fields, fields, get_json, metrics_text, openapi_document, spawn,
-    spawn_binary_logging_to, terminate, with_database,
+    BACKEND_SCOPES, documented_fields, fields, get_json, metrics_text, openapi_document, service,
+    spawn, spawn_binary_logging_to, terminate, tokens_toml, with_database,
 };
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -306,7 +306,10 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
     assert!(refused.contains("without credentials"), "{refused}");
     settings.auth.tokens = vec![service("ops", ADMIN, &Scope::ALL)];
     settings.check().unwrap();
-    settings.auth.tokens.push(service("ops", API, &BACKEND_SCOPES));
+    settings
+        .auth
+        .tokens
+        .push(service("ops", API, &BACKEND_SCOPES));
     let refused = settings.check().unwrap_err().to_string();
     assert!(refused.contains("unique"), "{refused}");
     settings.auth.tokens.pop();
@@ -322,10 +325,15 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
     settings.database.url = Some("postgres://fodi:secret@db.internal/fodi".into());
     let shown = toml::to_string(&settings.redacted()).unwrap();
     assert!(
-        !shown.contains(ADMIN) && !shown.contains("fodi:secret") && !shown.contains("shared-secret"),
+        !shown.contains(ADMIN)
+            && !shown.contains("fodi:secret")
+            && !shown.contains("shared-secret"),
         "{shown}"
     );
-    assert!(shown.contains(&hash_token(ADMIN)), "the hash is no secret: {shown}");
+    assert!(
+        shown.contains(&hash_token(ADMIN)),
+        "the hash is no secret: {shown}"
+    );
     assert!(shown.contains("***"));
 
     let debugged = format!("{settings:?}");

@@ -24,7 +24,10 @@ const AUDIENCE: &str = "fodi-api";
 
 /// The token of the service holding only `scope`.
 fn token_of(scope: Scope) -> String {
-    format!("token-of-{}-0123456789abcdef", scope.name().replace(':', "-"))
+    format!(
+        "token-of-{}-0123456789abcdef",
+        scope.name().replace(':', "-")
+    )
 }
 
 /// The treasury's desk: it moves money as well as issuing it.
@@ -36,10 +39,11 @@ fn secured(db: &TestDb) -> Settings {
         .iter()
         .map(|scope| service(scope.name(), &token_of(*scope), &[*scope]))
         .collect();
-    settings
-        .auth
-        .tokens
-        .push(service("desk", DESK, &[Scope::LedgerWrite, Scope::Treasury]));
+    settings.auth.tokens.push(service(
+        "desk",
+        DESK,
+        &[Scope::LedgerWrite, Scope::Treasury],
+    ));
     settings.auth.jwt = Some(JwtSettings {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
@@ -120,7 +124,9 @@ impl World {
 
     async fn balance(&self, wallet: &str) -> i64 {
         let reader = self.as_token(&token_of(Scope::Read));
-        let (status, wallet) = reader.get(&format!("/api/v1/ledger/wallets/{wallet}")).await;
+        let (status, wallet) = reader
+            .get(&format!("/api/v1/ledger/wallets/{wallet}"))
+            .await;
         assert_eq!(status, 200, "{wallet}");
         wallet["posted"].as_i64().unwrap()
     }
@@ -176,7 +182,10 @@ async fn every_operation_answers_every_caller_as_the_access_table_says() {
         )
         .await;
     assert_eq!(status, 201, "a user pays from their own wallet: {moved}");
-    assert_eq!(moved["transfer"]["submitted_by"], format!("user:{}", world.alice));
+    assert_eq!(
+        moved["transfer"]["submitted_by"],
+        format!("user:{}", world.alice)
+    );
     let transfer = moved["transfer"]["id"].as_str().unwrap().to_owned();
 
     let document = openapi_document(&base).await;
@@ -216,7 +225,9 @@ async fn every_operation_answers_every_caller_as_the_access_table_says() {
                 "/api/v1/ledger/transfers/batch" => json!({ "mode": "linked", "transfers": [{
                     "debit": world.alice_wallet, "credit": world.bob_wallet, "amount": "0.000000001"
                 }] }),
-                "/api/v1/ledger/nfts/{id}/transfer" => json!({ "from": world.alice, "to": world.bob }),
+                "/api/v1/ledger/nfts/{id}/transfer" => {
+                    json!({ "from": world.alice, "to": world.bob })
+                }
                 "/api/v1/ledger/nfts/{id}/burn" => json!({ "from": world.alice }),
                 _ => json!({}),
             };
@@ -266,25 +277,30 @@ async fn every_operation_answers_every_caller_as_the_access_table_says() {
                 (_, Users::Own(_)) => Some(404),
             };
             match expected {
-                None => assert!(admitted(status), "{label} as another user: {status} {answer}"),
-                Some(expected) => assert_eq!(
-                    status, expected,
-                    "{label} as another user: {answer}"
+                None => assert!(
+                    admitted(status),
+                    "{label} as another user: {status} {answer}"
                 ),
+                Some(expected) => assert_eq!(status, expected, "{label} as another user: {answer}"),
             }
             checked += 1;
         }
     }
     assert!(checked >= 50, "only {checked} operations in the document");
-    assert_eq!(checked, rules::RULES.len() - 3, "every rule but /ws, /docs and the document's own route is an operation");
+    assert_eq!(
+        checked,
+        rules::RULES.len() - 3,
+        "every rule but /ws, /docs and the document's own route is an operation"
+    );
 
     // What bob tried left nothing behind: no transfer of his, alice's NFT still hers.
-    let bobs: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM blockchain.fodi_transactions WHERE submitted_by = $1")
-            .bind(format!("user:{}", world.bob))
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
+    let bobs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM blockchain.fodi_transactions WHERE submitted_by = $1",
+    )
+    .bind(format!("user:{}", world.bob))
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
     assert_eq!(bobs, 0);
     assert_invariants(&db).await;
     handle.stop(true).await;
@@ -316,9 +332,7 @@ async fn only_the_treasury_creates_money_and_only_by_issuance() {
     let pool = system(ledger::SystemWallet::RewardsPool).await;
     let issuer = system(ledger::SystemWallet::Issuer).await;
     // With nothing issued to it, the pool pays nothing.
-    let reward = |reference: &str, amount: &str| {
-        json!({ "user_id": world.bob, "reason": "order", "reference": reference, "amount": amount })
-    };
+    let reward = |reference: &str, amount: &str| json!({ "user_id": world.bob, "reason": "order", "reference": reference, "amount": amount });
     let (status, refused) = rewards
         .post("/api/v1/ledger/rewards", reward("order:1", "1000000000"))
         .await;
@@ -328,9 +342,8 @@ async fn only_the_treasury_creates_money_and_only_by_issuance() {
         "{refused}"
     );
 
-    let steal = |debit: &str| {
-        json!({ "debit": debit, "credit": world.bob_wallet, "amount": "1000000000" })
-    };
+    let steal =
+        |debit: &str| json!({ "debit": debit, "credit": world.bob_wallet, "amount": "1000000000" });
     for (who, debit) in [(&writer, &pool), (&writer, &issuer), (&desk, &issuer)] {
         let (status, refused) = who.post("/api/v1/ledger/transfers", steal(debit)).await;
         assert_eq!(status, 403, "{refused}");
@@ -362,7 +375,11 @@ async fn only_the_treasury_creates_money_and_only_by_issuance() {
         (422, Some("/problems/unknown-asset")),
         "{refused}"
     );
-    assert_eq!(world.balance(&world.bob_wallet).await, 0, "nothing reached bob");
+    assert_eq!(
+        world.balance(&world.bob_wallet).await,
+        0,
+        "nothing reached bob"
+    );
     assert_eq!(world.balance(&pool).await, 0);
 
     let (status, issued) = treasury
@@ -431,12 +448,24 @@ async fn end_user_tokens_are_refused_for_any_flaw() {
         ("alg none", unsigned),
         ("another key", other_key),
         ("another algorithm", other_algorithm),
-        ("expired", jwt(&world.alice, |claims| claims["exp"] = json!(now() - 60))),
-        ("no expiry", jwt(&world.alice, |claims| {
-            claims.as_object_mut().unwrap().remove("exp");
-        })),
-        ("another issuer", jwt(&world.alice, |claims| claims["iss"] = json!("someone"))),
-        ("another audience", jwt(&world.alice, |claims| claims["aud"] = json!("other-api"))),
+        (
+            "expired",
+            jwt(&world.alice, |claims| claims["exp"] = json!(now() - 60)),
+        ),
+        (
+            "no expiry",
+            jwt(&world.alice, |claims| {
+                claims.as_object_mut().unwrap().remove("exp");
+            }),
+        ),
+        (
+            "another issuer",
+            jwt(&world.alice, |claims| claims["iss"] = json!("someone")),
+        ),
+        (
+            "another audience",
+            jwt(&world.alice, |claims| claims["aud"] = json!("other-api")),
+        ),
         ("sub not a user id", jwt("admin", |_| {})),
         ("tampered", {
             let token = jwt(&world.bob, |_| {});
@@ -481,7 +510,8 @@ async fn no_client_can_squat_an_id_the_ledger_derives() {
         "{refused}"
     );
     // The same text as an Idempotency-Key names the squatter's own transfer, not that id.
-    let transfer = json!({ "debit": world.alice_wallet, "credit": world.bob_wallet, "amount": "1" });
+    let transfer =
+        json!({ "debit": world.alice_wallet, "credit": world.bob_wallet, "amount": "1" });
     let (status, applied) = squatter
         .send(
             "POST",
@@ -507,7 +537,10 @@ async fn no_client_can_squat_an_id_the_ledger_derives() {
 
     let treasury = world.as_token(&token_of(Scope::Treasury));
     let (status, _) = treasury
-        .post("/api/v1/ledger/issuance", json!({ "to": "rewards_pool", "amount": "3" }))
+        .post(
+            "/api/v1/ledger/issuance",
+            json!({ "to": "rewards_pool", "amount": "3" }),
+        )
         .await;
     assert_eq!(status, 201);
     let (status, paid) = world
@@ -544,7 +577,10 @@ async fn a_lapsed_hold_releases_its_funds_by_itself() {
     let hold_id = held["transfer"]["id"].as_str().unwrap().to_owned();
     let reader = world.as_token(&token_of(Scope::Read));
     let available = || {
-        let (reader, path) = (&reader, format!("/api/v1/ledger/wallets/{}", world.alice_wallet));
+        let (reader, path) = (
+            &reader,
+            format!("/api/v1/ledger/wallets/{}", world.alice_wallet),
+        );
         async move { reader.get(&path).await.1["available"].as_i64().unwrap() }
     };
     assert_eq!(available().await, 40_000_000_000);
@@ -559,7 +595,10 @@ async fn a_lapsed_hold_releases_its_funds_by_itself() {
     let settler = world.as_token(&token_of(Scope::LedgerWrite));
     for action in ["post", "void"] {
         let (status, refused) = settler
-            .post(&format!("/api/v1/ledger/transfers/{hold_id}/{action}"), json!({}))
+            .post(
+                &format!("/api/v1/ledger/transfers/{hold_id}/{action}"),
+                json!({}),
+            )
             .await;
         assert_eq!(
             (status, refused["type"].as_str()),

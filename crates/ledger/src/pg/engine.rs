@@ -4,8 +4,8 @@
 //! this module only encodes, decodes and names the failures.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, PgConnection};
 use sqlx::types::Json;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::amount::Amount;
@@ -78,7 +78,9 @@ pub(crate) async fn submit(
         let mut applied = if valid.is_empty() {
             Vec::new().into_iter()
         } else {
-            submit_valid(connection, &valid, mode, None).await?.into_iter()
+            submit_valid(connection, &valid, mode, None)
+                .await?
+                .into_iter()
         };
         return Ok(invalid
             .into_iter()

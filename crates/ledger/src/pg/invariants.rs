@@ -142,13 +142,17 @@ pub(crate) async fn check(connection: &mut PgConnection) -> Result<InvariantRepo
     )
     .fetch_all(&mut *transaction)
     .await?;
-    violations.extend(unbounded_system.into_iter().map(|(wallet, shard, min_balance)| {
-        Violation::SystemWalletUnbounded {
-            wallet: WalletId(wallet),
-            shard,
-            min_balance,
-        }
-    }));
+    violations.extend(
+        unbounded_system
+            .into_iter()
+            .map(
+                |(wallet, shard, min_balance)| Violation::SystemWalletUnbounded {
+                    wallet: WalletId(wallet),
+                    shard,
+                    min_balance,
+                },
+            ),
+    );
 
     // An asset with wallets but no transfers needs no issuer yet.
     let unissued: Vec<(String, String, Option<String>)> = sqlx::query_as(

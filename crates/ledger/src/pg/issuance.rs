@@ -26,9 +26,13 @@ pub(crate) async fn issue(
             reason: "the issuer cannot issue to itself".into(),
         });
     }
-    let issuer =
-        wallets::system_wallet(connection, SystemWallet::Issuer, &target.asset, issuer_shards)
-            .await?;
+    let issuer = wallets::system_wallet(
+        connection,
+        SystemWallet::Issuer,
+        &target.asset,
+        issuer_shards,
+    )
+    .await?;
     let mut transfer = TransferRequest::transfer(issuer.id, target.id, request.amount)
         .with_id(request.id)
         .with_reason(ISSUANCE_REASON);

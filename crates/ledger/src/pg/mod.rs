@@ -377,7 +377,9 @@ impl LedgerConn<'_> {
     }
 }
 
-pub(crate) fn single(mut results: Vec<Result<Applied, LedgerError>>) -> Result<Applied, LedgerError> {
+pub(crate) fn single(
+    mut results: Vec<Result<Applied, LedgerError>>,
+) -> Result<Applied, LedgerError> {
     match (results.pop(), results.is_empty()) {
         (Some(result), true) => result,
         _ => Err(LedgerError::UnexpectedResult(

@@ -98,7 +98,10 @@ async fn every_operation_joins_the_callers_transaction_and_a_rollback_leaves_not
         .issue(&Issuance::new(pool.id, units(50)))
         .await
         .unwrap();
-    assert_eq!(issued.transfer.reason.as_deref(), Some(ledger::ISSUANCE_REASON));
+    assert_eq!(
+        issued.transfer.reason.as_deref(),
+        Some(ledger::ISSUANCE_REASON)
+    );
     let reward = conn
         .pay_reward(&RewardRequest {
             user,

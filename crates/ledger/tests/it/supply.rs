@@ -155,7 +155,10 @@ async fn issuance_replays_by_id_and_records_its_submitter() {
     let first = fx.ledger.issue(issuance.clone()).await.unwrap();
     let again = fx.ledger.issue(issuance.clone()).await.unwrap();
     assert!(!first.replayed && again.replayed);
-    assert_eq!(again.transfer.submitted_by.as_deref(), Some("treasury-desk"));
+    assert_eq!(
+        again.transfer.submitted_by.as_deref(),
+        Some("treasury-desk")
+    );
     let stored = fx
         .ledger
         .get_transfer(first.transfer.id)
