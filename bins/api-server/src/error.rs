@@ -224,6 +224,7 @@ impl From<&LedgerError> for ApiError {
             }
             E::InvalidAsset { .. } => (422, "invalid-asset", "The asset code is invalid"),
             E::UnknownAsset { .. } => (422, "unknown-asset", "No such asset in this ledger"),
+            E::NotSealed(_) => (409, "transfer-not-sealed", "The transfer is not sealed yet"),
             E::ShardsBusy(_) => (
                 503,
                 "wallet-busy",

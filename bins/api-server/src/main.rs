@@ -30,11 +30,35 @@ enum Command {
     /// Print the SHA-256 of a service token read from standard input (its first line), for
     /// `[[auth.tokens]] sha256`: the configuration holds the hash, never the token.
     HashToken,
+    /// Check an inclusion proof (the JSON of GET /api/v1/ledger/transfers/{id}/proof) against
+    /// the hash of a block you pinned earlier; exits non-zero when it does not hold.
+    VerifyProof {
+        /// The proof's JSON file (`-` for standard input).
+        proof: PathBuf,
+        /// The pinned block's hash, 64 hex digits.
+        #[arg(long)]
+        pinned: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::VerifyProof { proof, pinned }) = &cli.command {
+        let text = if proof.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(proof)?
+        };
+        let proof: ledger::InclusionProof = serde_json::from_str(&text)?;
+        let pinned = ledger::seal::parse_hash(pinned).map_err(anyhow::Error::msg)?;
+        ledger::seal::proof::verify(&proof, &pinned)?;
+        println!(
+            "transfer {} is in block {} of the chain holding the pinned block",
+            proof.transfer_id, proof.block_height
+        );
+        return Ok(());
+    }
     if let Some(Command::HashToken) = cli.command {
         let mut token = String::new();
         std::io::stdin().read_line(&mut token)?;

@@ -29,6 +29,7 @@ use crate::access::rules;
         crate::api::ledger::transfer,
         crate::api::ledger::batch,
         crate::api::ledger::get_transfer,
+        crate::api::ledger::transfer_proof,
         crate::api::ledger::post_pending,
         crate::api::ledger::void_pending,
         crate::api::ledger::mint,

@@ -10,6 +10,7 @@ use crate::model::{
     Applied, BatchMode, FeedPage, InvariantReport, Issuance, MintNft, MoveNft, Nft, NftMovement,
     Position, Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
 };
+use crate::seal::proof::InclusionProof;
 use crate::seal::{Block, ChainVerification};
 
 /// The FODI token ledger. Amounts and balances are in units (see [`crate::amount`]).
@@ -102,6 +103,15 @@ pub trait Ledger: Send + Sync {
         Ok(sealed)
     }
     async fn blocks(&self, from_height: i64, limit: u32) -> Result<Vec<Block>, LedgerError>;
+    /// Evidence that transfer `id` is in the sealed chain, checkable with
+    /// [`crate::seal::proof::verify`] against the hash of the block at `pinned_height` (the
+    /// transfer's own block when `None`). `Ok(None)`: no such transfer;
+    /// [`LedgerError::NotSealed`]: not in a block yet.
+    async fn inclusion_proof(
+        &self,
+        id: TransferId,
+        pinned_height: Option<i64>,
+    ) -> Result<Option<InclusionProof>, LedgerError>;
     /// Recomputes the chain of blocks and names the first that does not match.
     async fn verify_chain(&self) -> Result<ChainVerification, LedgerError>;
 

@@ -80,6 +80,8 @@ pub enum LedgerError {
     },
     #[error("wallet {0} holds enough across its shards, but concurrent transfers hold them; retry")]
     ShardsBusy(WalletId),
+    #[error("transfer {0} is not sealed in a block yet (or the pinned block does not exist)")]
+    NotSealed(TransferId),
     #[error("not applied: another transfer of the linked batch failed")]
     LinkedEventFailed,
 

@@ -38,6 +38,7 @@ pub use pg::feed::follow as follow_feed;
 pub use pg::issuance::ISSUANCE_REASON;
 pub use pg::rewards::reward_transfer_id;
 pub use pg::{LedgerConfig, LedgerConn, MAX_BATCH, MAX_PAGE, PgLedger};
+pub use seal::proof::{InclusionProof, ProofError};
 pub use seal::{Block, BlockProblem, ChainVerification, InvalidBlock};
 
 /// The ledger's trait, for one `use ledger::prelude::*;` (its methods need it in scope).

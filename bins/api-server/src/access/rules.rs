@@ -108,6 +108,12 @@ pub const RULES: &[Rule] = &[
         Own(PathTransfer),
     ),
     rule(
+        "GET",
+        "/api/v1/ledger/transfers/{id}/proof",
+        Read,
+        Own(PathTransfer),
+    ),
+    rule(
         "POST",
         "/api/v1/ledger/transfers/{id}/post",
         LedgerWrite,

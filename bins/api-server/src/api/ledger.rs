@@ -39,6 +39,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .route("/transfers", web::post().to(transfer))
             .route("/transfers/batch", web::post().to(batch))
             .route("/transfers/{id}", web::get().to(get_transfer))
+            .route("/transfers/{id}/proof", web::get().to(transfer_proof))
             .route("/transfers/{id}/post", web::post().to(post_pending))
             .route("/transfers/{id}/void", web::post().to(void_pending))
             .route("/nfts", web::post().to(mint))
@@ -413,6 +414,33 @@ pub struct Void {
 )]
 #[serde(transparent)]
 pub struct TokenAmount(String);
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProofQuery {
+    /// The height of the block whose hash the verifier pinned; the transfer's own block when
+    /// absent. At most 999 blocks from the transfer's.
+    #[param(minimum = 0)]
+    pinned_height: Option<i64>,
+}
+
+/// Evidence that a sealed transfer is in the chain, checkable without trusting this server
+/// (`ledger::seal::proof::verify`, or `api-server verify-proof`)
+#[utoipa::path(get, path = "/api/v1/ledger/transfers/{id}/proof", tag = "ledger", params(("id" = Uuid, Path), ProofQuery),
+    responses((status = 200, body = ledger::InclusionProof),
+        (status = 409, description = "not sealed yet", body = http_problem::Problem, content_type = "application/problem+json")))]
+pub async fn transfer_proof(
+    _: Caller,
+    ledger: web::Data<dyn Ledger>,
+    id: web::Path<Uuid>,
+    query: web::Query<ProofQuery>,
+) -> ApiResult {
+    let proof = ledger
+        .inclusion_proof(TransferId(*id), query.pinned_height)
+        .await?
+        .ok_or_else(ApiError::transfer_not_found)?;
+    Ok(HttpResponse::Ok().json(proof))
+}
 
 /// Post a pending transfer, wholly or partly
 #[utoipa::path(post, path = "/api/v1/ledger/transfers/{id}/post", tag = "ledger", request_body = Resolve, params(("id" = Uuid, Path)),

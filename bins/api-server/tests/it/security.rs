@@ -628,3 +628,78 @@ fn the_documented_access_table_is_the_one_applied() {
         rules::markdown()
     );
 }
+
+/// A user fetches the proof of their transfer once it is sealed and checks it with the CLI
+/// against a block hash read before; a proof changed in one byte is refused.
+#[tokio::test]
+async fn a_user_checks_their_transfer_against_a_pinned_block() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = secured(&db);
+    settings.jobs.ledger_sealer = Duration::from_millis(100);
+    let (base, handle, running) = spawn(settings).await;
+    let world = World::new(&base).await;
+    let alice = world.as_token(&jwt(&world.alice, |_| {}));
+    let (status, paid) = alice
+        .post(
+            "/api/v1/ledger/transfers",
+            json!({ "debit": world.alice_wallet, "credit": world.bob_wallet, "amount": "2" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{paid}");
+    let id = paid["transfer"]["id"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let proof = loop {
+        let (status, proof) = alice
+            .get(&format!("/api/v1/ledger/transfers/{id}/proof"))
+            .await;
+        match status {
+            200 => break proof,
+            409 if started.elapsed() < Duration::from_secs(10) => {
+                assert_eq!(proof["type"], "/problems/transfer-not-sealed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            _ => panic!("{status} {proof}"),
+        }
+    };
+    // The hash a user pinned: the transfer's block, as the block list shows it.
+    let (status, blocks) = alice.get("/api/v1/ledger/blocks").await;
+    assert_eq!(status, 200, "{blocks}");
+    let pinned = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|block| block["height"] == proof["block_height"])
+        .unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let check = |proof: &Value| {
+        let file = dir.path().join("proof.json");
+        std::fs::write(&file, proof.to_string()).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
+            .args(["verify-proof", file.to_str().unwrap(), "--pinned", &pinned])
+            .output()
+            .unwrap()
+    };
+    let held = check(&proof);
+    assert!(
+        held.status.success(),
+        "{}",
+        String::from_utf8_lossy(&held.stderr)
+    );
+    let mut changed = proof.clone();
+    let encoding = changed["leaf_encoding"].as_str().unwrap().to_owned();
+    let flipped = if encoding.ends_with('0') { "1" } else { "0" };
+    changed["leaf_encoding"] = json!(format!("{}{flipped}", &encoding[..encoding.len() - 1]));
+    let refused = check(&changed);
+    assert!(!refused.status.success(), "a changed proof was accepted");
+    // Bob, credited by it, may check it too.
+    let (status, _) = world
+        .as_token(&jwt(&world.bob, |_| {}))
+        .get(&format!("/api/v1/ledger/transfers/{id}/proof"))
+        .await;
+    assert_eq!(status, 200, "bob is credited: it is his transfer too");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

@@ -531,6 +531,18 @@ impl Ledger for PgLedger {
         ))
     }
 
+    async fn inclusion_proof(
+        &self,
+        id: TransferId,
+        pinned_height: Option<i64>,
+    ) -> Result<Option<seal::proof::InclusionProof>, LedgerError> {
+        on_connection!(self, |connection| seal::inclusion_proof(
+            connection,
+            id,
+            pinned_height
+        ))
+    }
+
     async fn verify_chain(&self) -> Result<ChainVerification, LedgerError> {
         on_connection!(self, |connection| seal::verify(connection))
     }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::merkle::Hash;
 use crate::pg::rows::TransferRow;
 
-const TRANSFER_DOMAIN: &[u8] = b"fodi-transfer-v1";
+pub(crate) const TRANSFER_DOMAIN: &[u8] = b"fodi-transfer-v1";
 const BLOCK_DOMAIN: &[u8] = b"fodi-block-v1";
 
 pub(crate) fn transfer(row: &TransferRow) -> Vec<u8> {

@@ -16,7 +16,7 @@ pub fn leaf(encoding: &[u8]) -> Hash {
     hasher.finalize().into()
 }
 
-fn node(left: &Hash, right: &Hash) -> Hash {
+pub fn node(left: &Hash, right: &Hash) -> Hash {
     let mut hasher = Sha256::new();
     hasher.update([0x01]);
     hasher.update(left);
@@ -31,17 +31,21 @@ pub fn root(leaves: &[Hash]) -> Option<Hash> {
         return None;
     }
     while level.len() > 1 {
-        // A chunk of two becomes their node; a lone last chunk passes up as it is.
-        level = level
-            .chunks(2)
-            .filter_map(|pair| {
-                pair.iter()
-                    .copied()
-                    .reduce(|left, right| node(&left, &right))
-            })
-            .collect();
+        level = parents(&level);
     }
     level.first().copied()
+}
+
+/// The level above `level`: a pair becomes their node; a lone last node passes up as it is.
+pub fn parents(level: &[Hash]) -> Vec<Hash> {
+    level
+        .chunks(2)
+        .filter_map(|pair| {
+            pair.iter()
+                .copied()
+                .reduce(|left, right| node(&left, &right))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@
 
 pub(crate) mod encoding;
 pub mod merkle;
+pub mod proof;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -31,7 +32,7 @@ pub const GENESIS_PREVIOUS_HASH: Hash = [0; 32];
 /// Advisory lock key of the sealer: one sealer at a time per database.
 const SEALER_LOCK: i64 = 0x666f_6469_7365_616c; // "fodiseal"
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Block {
     pub height: i64,
@@ -291,18 +292,7 @@ async fn check_block(
         return Ok(Some(BlockProblem::BrokenLink));
     }
     let after = previous.map_or(Position::START, |previous| previous.last_position);
-    let rows: Vec<TransferRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {TRANSFER_COLUMNS} FROM blockchain.fodi_transactions t
-          WHERE t.tx_id >= $1 AND t.tx_id <= $3
-            AND (t.tx_id, t.seq) > ($1, $2) AND (t.tx_id, t.seq) <= ($3, $4)
-          ORDER BY t.tx_id, t.seq"
-    )))
-    .bind(after.tx_id)
-    .bind(after.seq)
-    .bind(block.last_position.tx_id)
-    .bind(block.last_position.seq)
-    .fetch_all(&mut *connection)
-    .await?;
+    let rows = block_transfers(connection, after, block).await?;
     report.transfers_checked += rows.len() as i64;
     if rows.len() != usize::try_from(block.transaction_count).unwrap_or(usize::MAX) {
         return Ok(Some(BlockProblem::CountMismatch));
@@ -314,30 +304,152 @@ async fn check_block(
     if merkle::root(&leaves) != Some(block.merkle_root) {
         return Ok(Some(BlockProblem::MerkleRootMismatch));
     }
-    let header = BlockHeader {
-        height: block.height,
-        previous_hash: &block.previous_hash,
-        merkle_root: &block.merkle_root,
-        transaction_count: block.transaction_count,
-        last_tx_id: block.last_position.tx_id,
-        last_seq: block.last_position.seq,
-        sealed_at: block.sealed_at,
-    };
-    if sha256(&encoding::block(&header)) != block.hash {
+    if proof::block_hash(block) != block.hash {
         return Ok(Some(BlockProblem::HashMismatch));
     }
     Ok(None)
 }
 
-fn sha256(bytes: &[u8]) -> Hash {
+/// The transfers `block` covers (those after `after`, the previous block's last position), in
+/// the order its leaves were hashed.
+async fn block_transfers(
+    connection: &mut PgConnection,
+    after: Position,
+    block: &Block,
+) -> Result<Vec<TransferRow>, LedgerError> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {TRANSFER_COLUMNS} FROM blockchain.fodi_transactions t
+          WHERE t.tx_id >= $1 AND t.tx_id <= $3
+            AND (t.tx_id, t.seq) > ($1, $2) AND (t.tx_id, t.seq) <= ($3, $4)
+          ORDER BY t.tx_id, t.seq"
+    )))
+    .bind(after.tx_id)
+    .bind(after.seq)
+    .bind(block.last_position.tx_id)
+    .bind(block.last_position.seq)
+    .fetch_all(connection)
+    .await?)
+}
+
+/// The inclusion proof of transfer `id` against the block at `pinned_height` (the transfer's
+/// own block when `None`). `Ok(None)`: no such transfer. `NotSealed`: not in a block yet, or
+/// the pinned block does not exist.
+pub(crate) async fn inclusion_proof(
+    connection: &mut PgConnection,
+    id: crate::ids::TransferId,
+    pinned_height: Option<i64>,
+) -> Result<Option<proof::InclusionProof>, LedgerError> {
+    let mut transaction = connection.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *transaction)
+        .await?;
+    let position: Option<(i64, i64)> =
+        sqlx::query_as("SELECT tx_id, seq FROM blockchain.fodi_transactions WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *transaction)
+            .await?;
+    let Some((tx_id, seq)) = position else {
+        return Ok(None);
+    };
+    let holding: Option<BlockRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {BLOCK_COLUMNS} FROM blockchain.blocks
+          WHERE (last_tx_id, last_seq) >= ($1, $2) ORDER BY height LIMIT 1"
+    )))
+    .bind(tx_id)
+    .bind(seq)
+    .fetch_optional(&mut *transaction)
+    .await?;
+    let block = holding
+        .map(Block::try_from)
+        .transpose()?
+        .ok_or(LedgerError::NotSealed(id))?;
+    let pinned = pinned_height.unwrap_or(block.height);
+    let (low, high) = (pinned.min(block.height), pinned.max(block.height));
+    if low < 0 || high - low >= proof::MAX_PROOF_BLOCKS {
+        return Err(LedgerError::InvalidField {
+            field: "pinned_height",
+            reason: format!(
+                "must be 0 or more and within {} blocks of the transfer's block ({})",
+                proof::MAX_PROOF_BLOCKS - 1,
+                block.height
+            ),
+        });
+    }
+    let rows: Vec<BlockRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {BLOCK_COLUMNS} FROM blockchain.blocks WHERE height BETWEEN $1 AND $2 ORDER BY height"
+    )))
+    .bind(low - 1)
+    .bind(high)
+    .fetch_all(&mut *transaction)
+    .await?;
+    let mut run: Vec<Block> = rows
+        .into_iter()
+        .map(Block::try_from)
+        .collect::<Result<_, _>>()?;
+    if run.last().map(|last| last.height) != Some(high) {
+        return Err(LedgerError::NotSealed(id));
+    }
+    // The block before the transfer's, read for where its range starts, is not part of the run.
+    let after = run
+        .iter()
+        .find(|previous| previous.height == block.height - 1)
+        .map_or(Position::START, |previous| previous.last_position);
+    run.retain(|candidate| candidate.height >= low);
+    let transfers = block_transfers(&mut transaction, after, &block).await?;
+    transaction.commit().await?;
+    let encodings: Vec<Vec<u8>> = transfers.iter().map(encoding::transfer).collect();
+    let leaves: Vec<Hash> = encodings.iter().map(|bytes| merkle::leaf(bytes)).collect();
+    let index = transfers
+        .iter()
+        .position(|row| row.id == id.as_uuid())
+        .ok_or_else(|| {
+            LedgerError::UnexpectedResult(format!("transfer {id} is not in its block"))
+        })?;
+    Ok(Some(proof::InclusionProof {
+        transfer_id: id,
+        leaf_encoding: encodings[index].clone(),
+        path: proof::path(&leaves, index),
+        blocks: run,
+        block_height: block.height,
+    }))
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> Hash {
     Sha256::digest(bytes).into()
 }
 
+/// Bytes from lowercase or uppercase hex.
+pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return Err(format!(
+            "{} hex digits: not a whole number of bytes",
+            text.len()
+        ));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| {
+            u8::from_str_radix(&text[at..at + 2], 16)
+                .map_err(|_| format!("{:?} is not hex", &text[at..at + 2]))
+        })
+        .collect()
+}
+
+/// A hash from its 64 hex digits.
+pub fn parse_hash(text: &str) -> Result<Hash, String> {
+    Hash::try_from(decode_hex(text.trim())?.as_slice())
+        .map_err(|_| "a hash is 64 hex digits".to_owned())
+}
+
 mod hex_hash {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(hash: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
         let text: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
         serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
+        super::parse_hash(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }

@@ -196,3 +196,115 @@ async fn sealing_waits_for_transactions_in_flight_and_takes_no_lock_transfers_wa
     assert_eq!(covered, 4, "every transfer ends up in exactly one block");
     assert!(fx.ledger.verify_chain().await.unwrap().is_valid());
 }
+
+/// A sealed transfer's inclusion proof verifies against its own block's hash, a later block's
+/// and an earlier one's; changing any byte of the encoding, the path or a header fails it.
+#[tokio::test]
+async fn an_inclusion_proof_holds_and_no_byte_of_it_can_change() {
+    use ledger::seal::proof::{self, ProofError};
+
+    let fx = fixture_with_blocks_of(5).await;
+    let (alice, bob) = (fx.funded(1_000).await, fx.funded(0).await);
+    let mut ids = Vec::new();
+    for amount in 1..=13 {
+        let applied = fx
+            .ledger
+            .transfer(TransferRequest::transfer(alice.id, bob.id, units(amount)))
+            .await
+            .unwrap();
+        ids.push(applied.transfer.id);
+    }
+    let unsealed = fx.ledger.inclusion_proof(ids[0], None).await;
+    assert!(
+        matches!(unsealed, Err(ledger::LedgerError::NotSealed(_))),
+        "{unsealed:?}"
+    );
+    let blocks = seal_everything(&fx).await;
+    assert!(blocks.len() >= 3, "{blocks:?}");
+    let (first, last) = (&blocks[0], blocks.last().unwrap());
+
+    // Every transfer against its own block; the 8th also against the first and the last.
+    for id in &ids {
+        let own = fx.ledger.inclusion_proof(*id, None).await.unwrap().unwrap();
+        let block = own
+            .blocks
+            .iter()
+            .find(|b| b.height == own.block_height)
+            .unwrap();
+        proof::verify(&own, &block.hash).unwrap();
+    }
+    let middle = ids[7];
+    for pinned in [first, last] {
+        let proof = fx
+            .ledger
+            .inclusion_proof(middle, Some(pinned.height))
+            .await
+            .unwrap()
+            .unwrap();
+        proof::verify(&proof, &pinned.hash).unwrap();
+        // Through JSON, as a client receives it.
+        let received: ledger::InclusionProof =
+            serde_json::from_value(serde_json::to_value(&proof).unwrap()).unwrap();
+        proof::verify(&received, &pinned.hash).unwrap();
+    }
+    let proof = fx
+        .ledger
+        .inclusion_proof(middle, Some(last.height))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(proof.blocks.len() >= 2 && !proof.path.is_empty());
+    let refuses = |changed: &ledger::InclusionProof, what: &str| {
+        assert!(
+            proof::verify(changed, &last.hash).is_err(),
+            "a changed {what} still verifies"
+        );
+    };
+    for at in 0..proof.leaf_encoding.len() {
+        let mut changed = proof.clone();
+        changed.leaf_encoding[at] ^= 0x01;
+        refuses(&changed, &format!("encoding byte {at}"));
+    }
+    for step in 0..proof.path.len() {
+        for at in 0..32 {
+            let mut changed = proof.clone();
+            changed.path[step].hash[at] ^= 0x80;
+            refuses(&changed, &format!("path step {step} byte {at}"));
+        }
+        let mut changed = proof.clone();
+        changed.path[step].side = match changed.path[step].side {
+            proof::Side::Left => proof::Side::Right,
+            proof::Side::Right => proof::Side::Left,
+        };
+        refuses(&changed, &format!("path step {step} side"));
+    }
+    for index in 0..proof.blocks.len() {
+        let edits: [(&str, fn(&mut ledger::Block)); 7] = [
+            ("height", |b| b.height += 1),
+            ("transaction count", |b| b.transaction_count += 1),
+            ("last position", |b| b.last_position.seq += 1),
+            ("merkle root", |b| b.merkle_root[31] ^= 1),
+            ("previous hash", |b| b.previous_hash[0] ^= 1),
+            ("hash", |b| b.hash[5] ^= 1),
+            ("sealed at", |b| {
+                b.sealed_at += chrono::Duration::microseconds(1);
+            }),
+        ];
+        for (field, edit) in edits {
+            let mut changed = proof.clone();
+            edit(&mut changed.blocks[index]);
+            refuses(&changed, &format!("block {index} {field}"));
+        }
+    }
+    let mut other = proof.clone();
+    other.transfer_id = ids[0];
+    assert_eq!(
+        proof::verify(&other, &last.hash),
+        Err(ProofError::OtherTransfer(ids[0]))
+    );
+    assert_eq!(
+        proof::verify(&proof, &[7; 32]),
+        Err(ProofError::PinnedHashNotFound)
+    );
+    fx.assert_invariants().await;
+}
