@@ -26,14 +26,14 @@ pub(crate) async fn issue(
             reason: "the issuer cannot issue to itself".into(),
         });
     }
-    let issuer = wallets::system_wallet(
+    let issuer = wallets::system_wallet_id(
         connection,
         SystemWallet::Issuer,
         &target.asset,
         issuer_shards,
     )
     .await?;
-    let mut transfer = TransferRequest::transfer(issuer.id, target.id, request.amount)
+    let mut transfer = TransferRequest::transfer(issuer, target.id, request.amount)
         .with_id(request.id)
         .with_reason(ISSUANCE_REASON);
     if let Some(reference) = &request.reference {

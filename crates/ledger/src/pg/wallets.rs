@@ -59,6 +59,18 @@ pub(crate) async fn system_wallet(
     asset: &Asset,
     shards: i16,
 ) -> Result<Wallet, LedgerError> {
+    let id = system_wallet_id(connection, kind, asset, shards).await?;
+    wallet(connection, id).await
+}
+
+/// The id of [`system_wallet`], without summing its balance (the issuer's, minus all that
+/// circulates, need not be read to issue).
+pub(crate) async fn system_wallet_id(
+    connection: &mut PgConnection,
+    kind: SystemWallet,
+    asset: &Asset,
+    shards: i16,
+) -> Result<WalletId, LedgerError> {
     sqlx::query(
         "WITH new_wallet AS (
              INSERT INTO blockchain.wallets (id, asset, kind, shard_count) VALUES ($1, $2, $3, $4)
@@ -75,13 +87,13 @@ pub(crate) async fn system_wallet(
     .bind(shards.clamp(1, 64))
     .execute(&mut *connection)
     .await?;
-    let query = format!("{WALLET_COLUMNS} WHERE w.kind = $1 AND w.asset = $2 GROUP BY w.id");
-    let row: WalletRow = sqlx::query_as(AssertSqlSafe(query))
-        .bind(kind.as_str())
-        .bind(asset.code())
-        .fetch_one(connection)
-        .await?;
-    Wallet::try_from(row)
+    let id: Uuid =
+        sqlx::query_scalar("SELECT id FROM blockchain.wallets WHERE kind = $1 AND asset = $2")
+            .bind(kind.as_str())
+            .bind(asset.code())
+            .fetch_one(connection)
+            .await?;
+    Ok(WalletId(id))
 }
 
 pub(crate) async fn wallet(
