@@ -19,24 +19,40 @@ use ledger::LedgerError;
 
 /// An answer other than success, as the caller will see it.
 #[derive(Debug, Clone)]
-pub struct ApiError(Problem);
+pub struct ApiError {
+    problem: Problem,
+    /// Sent as `Retry-After` (whole seconds, at least one).
+    retry_after: Option<std::time::Duration>,
+}
 
 /// What handlers return.
 pub type ApiResult<T = HttpResponse> = Result<T, ApiError>;
 
 impl ApiError {
     fn new(status: StatusCode, kind: &str, title: &str) -> Self {
-        Self(Problem::new(status, kind, title))
+        Self::from(Problem::new(status, kind, title))
     }
 
     #[must_use]
     pub fn with_detail(self, detail: impl Into<String>) -> Self {
-        Self(self.0.with_detail(detail))
+        Self {
+            problem: self.problem.with_detail(detail),
+            ..self
+        }
+    }
+
+    /// The same error telling the caller when to try again (`Retry-After`).
+    #[must_use]
+    pub fn retry_after(self, wait: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..self
+        }
     }
 
     /// The problem document sent (also the body of a failed batch item).
     pub fn problem(&self) -> &Problem {
-        &self.0
+        &self.problem
     }
 
     /// A failure the caller cannot act on: logged with its cause, answered without it.
@@ -51,7 +67,7 @@ impl ApiError {
 
     /// 400: the query string does not parse or asks for something impossible.
     pub fn invalid_query(detail: impl Into<String>) -> Self {
-        Self(Problem::invalid_query(detail))
+        Self::from(Problem::invalid_query(detail))
     }
 }
 
@@ -98,6 +114,8 @@ problems! {
     invalid_token: UNAUTHORIZED, "invalid-token", "The bearer token is not valid";
     /// No bearer token where one is needed.
     missing_token: UNAUTHORIZED, "missing-token", "A bearer token is required";
+    /// A caller past its rate limit (`[limits]`); `Retry-After` says when to try again.
+    rate_limited: TOO_MANY_REQUESTS, "rate-limited", "Too many requests from this caller";
     /// A caller the access table does not allow this (the detail says why).
     forbidden: FORBIDDEN, "forbidden", "The caller may not do this";
     /// No live cache entry under the key.
@@ -127,31 +145,42 @@ problems! {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.problem.fmt(f)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.0.status_code()
+        self.problem.status_code()
     }
 
     fn error_response(&self) -> HttpResponse {
-        self.0.response()
+        let mut response = self.problem.response();
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(seconds.max(1)),
+            );
+        }
+        response
     }
 }
 
 /// What the admin routes' authorisation (shared with the supervisor) answers.
 impl From<ApiError> for Problem {
     fn from(error: ApiError) -> Self {
-        error.0
+        error.problem
     }
 }
 
 /// The admin routes shared with the supervisor answer with their own problems.
 impl From<Problem> for ApiError {
     fn from(problem: Problem) -> Self {
-        Self(problem)
+        Self {
+            problem,
+            retry_after: None,
+        }
     }
 }
 

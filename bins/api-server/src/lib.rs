@@ -188,7 +188,7 @@ impl Application {
             analytics,
         ));
 
-        let access = Access::new(&settings.auth)?;
+        let access = Access::new(&settings.auth, &settings.limits)?;
         let processes = admin::processes(&settings.orchestrator);
         let supervises = !processes.is_empty();
         let supervisor = Arc::new(Supervisor::new(processes)?);

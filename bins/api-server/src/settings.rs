@@ -11,6 +11,7 @@ use ledger::LedgerConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::access::jwt::JwtSettings;
+use crate::access::limits::LimitSettings;
 use crate::access::tokens::ServiceToken;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -21,6 +22,8 @@ pub struct Settings {
     pub migrations: MigrationSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    /// Per-caller rate limits on writes and costly reads.
+    pub limits: LimitSettings,
     pub orchestrator: OrchestratorSettings,
     pub jobs: JobSettings,
     /// The AI store's own configuration (`[ai.cache]`, `[ai.retention]`, `[ai.retry]`).

@@ -3,6 +3,11 @@
 //! Every asset has [`DECIMALS`] decimals: 1 FODI is 1_000_000_000 units. Amounts and balances
 //! are `i64` units in Rust and `bigint` in PostgreSQL; decimal strings ("0.5") exist only at the
 //! edges, through [`parse_units`] and [`format_units`], which never round.
+//!
+//! In JSON, units travel as strings of digits (`"1500000000"`): a JavaScript client reads every
+//! number as a double, which rounds integers above 2^53 (about 9 million FODI in units).
+//! [`Amount`] and the balances of [`crate::Wallet`] and [`crate::Statement`] serialise that way
+//! ([`units_text`]); they deserialise from such a string or from a JSON integer.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,7 +25,8 @@ pub const UNITS_PER_TOKEN: i64 = 1_000_000_000;
 /// A positive amount of units, as transfers carry: at least 1, at most `i64::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(try_from = "i64", into = "i64")]
+#[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[1-9][0-9]{0,18}$"))]
+#[serde(try_from = "units_text::Units", into = "units_text::Units")]
 pub struct Amount(i64);
 
 impl Amount {
@@ -66,6 +72,83 @@ impl TryFrom<i64> for Amount {
 impl From<Amount> for i64 {
     fn from(amount: Amount) -> Self {
         amount.0
+    }
+}
+
+impl TryFrom<units_text::Units> for Amount {
+    type Error = LedgerError;
+    fn try_from(units: units_text::Units) -> Result<Self, Self::Error> {
+        Self::new(units.value().map_err(|input| LedgerError::InvalidDecimal {
+            input,
+            reason: "units are an integer".into(),
+        })?)
+    }
+}
+
+impl From<Amount> for units_text::Units {
+    fn from(amount: Amount) -> Self {
+        units_text::Units::Text(amount.0.to_string())
+    }
+}
+
+/// Serde for `i64` units as JSON strings of digits (`#[serde(with = "units_text")]`), read back
+/// from such a string or a JSON integer; [`units_text::option`] for `Option<i64>`.
+pub mod units_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Units as they arrive: text (what this crate writes) or a number (older writers).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(untagged)]
+    pub enum Units {
+        Text(String),
+        Number(i64),
+    }
+
+    impl Units {
+        /// The units, or the text that is not an `i64`.
+        pub fn value(self) -> Result<i64, String> {
+            match self {
+                Units::Number(units) => Ok(units),
+                Units::Text(text) => text.parse().map_err(|_| text),
+            }
+        }
+    }
+
+    pub fn serialize<S: Serializer>(units: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(units)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        Units::deserialize(deserializer)?.value().map_err(|text| {
+            serde::de::Error::custom(format!("{text:?} is not an integer of units"))
+        })
+    }
+
+    /// The same for `Option<i64>` (`null` stays `null`).
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            units: &Option<i64>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match units {
+                Some(units) => serializer.collect_str(units),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<i64>, D::Error> {
+            Option::<super::Units>::deserialize(deserializer)?
+                .map(|units| {
+                    units.value().map_err(|text| {
+                        serde::de::Error::custom(format!("{text:?} is not an integer of units"))
+                    })
+                })
+                .transpose()
+        }
     }
 }
 
@@ -199,6 +282,29 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn units_travel_as_strings_and_lose_nothing_above_2_pow_53() {
+        let large = Amount::new(9_007_199_254_740_993).unwrap();
+        let json = serde_json::to_value(large).unwrap();
+        assert_eq!(json, serde_json::json!("9007199254740993"));
+        assert_eq!(serde_json::from_value::<Amount>(json).unwrap(), large);
+        // Read back from a number too (what earlier versions wrote), never from a fraction.
+        assert_eq!(
+            serde_json::from_value::<Amount>(serde_json::json!(5)).unwrap(),
+            Amount::new(5).unwrap()
+        );
+        for refused in [
+            serde_json::json!("1.5"),
+            serde_json::json!("0"),
+            serde_json::json!(1.5),
+        ] {
+            assert!(
+                serde_json::from_value::<Amount>(refused.clone()).is_err(),
+                "{refused}"
+            );
+        }
+    }
 
     #[test]
     fn parses_decimal_strings_exactly() {

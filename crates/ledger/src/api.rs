@@ -113,7 +113,16 @@ pub trait Ledger: Send + Sync {
         pinned_height: Option<i64>,
     ) -> Result<Option<InclusionProof>, LedgerError>;
     /// Recomputes the chain of blocks and names the first that does not match.
-    async fn verify_chain(&self) -> Result<ChainVerification, LedgerError>;
+    async fn verify_chain(&self) -> Result<ChainVerification, LedgerError> {
+        self.verify_blocks(0, None).await
+    }
+    /// Recomputes the blocks from `from_height` to `to_height` (the last when `None`), taking
+    /// the block before the range as stored: a periodic check goes on where the last stopped.
+    async fn verify_blocks(
+        &self,
+        from_height: i64,
+        to_height: Option<i64>,
+    ) -> Result<ChainVerification, LedgerError>;
 
     // --- change feed -----------------------------------------------------------------------
 

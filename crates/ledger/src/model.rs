@@ -54,14 +54,22 @@ pub struct Wallet {
     pub asset: Asset,
     /// Balance rows the wallet is spread over (see `blockchain.wallets.shard_count`).
     pub shard_count: i16,
-    /// Posted balance.
+    /// Posted balance (units; a string in JSON, see [`crate::amount::units_text`]).
+    #[serde(with = "crate::amount::units_text")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^-?[0-9]{1,19}$"))]
     pub posted: i64,
     /// Held by open pending transfers that debit this wallet.
+    #[serde(with = "crate::amount::units_text")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^-?[0-9]{1,19}$"))]
     pub pending_debits: i64,
     /// Promised by open pending transfers that credit this wallet.
+    #[serde(with = "crate::amount::units_text")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^-?[0-9]{1,19}$"))]
     pub pending_credits: i64,
     /// Lowest allowed `posted - pending_debits`; `None` means unbounded (only the issuer). A
     /// sharded wallet holds it on each of its balance rows.
+    #[serde(with = "crate::amount::units_text::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^-?[0-9]{1,19}$"))]
     pub min_balance: Option<i64>,
     pub closed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -386,11 +394,17 @@ pub struct StatementEntry {
     pub kind: TransferKind,
     /// The other wallet of the transfer.
     pub counterparty: WalletId,
-    /// The transfer's amount, positive when this wallet is credited.
+    /// The transfer's amount, positive when this wallet is credited (units, as a string).
+    #[serde(with = "crate::amount::units_text")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^-?[0-9]{1,19}$"))]
     pub amount: i64,
     /// Change of the posted balance (zero for holds, voids and expiries).
+    #[serde(with = "crate::amount::units_text")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^-?[0-9]{1,19}$"))]
     pub posted_change: i64,
     /// Posted balance right after this entry.
+    #[serde(with = "crate::amount::units_text")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^-?[0-9]{1,19}$"))]
     pub balance_after: i64,
     pub reason: Option<String>,
     pub reference: Option<String>,

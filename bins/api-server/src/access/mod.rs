@@ -13,6 +13,7 @@
 //! compared in constant time; tokens are never logged, only the caller's name.
 
 pub mod jwt;
+pub mod limits;
 pub mod owners;
 pub mod rules;
 pub mod tokens;
@@ -167,10 +168,11 @@ pub struct Access {
     jwt: Option<Arc<jwt::JwtVerifier>>,
     read_requires_token: bool,
     metrics_open_on_loopback: bool,
+    limits: limits::Limits,
 }
 
 impl Access {
-    pub fn new(settings: &AuthSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &AuthSettings, limits: &limits::LimitSettings) -> anyhow::Result<Self> {
         Ok(Self {
             tokens: tokens::ServiceTokens::new(&settings.tokens)?,
             jwt: settings
@@ -181,6 +183,7 @@ impl Access {
                 .map(Arc::new),
             read_requires_token: settings.read_requires_token,
             metrics_open_on_loopback: settings.metrics_open_on_loopback,
+            limits: limits::Limits::new(limits),
         })
     }
 
@@ -311,6 +314,8 @@ impl FromRequest for Caller {
                 ))
             })?;
             let caller = access.admit(&request, rule)?;
+            let peer = request.peer_addr().map(|peer| peer.ip().to_string());
+            access.limits.check(&caller, rule, peer.as_deref())?;
             if let (Identity::User(user), Users::Own(owner)) = (&caller.identity, rule.users) {
                 owns_path_resource(&request, *user, owner).await?;
             }

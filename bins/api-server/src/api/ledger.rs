@@ -150,9 +150,13 @@ pub async fn open_wallet(
 pub struct WalletView {
     #[serde(flatten)]
     wallet: ledger::Wallet,
-    /// Posted minus holds.
+    /// Posted minus holds (units, as a string).
+    #[serde(with = "ledger::amount::units_text")]
+    #[schema(value_type = String, pattern = "^-?[0-9]{1,19}$")]
     available: i64,
     /// What a transfer may take now; null when unbounded.
+    #[serde(with = "ledger::amount::units_text::option")]
+    #[schema(value_type = Option<String>, pattern = "^-?[0-9]{1,19}$")]
     spendable: Option<i64>,
 }
 
@@ -223,6 +227,9 @@ pub async fn balance_at(
 pub struct BalanceAt {
     wallet: Uuid,
     at: DateTime<Utc>,
+    /// Units, as a string.
+    #[serde(with = "ledger::amount::units_text")]
+    #[schema(value_type = String, pattern = "^-?[0-9]{1,19}$")]
     posted: i64,
 }
 
@@ -727,11 +734,28 @@ pub async fn blocks(
     Ok(HttpResponse::Ok().json(blocks))
 }
 
-/// Recompute the chain of blocks
-#[utoipa::path(get, path = "/api/v1/ledger/blocks/verify", tag = "ledger",
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyQuery {
+    /// The first height to recompute (0 when absent); the block before it is taken as stored.
+    #[param(minimum = 0)]
+    from: Option<i64>,
+    /// The last height to recompute (the newest when absent).
+    #[param(minimum = 0)]
+    to: Option<i64>,
+}
+
+/// Recompute the chain of blocks, or a range of it (admin: it reads every transfer covered)
+#[utoipa::path(get, path = "/api/v1/ledger/blocks/verify", tag = "ledger", params(VerifyQuery),
     responses((status = 200, body = VerifiedChain)))]
-pub async fn verify_blocks(_: Caller, ledger: web::Data<dyn Ledger>) -> ApiResult {
-    let verification = ledger.verify_chain().await?;
+pub async fn verify_blocks(
+    _: Caller,
+    ledger: web::Data<dyn Ledger>,
+    query: web::Query<VerifyQuery>,
+) -> ApiResult {
+    let verification = ledger
+        .verify_blocks(query.from.unwrap_or(0), query.to)
+        .await?;
     Ok(HttpResponse::Ok().json(VerifiedChain {
         valid: verification.is_valid(),
         verification,

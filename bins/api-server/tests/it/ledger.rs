@@ -7,7 +7,7 @@ use db_core::sqlx;
 use db_core::testing::TestDb;
 use serde_json::{Value, json};
 
-use crate::{documented_fields, fields, spawn, spawn_binary, terminate, with_database};
+use crate::{documented_fields, fields, spawn, spawn_binary, terminate, units, with_database};
 
 pub(crate) struct Api {
     pub base: String,
@@ -141,7 +141,8 @@ async fn a_ledger_flow_over_http() {
     let (_, wallet) = api
         .get(&format!("/api/v1/ledger/wallets/{alice_wallet}"))
         .await;
-    assert_eq!(wallet["posted"], 100 * TOKEN);
+    assert_eq!(units(&wallet["posted"]), 100 * TOKEN);
+    assert_eq!(units(&wallet["available"]), 100 * TOKEN);
 
     // A transfer, retried with its Idempotency-Key: applied once.
     let transfer = json!({ "debit": alice_wallet, "credit": bob_wallet, "amount": "12.5", "reason": "dinner" });
@@ -185,7 +186,7 @@ async fn a_ledger_flow_over_http() {
     let (_, bob_view) = api
         .get(&format!("/api/v1/ledger/wallets/{bob_wallet}"))
         .await;
-    assert_eq!(bob_view["posted"], 12 * TOKEN + TOKEN / 2);
+    assert_eq!(units(&bob_view["posted"]), 12 * TOKEN + TOKEN / 2);
     // The document describes these answers field for field.
     let (_, document) = api.get("/api-docs/openapi.json").await;
     let schema = |name: &str| documented_fields(&document, name);
@@ -258,8 +259,8 @@ async fn a_ledger_flow_over_http() {
         .get(&format!("/api/v1/ledger/wallets/{bob_wallet}/balance"))
         .await;
     assert_eq!(
-        (status, balance["posted"].as_u64()),
-        (200, Some(16 * TOKEN + TOKEN / 2))
+        (status, units(&balance["posted"])),
+        (200, 16 * TOKEN + TOKEN / 2)
     );
     assert_eq!(fields(&statement), schema("Statement"));
     assert_eq!(fields(&statement["entries"][0]), schema("StatementEntry"));
@@ -287,7 +288,11 @@ async fn a_ledger_flow_over_http() {
     let (_, bob_view) = api
         .get(&format!("/api/v1/ledger/wallets/{bob_wallet}"))
         .await;
-    assert_eq!(bob_view["posted"], 16 * TOKEN + TOKEN / 2, "{bob_view}");
+    assert_eq!(
+        units(&bob_view["posted"]),
+        16 * TOKEN + TOKEN / 2,
+        "{bob_view}"
+    );
 
     // NFTs: minted, transferred, burned.
     let (status, nft) = api
@@ -581,7 +586,7 @@ async fn concurrent_transfers_apply_once_and_never_overdraw() {
                     assert!(created <= 1, "applied twice: {answers:?}");
                     for (status, answer) in &answers {
                         match status {
-                            201 | 200 => assert_eq!(answer["transfer"]["amount"], (amount as u64) * TOKEN),
+                            201 | 200 => assert_eq!(units(&answer["transfer"]["amount"]), (amount as u64) * TOKEN),
                             409 => assert_eq!(answer["type"], "/problems/insufficient-funds", "{answer}"),
                             _ => panic!("unexpected {status}: {answer}"),
                         }
@@ -607,7 +612,7 @@ async fn concurrent_transfers_apply_once_and_never_overdraw() {
     for (index, wallet) in wallets.iter().enumerate() {
         let (status, balance) = api.get(&format!("/api/v1/ledger/wallets/{wallet}")).await;
         assert_eq!(status, 200);
-        let posted = balance["posted"].as_i64().unwrap();
+        let posted = units(&balance["posted"]) as i64;
         assert!(posted >= 0, "wallet {index} overdrawn: {balance}");
         assert_eq!(posted, expected[&index] * TOKEN as i64, "wallet {index}");
     }

@@ -81,6 +81,16 @@ pub(crate) async fn spawn(
     (base, handle, running)
 }
 
+/// Units as the API sends them: a string of digits (a JavaScript client would round a number
+/// above 2^53). Fails the test for a JSON number.
+pub(crate) fn units(value: &Value) -> u64 {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("units must travel as a string, got {value}"))
+        .parse()
+        .unwrap()
+}
+
 /// The field names of a JSON object, sorted: to compare a served answer with its schema.
 pub(crate) fn fields(value: &Value) -> Vec<String> {
     let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();

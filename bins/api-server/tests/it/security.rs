@@ -128,7 +128,7 @@ impl World {
             .get(&format!("/api/v1/ledger/wallets/{wallet}"))
             .await;
         assert_eq!(status, 200, "{wallet}");
-        wallet["posted"].as_i64().unwrap()
+        crate::units(&wallet["posted"]) as i64
     }
 }
 
@@ -581,7 +581,7 @@ async fn a_lapsed_hold_releases_its_funds_by_itself() {
             &reader,
             format!("/api/v1/ledger/wallets/{}", world.alice_wallet),
         );
-        async move { reader.get(&path).await.1["available"].as_i64().unwrap() }
+        async move { crate::units(&reader.get(&path).await.1["available"]) as i64 }
     };
     assert_eq!(available().await, 40_000_000_000);
     let started = std::time::Instant::now();
@@ -700,6 +700,66 @@ async fn a_user_checks_their_transfer_against_a_pinned_block() {
         .get(&format!("/api/v1/ledger/transfers/{id}/proof"))
         .await;
     assert_eq!(status, 200, "bob is credited: it is his transfer too");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+/// An end user past their write limit is answered 429 with Retry-After, and nothing of the
+/// refused requests is applied; a service token without a limit is not slowed.
+#[tokio::test]
+async fn a_user_past_the_write_limit_is_told_when_to_retry() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = secured(&db);
+    settings.limits.user_writes_per_second = 2;
+    let (base, handle, running) = spawn(settings).await;
+    let world = World::new(&base).await;
+    let client = reqwest::Client::new();
+    let transfer = json!({
+        "debit": world.alice_wallet, "credit": world.bob_wallet, "amount": "0.000000001"
+    });
+    let send = |token: String| {
+        let request = client
+            .post(format!("{base}/api/v1/ledger/transfers"))
+            .bearer_auth(token)
+            .json(&transfer);
+        async move { request.send().await.unwrap() }
+    };
+    let (mut applied, mut limited) = (0, 0);
+    for _ in 0..10 {
+        let answer = send(jwt(&world.alice, |_| {})).await;
+        match answer.status().as_u16() {
+            201 => applied += 1,
+            429 => {
+                limited += 1;
+                let wait: u64 = answer.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=2).contains(&wait), "Retry-After {wait}");
+                let problem: Value = answer.json().await.unwrap();
+                assert_eq!(problem["type"], "/problems/rate-limited");
+            }
+            other => panic!("{other}: {}", answer.text().await.unwrap()),
+        }
+    }
+    assert!(limited >= 5, "{applied} applied, {limited} limited");
+    for _ in 0..10 {
+        let answer = send(token_of(Scope::LedgerWrite)).await;
+        assert_eq!(
+            answer.status(),
+            201,
+            "services have no write limit by default"
+        );
+    }
+    let alices: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM blockchain.fodi_transactions WHERE submitted_by = $1",
+    )
+    .bind(format!("user:{}", world.alice))
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(alices, applied, "a refused request applied nothing");
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }

@@ -543,8 +543,16 @@ impl Ledger for PgLedger {
         ))
     }
 
-    async fn verify_chain(&self) -> Result<ChainVerification, LedgerError> {
-        on_connection!(self, |connection| seal::verify(connection))
+    async fn verify_blocks(
+        &self,
+        from_height: i64,
+        to_height: Option<i64>,
+    ) -> Result<ChainVerification, LedgerError> {
+        on_connection!(self, |connection| seal::verify(
+            connection,
+            from_height,
+            to_height
+        ))
     }
 
     async fn changes_after(&self, after: Position, limit: u32) -> Result<FeedPage, LedgerError> {

@@ -238,10 +238,21 @@ pub(crate) async fn blocks(
     rows.into_iter().map(Block::try_from).collect()
 }
 
-/// Recomputes every block from the transfers as they are now; stops at the first mismatch.
+/// Recomputes the blocks from `from_height` to `to_height` (the last when `None`) from the
+/// transfers as they are now; stops at the first mismatch. A range starting above zero takes
+/// the block before it as it is stored (verified by an earlier run), so a periodic check can
+/// go on from where the last one stopped.
 pub(crate) async fn verify(
     connection: &mut PgConnection,
+    from_height: i64,
+    to_height: Option<i64>,
 ) -> Result<ChainVerification, LedgerError> {
+    if from_height < 0 || to_height.is_some_and(|to| to < from_height) {
+        return Err(LedgerError::InvalidField {
+            field: "from",
+            reason: "heights are 0 or more, from at most to".into(),
+        });
+    }
     let mut transaction = connection.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *transaction)
@@ -251,14 +262,27 @@ pub(crate) async fn verify(
         transfers_checked: 0,
         first_invalid: None,
     };
-    let mut previous: Option<Block> = None;
-    let mut next_height = 0;
+    let mut previous: Option<Block> = match from_height {
+        0 => None,
+        from => blocks(&mut transaction, from - 1, 1)
+            .await?
+            .into_iter()
+            .find(|block| block.height == from - 1),
+    };
+    if from_height > 0 && previous.is_none() {
+        transaction.commit().await?;
+        return Ok(report);
+    }
+    let mut next_height = from_height;
     'pages: loop {
         let page = blocks(&mut transaction, next_height, 200).await?;
         if page.is_empty() {
             break;
         }
         for block in page {
+            if to_height.is_some_and(|to| block.height > to) {
+                break 'pages;
+            }
             let problem =
                 check_block(&mut transaction, &block, previous.as_ref(), &mut report).await?;
             report.blocks_checked += 1;

@@ -308,3 +308,48 @@ async fn an_inclusion_proof_holds_and_no_byte_of_it_can_change() {
     );
     fx.assert_invariants().await;
 }
+
+/// A range of the chain verifies on its own, from the block before it as stored, so that a
+/// periodic check need not read the whole history again; tampering inside the range is found,
+/// outside it is not this range's to find.
+#[tokio::test]
+async fn a_range_of_the_chain_verifies_from_where_the_last_check_stopped() {
+    let fx = fixture_with_blocks_of(3).await;
+    let (alice, bob) = (fx.funded(1_000).await, fx.funded(0).await);
+    for amount in 1..=11 {
+        fx.ledger
+            .transfer(TransferRequest::transfer(alice.id, bob.id, units(amount)))
+            .await
+            .unwrap();
+    }
+    let blocks = seal_everything(&fx).await;
+    let last = blocks.last().unwrap().height;
+    assert!(last >= 3);
+    let all = fx.ledger.verify_blocks(0, None).await.unwrap();
+    let tail = fx.ledger.verify_blocks(2, None).await.unwrap();
+    let middle = fx.ledger.verify_blocks(1, Some(2)).await.unwrap();
+    assert!(all.is_valid() && tail.is_valid() && middle.is_valid());
+    assert_eq!(tail.blocks_checked, last - 1);
+    assert_eq!(middle.blocks_checked, 2);
+    assert!(tail.transfers_checked < all.transfers_checked);
+    // An amount of block 0 edited: the whole chain and a range from 0 see it; a range after
+    // it trusts block 0's stored hash and checks only its own blocks.
+    sqlx::query(
+        "UPDATE blockchain.fodi_transactions SET amount = amount + 1
+          WHERE (tx_id, seq) = (SELECT tx_id, seq FROM blockchain.fodi_transactions ORDER BY tx_id, seq LIMIT 1)",
+    )
+    .execute(fx.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        fx.ledger
+            .verify_blocks(0, Some(0))
+            .await
+            .unwrap()
+            .first_invalid
+            .map(|b| b.height),
+        Some(0)
+    );
+    assert!(fx.ledger.verify_blocks(1, None).await.unwrap().is_valid());
+    assert!(fx.ledger.verify_blocks(3, Some(1)).await.is_err());
+}
