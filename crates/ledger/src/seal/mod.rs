@@ -444,7 +444,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> Hash {
 
 /// Bytes from lowercase or uppercase hex.
 pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return Err(format!(
             "{} hex digits: not a whole number of bytes",
             text.len()

@@ -140,7 +140,7 @@ pub(crate) fn path(leaves: &[Hash], mut index: usize) -> Vec<ProofStep> {
     let mut level = leaves.to_vec();
     let mut steps = Vec::new();
     while level.len() > 1 {
-        if index % 2 == 1 {
+        if !index.is_multiple_of(2) {
             steps.push(ProofStep {
                 side: Side::Left,
                 hash: level[index - 1],

@@ -197,6 +197,9 @@ async fn sealing_waits_for_transactions_in_flight_and_takes_no_lock_transfers_wa
     assert!(fx.ledger.verify_chain().await.unwrap().is_valid());
 }
 
+/// A change to one field of a block.
+type BlockEdit = fn(&mut ledger::Block);
+
 /// A sealed transfer's inclusion proof verifies against its own block's hash, a later block's
 /// and an earlier one's; changing any byte of the encoding, the path or a header fails it.
 #[tokio::test]
@@ -279,7 +282,7 @@ async fn an_inclusion_proof_holds_and_no_byte_of_it_can_change() {
         refuses(&changed, &format!("path step {step} side"));
     }
     for index in 0..proof.blocks.len() {
-        let edits: [(&str, fn(&mut ledger::Block)); 7] = [
+        let edits: [(&str, BlockEdit); 7] = [
             ("height", |b| b.height += 1),
             ("transaction count", |b| b.transaction_count += 1),
             ("last position", |b| b.last_position.seq += 1),

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use db_core::sqlx;
 use ledger::{
     Asset, Issuance, Ledger, LedgerConfig, LedgerError, RewardRequest, SystemWallet,
     TransferRequest,
@@ -233,4 +234,95 @@ async fn the_invariants_name_money_made_outside_issuance() {
             "{expected} missing from {kinds:?}"
         );
     }
+}
+
+/// A deployment whose rewards pool paid on credit before V4: the migration covers each shard's
+/// deficit from the issuer, recorded as issuance, then bounds the pool; nothing is lost and
+/// the invariants hold after it.
+#[tokio::test]
+async fn the_upgrade_covers_a_pool_that_went_below_zero() {
+    use db_core::migrate::{Migrator, UpOptions};
+    use db_core::testing::TestDb;
+
+    let db = TestDb::empty().await;
+    let mut connection = db.pool().acquire().await.unwrap();
+    let up = |sets, target| {
+        let migrator = Migrator::new(sets).unwrap();
+        async move {
+            (
+                migrator,
+                UpOptions {
+                    dry_run: false,
+                    target,
+                },
+            )
+        }
+    };
+    let (migrator, options) = up(vec![db_core::migrate::core_set()], None).await;
+    migrator.up(&mut connection, options).await.unwrap();
+    let (migrator, options) = up(vec![ledger::migration_set()], Some(3)).await;
+    migrator.up(&mut connection, options).await.unwrap();
+    let user = db.user().await;
+    // The V3 engine, as it ran: an unbounded pool of 4 shards paying 700 and 300.
+    let (pool, wallet) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    for statement in [
+        "INSERT INTO blockchain.wallets (id, asset, kind, shard_count) VALUES ($1, 'FODI', 'rewards_pool', 4)",
+        "INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count) SELECT $1, s, 'FODI', 4 FROM generate_series(0, 3) s",
+    ] {
+        sqlx::query(statement)
+            .bind(pool)
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO blockchain.wallets (id, user_id, asset, kind) VALUES ($1, $2, 'FODI', 'user')",
+    )
+    .bind(wallet)
+    .bind(user.as_uuid())
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count, min_balance) VALUES ($1, 0, 'FODI', 1, 0)")
+        .bind(wallet)
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    for amount in [700_i64, 300] {
+        let status: String = sqlx::query_scalar(
+            "SELECT status FROM blockchain.submit_transfer($1, $2, $3, $4, 'reward', NULL, NULL)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(pool)
+        .bind(wallet)
+        .bind(amount)
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+        assert_eq!(status, "ok");
+    }
+
+    let (migrator, options) = up(vec![ledger::migration_set()], None).await;
+    migrator.up(&mut connection, options).await.unwrap();
+    drop(connection);
+    let ledger = ledger::PgLedger::new(db.db(), LedgerConfig::default());
+    let report = ledger.check_invariants().await.unwrap();
+    assert!(report.is_ok(), "{:#?}", report.violations);
+    let pool = ledger.wallet(ledger::WalletId(pool)).await.unwrap();
+    assert_eq!((pool.posted, pool.min_balance), (0, Some(0)));
+    assert_eq!(
+        ledger
+            .wallet(ledger::WalletId(wallet))
+            .await
+            .unwrap()
+            .posted,
+        1_000
+    );
+    let issued: i64 = sqlx::query_scalar(
+        "SELECT sum(amount)::bigint FROM blockchain.fodi_transactions WHERE reason = 'issuance'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(issued, 1_000, "the deficit, covered and recorded");
 }
