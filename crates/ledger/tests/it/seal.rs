@@ -354,5 +354,14 @@ async fn a_range_of_the_chain_verifies_from_where_the_last_check_stopped() {
         Some(0)
     );
     assert!(fx.ledger.verify_blocks(1, None).await.unwrap().is_valid());
-    assert!(fx.ledger.verify_blocks(3, Some(1)).await.is_err());
+    assert_eq!(
+        fx.ledger
+            .verify_blocks(3, Some(1))
+            .await
+            .unwrap()
+            .blocks_checked,
+        0,
+        "a range ending before it starts is empty"
+    );
+    assert!(fx.ledger.verify_blocks(-1, None).await.is_err());
 }
