@@ -74,6 +74,10 @@ pub fn cost(rule: &Rule) -> Cost {
 
 type Limiter = Arc<DefaultKeyedRateLimiter<String>>;
 
+/// Checks between two sweeps of callers whose limit is back to full (the keyed state would
+/// otherwise keep a key for every user ever seen).
+const SWEEP_EVERY: u64 = 10_000;
+
 fn limiter(per_second: u32) -> Option<Limiter> {
     let rate = NonZeroU32::new(per_second)?;
     let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
@@ -88,6 +92,7 @@ pub struct Limits {
     user_costly: Option<Limiter>,
     service_writes: Option<Limiter>,
     service_costly: Option<Limiter>,
+    checks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Limits {
@@ -97,6 +102,7 @@ impl Limits {
             user_costly: limiter(settings.user_costly_reads_per_second),
             service_writes: limiter(settings.service_writes_per_second),
             service_costly: limiter(settings.service_costly_reads_per_second),
+            checks: Arc::default(),
         }
     }
 
@@ -113,6 +119,12 @@ impl Limits {
         let Some(limiter) = limiter else {
             return Ok(());
         };
+        let checks = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if checks % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            limiter.retain_recent();
+        }
         // Anonymous callers share a key per address.
         let key = match &caller.identity {
             Identity::Anonymous => format!("anonymous:{}", peer.unwrap_or("?")),

@@ -247,9 +247,9 @@ pub(crate) async fn verify(
     from_height: i64,
     to_height: Option<i64>,
 ) -> Result<ChainVerification, LedgerError> {
-    if from_height < 0 {
+    if from_height < 0 || to_height.is_some_and(|to| to < 0) {
         return Err(LedgerError::InvalidField {
-            field: "from",
+            field: if from_height < 0 { "from" } else { "to" },
             reason: "heights are 0 or more".into(),
         });
     }

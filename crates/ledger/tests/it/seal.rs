@@ -364,4 +364,5 @@ async fn a_range_of_the_chain_verifies_from_where_the_last_check_stopped() {
         "a range ending before it starts is empty"
     );
     assert!(fx.ledger.verify_blocks(-1, None).await.is_err());
+    assert!(fx.ledger.verify_blocks(0, Some(-1)).await.is_err());
 }
