@@ -763,3 +763,84 @@ async fn a_user_past_the_write_limit_is_told_when_to_retry() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+/// An end user follows the transfers of their own wallets only: naming another's wallet, or
+/// the processes, is refused; unfiltered, the stream carries their transfers and no one else's.
+#[tokio::test]
+async fn a_user_follows_only_their_own_wallets_live() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(secured(&db)).await;
+    let world = World::new(&base).await;
+    let connect = |query: String| {
+        let mut request = format!("{}/ws?{query}", base.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "Authorization",
+            format!("Bearer {}", jwt(&world.alice, |_| {}))
+                .parse()
+                .unwrap(),
+        );
+        tokio_tungstenite::connect_async(request)
+    };
+    for refused in [
+        format!("topics=transfers&wallets={}", world.bob_wallet),
+        "topics=processes".to_owned(),
+    ] {
+        match connect(refused.clone()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "{refused}");
+            }
+            other => panic!("{refused}: {other:?}"),
+        }
+    }
+    let (mut socket, _) = connect("topics=transfers".into()).await.unwrap();
+    // Give the hub a moment to register the subscription before the transfers commit.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let writer = world.as_token(&token_of(Scope::LedgerWrite));
+    let carol = world
+        .as_token(&token_of(Scope::UsersWrite))
+        .user("live-carol@example.com")
+        .await;
+    let (_, carol_wallet) = writer
+        .post("/api/v1/ledger/wallets", json!({ "user_id": carol }))
+        .await;
+    let bob_wallet = &world.bob_wallet;
+    world
+        .as_token(&token_of(Scope::Treasury))
+        .post(
+            "/api/v1/ledger/issuance",
+            json!({ "to": bob_wallet, "amount": "3" }),
+        )
+        .await;
+    let (status, others) = writer
+        .post(
+            "/api/v1/ledger/transfers",
+            json!({ "debit": bob_wallet, "credit": carol_wallet["id"], "amount": "1" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{others}");
+    let (status, hers) = writer
+        .post(
+            "/api/v1/ledger/transfers",
+            json!({ "debit": world.alice_wallet, "credit": carol_wallet["id"], "amount": "1" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{hers}");
+    // Her earlier transfers may arrive first (the issuance of `World::new`); of the two above,
+    // the first she sees must be hers, bob's to carol being none of her business.
+    let (hers, others) = (&hers["transfer"]["id"], &others["transfer"]["id"]);
+    let frame = crate::live::next_frame(&mut socket, |frame| {
+        frame["type"] == "transfer"
+            && (frame["transfer"]["id"] == *hers || frame["transfer"]["id"] == *others)
+    })
+    .await;
+    assert_eq!(
+        frame["transfer"]["id"], *hers,
+        "alice was shown bob's transfer"
+    );
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
