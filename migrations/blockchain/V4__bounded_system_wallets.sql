@@ -7,8 +7,8 @@
 --   like any other (reason 'issuance'), so the history still explains every balance.
 -- * A sharded wallet's bound holds row by row: each shard spends only what it holds. Its free
 --   funds move between its own shards (the wallet's balance, their sum, does not change):
---   spread evenly once issued (rebalance_shards), gathered onto one shard for a transfer the
---   shard it landed on could not pay (gather_shards).
+--   spread evenly once issued (rebalance_shards), and for a transfer the shard it landed on
+--   could not pay, what it needs moved onto one shard, the rest spread again (gather_shards).
 -- * Every transfer records who submitted it (submitted_by: the API caller's name).
 -- * The two submit functions take the submitter and, optionally, the shard a sharded wallet's
 --   movement lands on (NULL: a random one, as before). A post or void of a lapsed hold is
@@ -75,17 +75,20 @@ BEGIN
 END
 $fn$;
 
--- For a transfer its shard could not pay: gathers the free funds of every shard of a bounded
--- wallet that no other transaction holds (those this one holds included) onto the lowest of
--- them, and returns that shard, if they add up to p_needed; else NULL, having moved nothing.
--- It never waits for a lock: a transaction holding one shard while waiting for the others
--- would deadlock with another doing the same.
+-- For a transfer its shard could not pay: takes every shard of a bounded wallet that no
+-- other transaction holds (those this one holds included) and, if their free funds add up to
+-- p_needed, puts p_needed on the lowest of them and spreads the rest evenly over them all (so
+-- that later transfers find funds wherever they land), and returns that shard; else NULL,
+-- having moved nothing. It never waits for a lock: a transaction holding one shard while
+-- waiting for the others would deadlock with another doing the same.
 CREATE FUNCTION blockchain.gather_shards(p_wallet uuid, p_needed bigint) RETURNS smallint
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    shards smallint[];
+    taken smallint[];
     target smallint;
     free numeric;
+    rest numeric;
+    n integer;
 BEGIN
     WITH lockable AS (
         SELECT b.shard, b.posted - b.pending_debits - b.min_balance AS free
@@ -94,13 +97,19 @@ BEGIN
          ORDER BY b.shard
            FOR UPDATE SKIP LOCKED
     )
-    SELECT array_agg(l.shard), min(l.shard), sum(l.free) INTO shards, target, free FROM lockable l;
+    SELECT array_agg(l.shard ORDER BY l.shard), min(l.shard), sum(l.free), count(*)
+      INTO taken, target, free, n
+      FROM lockable l;
     IF target IS NULL OR free < p_needed THEN
         RETURN NULL;
     END IF;
+    rest := free - p_needed;
     UPDATE blockchain.balances b
-       SET posted = (b.pending_debits + b.min_balance + CASE WHEN b.shard = target THEN free ELSE 0 END)::bigint
-     WHERE b.wallet_id = p_wallet AND b.shard = ANY (shards);
+       SET posted = (b.pending_debits + b.min_balance
+                     + CASE WHEN b.shard = target THEN p_needed ELSE 0 END
+                     + div(rest, n)
+                     + CASE WHEN array_position(taken, b.shard) <= mod(rest, n) THEN 1 ELSE 0 END)::bigint
+     WHERE b.wallet_id = p_wallet AND b.shard = ANY (taken);
     RETURN target;
 END
 $fn$;

@@ -1,5 +1,6 @@
 //! The api-server's configuration, loaded in layers by `app-config`.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -206,11 +207,31 @@ impl Settings {
                 self.server.host
             );
         }
-        let mut names = std::collections::HashSet::new();
+        if self.auth.jwt.is_some() && !self.auth.read_requires_token {
+            anyhow::bail!(
+                "auth.read_requires_token = false with [auth.jwt]: anonymous reads would show \
+                 every user what end users may see of themselves only"
+            );
+        }
+        let (mut names, mut hashes) = (HashSet::new(), HashSet::new());
         for token in &self.auth.tokens {
-            if token.name.is_empty() || token.name.len() > 64 || !names.insert(&token.name) {
+            // `user:` and `anonymous` name other kinds of callers (idempotency keys and rate
+            // limits are scoped by the name).
+            let reserved = token.name.starts_with("user:") || token.name == "anonymous";
+            if token.name.is_empty()
+                || token.name.len() > 64
+                || reserved
+                || !names.insert(&token.name)
+            {
                 anyhow::bail!(
-                    "auth.tokens: name {:?} must be 1 to 64 characters and unique",
+                    "auth.tokens: name {:?} must be 1 to 64 characters, unique, and neither \
+                     \"anonymous\" nor start with \"user:\"",
+                    token.name
+                );
+            }
+            if !hashes.insert(token.sha256.to_ascii_lowercase()) {
+                anyhow::bail!(
+                    "auth.tokens: {:?} repeats another token's sha256",
                     token.name
                 );
             }

@@ -425,8 +425,9 @@ pub struct TokenAmount(String);
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProofQuery {
-    /// The height of the block whose hash the verifier pinned; the transfer's own block when
-    /// absent. At most 999 blocks from the transfer's.
+    /// The height of the block whose hash the verifier pinned: the transfer's own block (when
+    /// absent) or a later one, at most 999 after it. An earlier block commits to nothing after
+    /// it.
     #[param(minimum = 0)]
     pinned_height: Option<i64>,
 }

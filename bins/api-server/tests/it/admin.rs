@@ -313,6 +313,15 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
     let refused = settings.check().unwrap_err().to_string();
     assert!(refused.contains("unique"), "{refused}");
     settings.auth.tokens.pop();
+    for (name, token) in [("user:someone", API), ("anonymous", API), ("twin", ADMIN)] {
+        settings
+            .auth
+            .tokens
+            .push(service(name, token, &BACKEND_SCOPES));
+        let refused = settings.check().unwrap_err().to_string();
+        assert!(refused.contains(name), "{name}: {refused}");
+        settings.auth.tokens.pop();
+    }
     settings.auth.jwt = Some(api_server::access::jwt::JwtSettings {
         issuer: "core".into(),
         audience: "api".into(),
@@ -321,6 +330,12 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
         public_key_file: None,
         leeway: Duration::from_secs(5),
     });
+
+    settings.auth.read_requires_token = false;
+    let refused = settings.check().unwrap_err().to_string();
+    assert!(refused.contains("read_requires_token"), "{refused}");
+    settings.auth.read_requires_token = true;
+    settings.check().unwrap();
 
     settings.database.url = Some("postgres://fodi:secret@db.internal/fodi".into());
     let shown = toml::to_string(&settings.redacted()).unwrap();

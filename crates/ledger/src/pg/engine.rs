@@ -114,9 +114,10 @@ pub(crate) async fn submit_on_shard(
 }
 
 /// A sharded wallet is bounded shard by shard, so a transfer can be refused by the shard it
-/// landed on while the wallet as a whole holds enough. Before that answer stands, the free
-/// funds of the wallet's shards are gathered onto one (in a savepoint, or a transaction of
-/// its own) and the transfer is tried there. Refused stands only when the wallet as a whole
+/// landed on while the wallet as a whole holds enough. Before that answer stands, what the
+/// transfer needs is moved onto one of the wallet's shards, the rest spread evenly again (in a
+/// savepoint, or a transaction of its own; see `blockchain.gather_shards`), and the transfer
+/// is tried there. Refused stands only when the wallet as a whole
 /// is short; when it is not, but other transfers hold the shards it would need, the answer
 /// is the retryable [`LedgerError::ShardsBusy`].
 async fn retry_on_fuller_shard(

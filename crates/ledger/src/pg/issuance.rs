@@ -5,7 +5,7 @@
 
 use sqlx::PgConnection;
 
-use super::{engine, single, wallets};
+use super::{LedgerConfig, engine, single, wallets};
 use crate::error::LedgerError;
 use crate::model::{Applied, Issuance, SystemWallet, TransferRequest, WalletOwner};
 
@@ -17,9 +17,11 @@ pub const ISSUANCE_REASON: &str = "issuance";
 pub(crate) async fn issue(
     connection: &mut PgConnection,
     request: &Issuance,
-    issuer_shards: i16,
+    config: &LedgerConfig,
 ) -> Result<Applied, LedgerError> {
+    let issuer_shards = config.system_wallet_shards;
     let target = wallets::wallet(connection, request.to).await?;
+    config.check_asset(&target.asset)?;
     if target.owner == WalletOwner::System(SystemWallet::Issuer) {
         return Err(LedgerError::InvalidField {
             field: "to",

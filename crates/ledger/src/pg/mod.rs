@@ -263,7 +263,7 @@ impl LedgerConn<'_> {
 
     /// See [`Ledger::issue`].
     pub async fn issue(&mut self, request: &Issuance) -> Result<Applied, LedgerError> {
-        issuance::issue(self.connection, request, self.config.system_wallet_shards).await
+        issuance::issue(self.connection, request, self.config).await
     }
 
     pub async fn mint_nft(&mut self, request: &MintNft) -> Result<Nft, LedgerError> {
@@ -449,9 +449,9 @@ impl Ledger for PgLedger {
     }
 
     async fn issue(&self, request: Issuance) -> Result<Applied, LedgerError> {
-        let shards = self.config.system_wallet_shards;
+        let config = &self.config;
         in_transaction!(self, |connection| issuance::issue(
-            connection, &request, shards
+            connection, &request, config
         ))
     }
 

@@ -270,7 +270,13 @@ pub(crate) async fn verify(
             .find(|block| block.height == from - 1),
     };
     if from_height > 0 && previous.is_none() {
+        // The block the range follows is not there: the chain is shorter than the caller knew
+        // it (blocks deleted), or the range starts past its end.
         transaction.commit().await?;
+        report.first_invalid = Some(InvalidBlock {
+            height: from_height - 1,
+            problem: BlockProblem::MissingHeight,
+        });
         return Ok(report);
     }
     let mut next_height = from_height;
@@ -356,8 +362,9 @@ async fn block_transfers(
 }
 
 /// The inclusion proof of transfer `id` against the block at `pinned_height` (the transfer's
-/// own block when `None`). `Ok(None)`: no such transfer. `NotSealed`: not in a block yet, or
-/// the pinned block does not exist.
+/// own block when `None`; never an earlier one, which commits to nothing after it).
+/// `Ok(None)`: no such transfer. `NotSealed`: not in a block yet, or the pinned block does not
+/// exist yet.
 pub(crate) async fn inclusion_proof(
     connection: &mut PgConnection,
     id: crate::ids::TransferId,
@@ -387,15 +394,15 @@ pub(crate) async fn inclusion_proof(
         .map(Block::try_from)
         .transpose()?
         .ok_or(LedgerError::NotSealed(id))?;
-    let pinned = pinned_height.unwrap_or(block.height);
-    let (low, high) = (pinned.min(block.height), pinned.max(block.height));
-    if low < 0 || high - low >= proof::MAX_PROOF_BLOCKS {
+    let (low, high) = (block.height, pinned_height.unwrap_or(block.height));
+    if high < low || high - low >= proof::MAX_PROOF_BLOCKS {
         return Err(LedgerError::InvalidField {
             field: "pinned_height",
             reason: format!(
-                "must be 0 or more and within {} blocks of the transfer's block ({})",
-                proof::MAX_PROOF_BLOCKS - 1,
-                block.height
+                "must be the transfer's block ({}) or one of the {} after it: an earlier block \
+                 commits to nothing after it",
+                block.height,
+                proof::MAX_PROOF_BLOCKS - 1
             ),
         });
     }

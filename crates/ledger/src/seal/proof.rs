@@ -2,12 +2,12 @@
 //! the sealed history a user pinned.
 //!
 //! A proof carries the transfer's canonical encoding (the bytes its Merkle leaf hashes), the
-//! sibling hashes from that leaf up to its block's Merkle root, and a run of consecutive block
-//! headers holding the transfer's block and the block whose hash the user pinned earlier (in
-//! either order: a block pinned before the transfer was sealed is extended by later ones, a
-//! block pinned after commits to the earlier ones). [`verify`] recomputes the root, every
-//! header's hash and every link, and finds the pinned hash in the run: a single changed byte
-//! anywhere fails it.
+//! sibling hashes from that leaf up to its block's Merkle root, and the run of consecutive
+//! block headers from the transfer's block to the block whose hash the user pinned. The pinned
+//! block must be the transfer's or a later one: a block's hash commits to the blocks before it
+//! (through `previous_hash`), never to those after, which anyone could forge on top of it.
+//! [`verify`] recomputes the root, every header's hash and every link, and finds the pinned
+//! hash at or after the transfer's block: a single changed byte anywhere fails it.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +50,7 @@ pub struct InclusionProof {
     pub leaf_encoding: Vec<u8>,
     /// Siblings from the leaf up to the block's Merkle root.
     pub path: Vec<ProofStep>,
-    /// Consecutive blocks, oldest first, holding the transfer's block and the pinned one.
+    /// Consecutive blocks, oldest first, from the transfer's block to the pinned one.
     pub blocks: Vec<Block>,
     /// Height of the block holding the transfer.
     pub block_height: i64,
@@ -70,7 +70,7 @@ pub enum ProofError {
     BrokenLink { height: i64 },
     #[error("the proof holds no block of height {0}")]
     MissingBlock(i64),
-    #[error("no block of the proof has the pinned hash")]
+    #[error("no block of the proof at or after the transfer's has the pinned hash")]
     PinnedHashNotFound,
 }
 
@@ -107,22 +107,28 @@ pub fn verify(proof: &InclusionProof, pinned: &Hash) -> Result<(), ProofError> {
             });
         }
         if let Some(before) = index.checked_sub(1).map(|before| &proof.blocks[before])
-            && (block.height != before.height + 1 || block.previous_hash != before.hash)
+            && (before.height.checked_add(1) != Some(block.height)
+                || block.previous_hash != before.hash)
         {
             return Err(ProofError::BrokenLink {
                 height: block.height,
             });
         }
     }
-    if proof.blocks.iter().any(|block| block.hash == *pinned) {
+    // Only a pinned block at or after the transfer's commits to it.
+    if proof
+        .blocks
+        .iter()
+        .any(|block| block.height >= proof.block_height && block.hash == *pinned)
+    {
         Ok(())
     } else {
         Err(ProofError::PinnedHashNotFound)
     }
 }
 
-/// The hash of a block's header, as the sealer computed it.
-pub(crate) fn block_hash(block: &Block) -> Hash {
+/// The hash of a block's header, as the sealer computes it.
+pub fn block_hash(block: &Block) -> Hash {
     sha256(&encoding::block(&BlockHeader {
         height: block.height,
         previous_hash: &block.previous_hash,

@@ -326,3 +326,30 @@ async fn the_upgrade_covers_a_pool_that_went_below_zero() {
     .unwrap();
     assert_eq!(issued, 1_000, "the deficit, covered and recorded");
 }
+
+/// After a transfer its shard could not pay, the pool's funds are spread again, not left on
+/// one shard for every later transfer to gather anew.
+#[tokio::test]
+async fn a_gather_leaves_the_rest_spread() {
+    let fx = Fixture::new().await;
+    let pool = fx.funded_pool(1_600).await;
+    let user = fx.funded(0).await;
+    // 1,200 from shards of 100 each: no shard pays it alone.
+    fx.ledger
+        .transfer(TransferRequest::transfer(pool.id, user.id, units(1_200)))
+        .await
+        .unwrap();
+    let shards: Vec<i64> = sqlx::query_scalar(
+        "SELECT posted FROM blockchain.balances WHERE wallet_id = $1 ORDER BY shard",
+    )
+    .bind(pool.id.as_uuid())
+    .fetch_all(fx.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(shards.iter().sum::<i64>(), 400);
+    assert!(
+        shards.iter().all(|posted| (25..=26).contains(posted)),
+        "{shards:?}"
+    );
+    fx.assert_invariants().await;
+}
