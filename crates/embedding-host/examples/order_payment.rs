@@ -24,7 +24,7 @@ use db_core::testing::TestDb;
 use db_core::{Db, DbConfig, DbError, RetryPolicy, RetryableError, UserId, with_retry};
 use ledger::prelude::*;
 use ledger::{
-    Amount, Applied, Asset, LedgerConfig, LedgerError, PgLedger, SystemWallet, TransferId,
+    Amount, Applied, Asset, Issuance, LedgerConfig, LedgerError, PgLedger, TransferId,
     TransferRequest, WalletId,
 };
 use serde_json::json;
@@ -179,17 +179,11 @@ async fn run(db: &Db) -> anyhow::Result<()> {
             display_name: Some("Shop".into()),
         })
         .await?;
-    let issuer = ledger
-        .system_wallet(SystemWallet::Issuer, &Asset::fodi())
-        .await?;
     let customer_wallet = ledger.open_user_wallet(customer.id, &Asset::fodi()).await?;
     let shop_wallet = ledger.open_user_wallet(merchant.id, &Asset::fodi()).await?;
+    // Money comes into being by issuance alone (the treasury's operation).
     ledger
-        .transfer(TransferRequest::transfer(
-            issuer.id,
-            customer_wallet.id,
-            Amount::tokens(100)?,
-        ))
+        .issue(Issuance::new(customer_wallet.id, Amount::tokens(100)?))
         .await?;
     println!(
         "customer {} holds {} FODI",
