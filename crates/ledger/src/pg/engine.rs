@@ -117,9 +117,9 @@ pub(crate) async fn submit_on_shard(
 /// landed on while the wallet as a whole holds enough. Before that answer stands, what the
 /// transfer needs is moved onto one of the wallet's shards, the rest spread evenly again (in a
 /// savepoint, or a transaction of its own; see `blockchain.gather_shards`), and the transfer
-/// is tried there. Refused stands only when the wallet as a whole
-/// is short; when it is not, but other transfers hold the shards it would need, the answer
-/// is the retryable [`LedgerError::ShardsBusy`].
+/// is tried there. Refused stands only when the wallet as a whole is short; when it is not,
+/// but other transfers hold the shards it would need, the answer is the retryable
+/// [`LedgerError::ShardsBusy`].
 async fn retry_on_fuller_shard(
     connection: &mut PgConnection,
     request: &TransferRequest,
