@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use admin_api::AdminState;
 use orchestrator::{HealthCheck, HealthProbe, ProcessSpec, Supervisor};
 
-use crate::access::{Access, rules};
+use crate::access::Access;
 use crate::error::{ApiError, ApiResult};
 use crate::leader::Leadership;
 use crate::settings::OrchestratorSettings;
@@ -50,12 +50,7 @@ pub fn admin_state(
     AdminState {
         supervisor,
         authorise: Arc::new(move |request| {
-            let rule = rules::rule_for(
-                request.method().as_str(),
-                request.match_pattern().as_deref(),
-            )
-            .ok_or_else(|| ApiError::internal(&"no access rule for an admin route"))?;
-            access.admit(request, rule)?;
+            access.admit_routed(request)?;
             match &leadership {
                 Some(leadership) if request.method() == Method::POST && !leadership.is_leader() => {
                     Err(ApiError::not_leader()

@@ -51,7 +51,8 @@ async fn main() -> anyhow::Result<()> {
             std::fs::read_to_string(proof)?
         };
         let proof: ledger::InclusionProof = serde_json::from_str(&text)?;
-        let pinned = ledger::seal::parse_hash(pinned).map_err(anyhow::Error::msg)?;
+        let pinned = ledger::seal::parse_hash(pinned)
+            .map_err(|error| anyhow::anyhow!("--pinned: {error} (64 hex digits)"))?;
         ledger::seal::proof::verify(&proof, &pinned)?;
         println!(
             "transfer {} is in block {} of the chain holding the pinned block",

@@ -106,6 +106,17 @@ pub enum Identity {
     User(UserId),
 }
 
+impl Identity {
+    /// See [`Caller::name`].
+    pub fn name(&self) -> String {
+        match self {
+            Identity::Anonymous => "anonymous".into(),
+            Identity::Service { name, .. } => name.to_string(),
+            Identity::User(user) => format!("user:{}", user.as_uuid()),
+        }
+    }
+}
+
 /// The caller of a request, admitted by its route's rule.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -116,11 +127,7 @@ impl Caller {
     /// The name logged and recorded as a transfer's submitter: the service's name, or
     /// `user:<id>`.
     pub fn name(&self) -> String {
-        match &self.identity {
-            Identity::Anonymous => "anonymous".into(),
-            Identity::Service { name, .. } => name.to_string(),
-            Identity::User(user) => format!("user:{}", user.as_uuid()),
-        }
+        self.identity.name()
     }
 
     pub fn has(&self, scope: Scope) -> bool {
@@ -216,9 +223,30 @@ impl Access {
         }
     }
 
+    /// The caller of a routed `request`, admitted by its route's rule and within its rate
+    /// limit; else the 401, 403, 404 or 429 to answer. (Ownership of what the path names in the
+    /// ledger is checked by the [`Caller`] extractor, which can wait for the database.)
+    pub fn admit_routed(&self, request: &HttpRequest) -> Result<(Caller, &'static Rule), ApiError> {
+        let rule = rules::rule_for(
+            request.method().as_str(),
+            request.match_pattern().as_deref(),
+        )
+        .ok_or_else(|| {
+            ApiError::internal(&format!(
+                "no access rule for {} {:?}",
+                request.method(),
+                request.match_pattern()
+            ))
+        })?;
+        let caller = self.admit(request, rule)?;
+        let peer = request.peer_addr().map(|peer| peer.ip().to_string());
+        self.limits.check(&caller, rule, peer.as_deref())?;
+        Ok((caller, rule))
+    }
+
     /// The caller of `request` if `rule` admits them (path and query ownership checked); else
     /// the 401, 403 or 404 to answer.
-    pub fn admit(&self, request: &HttpRequest, rule: &Rule) -> Result<Caller, ApiError> {
+    fn admit(&self, request: &HttpRequest, rule: &Rule) -> Result<Caller, ApiError> {
         let identity = self.identify(request)?;
         record_caller(&identity);
         let caller = Caller { identity };
@@ -285,11 +313,7 @@ impl Access {
 
 /// The caller's name on the request's span, so the request's log line carries it.
 fn record_caller(identity: &Identity) {
-    let name = Caller {
-        identity: identity.clone(),
-    }
-    .name();
-    tracing::Span::current().record("caller", name.as_str());
+    tracing::Span::current().record("caller", identity.name().as_str());
 }
 
 impl FromRequest for Caller {
@@ -302,20 +326,7 @@ impl FromRequest for Caller {
             let access = request
                 .app_data::<web::Data<Access>>()
                 .ok_or_else(|| ApiError::internal(&"no access rules configured"))?;
-            let rule = rules::rule_for(
-                request.method().as_str(),
-                request.match_pattern().as_deref(),
-            )
-            .ok_or_else(|| {
-                ApiError::internal(&format!(
-                    "no access rule for {} {:?}",
-                    request.method(),
-                    request.match_pattern()
-                ))
-            })?;
-            let caller = access.admit(&request, rule)?;
-            let peer = request.peer_addr().map(|peer| peer.ip().to_string());
-            access.limits.check(&caller, rule, peer.as_deref())?;
+            let (caller, rule) = access.admit_routed(&request)?;
             if let (Identity::User(user), Users::Own(owner)) = (&caller.identity, rule.users) {
                 owns_path_resource(&request, *user, owner).await?;
             }

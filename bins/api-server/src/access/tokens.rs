@@ -23,8 +23,7 @@ pub struct ServiceToken {
 
 /// The SHA-256 of `token`, as `[[auth.tokens]] sha256` takes it.
 pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.trim().as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
 #[derive(Clone, Default)]
@@ -36,14 +35,14 @@ impl ServiceTokens {
     pub(super) fn new(configured: &[ServiceToken]) -> anyhow::Result<Self> {
         let mut tokens = Vec::new();
         for token in configured {
-            let hash = decode_hex(&token.sha256).with_context(|| {
+            let hash = <[u8; 32] as hex::FromHex>::from_hex(&token.sha256).with_context(|| {
                 format!(
                     "auth.tokens {:?}: sha256 must be 64 hex digits (api-server hash-token)",
                     token.name
                 )
             })?;
             tokens.push((
-                hash,
+                hash.to_vec(),
                 Identity::Service {
                     name: token.name.as_str().into(),
                     scopes: token.scopes.clone().into(),
@@ -71,14 +70,6 @@ impl ServiceTokens {
         }
         found
     }
-}
-
-fn decode_hex(text: &str) -> anyhow::Result<Vec<u8>> {
-    anyhow::ensure!(text.len() == 64, "{} characters", text.len());
-    (0..64)
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).context("not hex"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub(crate) async fn pay(
     if let Some(existing) = find(connection, request).await? {
         return same_terms(existing, request);
     }
-    let pool = wallets::system_wallet(
+    let pool = wallets::system_wallet_id(
         connection,
         SystemWallet::RewardsPool,
         &request.asset,
@@ -73,7 +73,7 @@ pub(crate) async fn pay(
     .await?;
     let wallet = wallets::open_user_wallet(connection, request.user, &request.asset).await?;
     let id = reward_transfer_id(request.user, &request.reason, &request.reference);
-    let transfer = TransferRequest::transfer(pool.id, wallet.id, request.amount)
+    let transfer = TransferRequest::transfer(pool, wallet.id, request.amount)
         .with_id(id)
         .with_reason(request.reason.clone())
         .with_reference(request.reference.clone());

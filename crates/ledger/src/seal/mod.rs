@@ -40,13 +40,13 @@ pub struct Block {
     /// previous block's, up to this.
     pub last_position: Position,
     pub transaction_count: i32,
-    #[serde(with = "hex_hash")]
+    #[serde(with = "hex::serde")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub merkle_root: Hash,
-    #[serde(with = "hex_hash")]
+    #[serde(with = "hex::serde")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub previous_hash: Hash,
-    #[serde(with = "hex_hash")]
+    #[serde(with = "hex::serde")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub hash: Hash,
     pub sealed_at: DateTime<Utc>,
@@ -449,38 +449,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> Hash {
     Sha256::digest(bytes).into()
 }
 
-/// Bytes from lowercase or uppercase hex.
-pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return Err(format!(
-            "{} hex digits: not a whole number of bytes",
-            text.len()
-        ));
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|at| {
-            u8::from_str_radix(&text[at..at + 2], 16)
-                .map_err(|_| format!("{:?} is not hex", &text[at..at + 2]))
-        })
-        .collect()
-}
-
 /// A hash from its 64 hex digits.
-pub fn parse_hash(text: &str) -> Result<Hash, String> {
-    Hash::try_from(decode_hex(text.trim())?.as_slice())
-        .map_err(|_| "a hash is 64 hex digits".to_owned())
-}
-
-mod hex_hash {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(hash: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
-        let text: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
-        serializer.serialize_str(&text)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
-        super::parse_hash(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
-    }
+pub fn parse_hash(text: &str) -> Result<Hash, hex::FromHexError> {
+    hex::FromHex::from_hex(text.trim())
 }

@@ -33,7 +33,7 @@ pub enum Side {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProofStep {
     pub side: Side,
-    #[serde(with = "super::hex_hash")]
+    #[serde(with = "hex::serde")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{64}$"))]
     pub hash: Hash,
 }
@@ -45,7 +45,7 @@ pub struct InclusionProof {
     pub transfer_id: TransferId,
     /// The transfer's canonical encoding (`fodi-transfer-v1`, hex): every field it was sealed
     /// with. Its Merkle leaf is `SHA-256(0x00 || encoding)`.
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex::serde")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^([0-9a-f]{2})+$"))]
     pub leaf_encoding: Vec<u8>,
     /// Siblings from the leaf up to the block's Merkle root.
@@ -161,20 +161,6 @@ pub(crate) fn path(leaves: &[Hash], mut index: usize) -> Vec<ProofStep> {
         index /= 2;
     }
     steps
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        let text: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-        serializer.serialize_str(&text)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        super::super::decode_hex(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]
