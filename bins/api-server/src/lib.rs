@@ -92,6 +92,9 @@ const SEALED_BLOCKS_PER_RUN: u32 = 100;
 /// Holds one run of the expiry job releases at most (one batch of the engine per run).
 const EXPIRED_HOLDS_PER_RUN: u32 = 1_000;
 
+/// Sequence numbers one step of the history settler settles at most (ten steps per run).
+const SETTLED_SEQS_PER_STEP: u32 = 50_000;
+
 /// The background jobs of the sets the deployment manages.
 fn start_jobs(
     settings: &JobSettings,
@@ -109,10 +112,14 @@ fn start_jobs(
             ledger.seal_final_blocks(SEALED_BLOCKS_PER_RUN).await
         });
         jobs.spawn("ledger_sealer", settings.ledger_sealer, seal);
-        let expire = jobs::on(ledger, |ledger| async move {
+        let expire = jobs::on(ledger.clone(), |ledger| async move {
             ledger.expire_holds(EXPIRED_HOLDS_PER_RUN).await
         });
         jobs.spawn("hold_expiry", settings.hold_expiry, expire);
+        let settle = jobs::on(ledger, |ledger| async move {
+            ledger.settle_history(SETTLED_SEQS_PER_STEP).await
+        });
+        jobs.spawn("history_settler", settings.history_settler, settle);
     }
     if let Some(analytics) = analytics {
         let refresh = jobs::on(analytics.clone(), |analytics| async move {

@@ -143,6 +143,9 @@ pub struct JobSettings {
     /// Expiring lapsed holds, releasing what they reserved (`hold_expiry`).
     #[serde(with = "humantime_serde")]
     pub hold_expiry: Duration,
+    /// Settling the ledger's history into the wallets' checkpoints (`history_settler`).
+    #[serde(with = "humantime_serde")]
+    pub history_settler: Duration,
     /// Recomputing `analytics.daily_stats`.
     #[serde(with = "humantime_serde")]
     pub daily_stats_refresh: Duration,
@@ -157,6 +160,7 @@ impl Default for JobSettings {
             ai_maintenance: Duration::from_secs(60),
             ledger_sealer: Duration::from_secs(1),
             hold_expiry: Duration::from_secs(1),
+            history_settler: Duration::from_secs(1),
             daily_stats_refresh: Duration::from_secs(300),
             partition_maintenance: Duration::from_secs(3600),
         }
@@ -241,6 +245,7 @@ impl Settings {
             ("jobs.ai_maintenance", self.jobs.ai_maintenance),
             ("jobs.ledger_sealer", self.jobs.ledger_sealer),
             ("jobs.hold_expiry", self.jobs.hold_expiry),
+            ("jobs.history_settler", self.jobs.history_settler),
             ("jobs.daily_stats_refresh", self.jobs.daily_stats_refresh),
             (
                 "jobs.partition_maintenance",

@@ -56,6 +56,11 @@ pub trait Ledger: Send + Sync {
     async fn get_transfer(&self, id: TransferId) -> Result<Option<Transfer>, LedgerError>;
     /// Expires up to `limit` holds whose timeout has passed; returns how many.
     async fn expire_holds(&self, limit: u32) -> Result<usize, LedgerError>;
+    /// Settles the history written since the previous call, keeping the wallets' checkpoints
+    /// that bound what statements and balances at a moment read: up to `max_seqs` sequence
+    /// numbers per step, ten steps at most; returns how many it settled. What was written while
+    /// a call ran is settled by a later one. Safe to run from several processes at once.
+    async fn settle_history(&self, max_seqs: u32) -> Result<u64, LedgerError>;
 
     // --- history ---------------------------------------------------------------------------
 

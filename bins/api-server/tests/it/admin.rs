@@ -267,11 +267,13 @@ async fn ready_reports_every_background_job() {
     let db = TestDb::new(api_server::all_sets()).await;
     let mut settings = with_database(&db);
     settings.jobs.ledger_sealer = Duration::from_millis(50);
+    settings.jobs.history_settler = Duration::from_millis(50);
     let (base, handle, running) = spawn(settings).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let jobs = loop {
         let ready = get_json(&format!("{base}/ready")).await;
-        if ready["jobs"]["ledger_sealer"]["runs"].as_u64().unwrap_or(0) > 0 {
+        let ran = |job: &str| ready["jobs"][job]["runs"].as_u64().unwrap_or(0) > 0;
+        if ran("ledger_sealer") && ran("history_settler") {
             break ready["jobs"].clone();
         }
         assert!(Instant::now() < deadline, "{ready}");
@@ -280,12 +282,15 @@ async fn ready_reports_every_background_job() {
     for job in [
         "ai_maintenance",
         "ledger_sealer",
+        "hold_expiry",
+        "history_settler",
         "daily_stats_refresh",
         "partition_maintenance",
     ] {
         assert_eq!(jobs[job]["alive"], true, "{job}: {jobs}");
     }
     assert_eq!(jobs["ledger_sealer"]["last_ok"], true, "{jobs}");
+    assert_eq!(jobs["history_settler"]["last_ok"], true, "{jobs}");
     // The recorder is shared with the other tests' servers: the series are checked, not values.
     let metrics = metrics_text(&base).await;
     for series in [

@@ -1,8 +1,11 @@
 //! A wallet's history: statements with running balances, and balances at a point in time.
 //!
-//! Each answer comes from one statement, so it is consistent with itself: the running balance
-//! of a page is the wallet's posted balance minus everything newer than the page, all read in
-//! one snapshot, whatever commits meanwhile.
+//! Each answer comes from one statement, so it is consistent with itself whatever commits
+//! meanwhile. Neither reads the wallet's whole history: the first page of a statement starts
+//! from the balance now, a deeper page from the wallet's last checkpoint before it, and a
+//! balance at a moment from the checkpoint before that moment. Checkpoints are kept by
+//! [`crate::Ledger::settle_history`] (migration blockchain V5 says why they are exact); until it has run, the reads
+//! are still right, only longer.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -93,8 +96,8 @@ pub(crate) async fn statement(
     })
 }
 
-/// The posted balance of `wallet` as of `at`: its balance now minus what was posted after.
-/// A transfer counts from its `created_at` (the start of the transaction that made it).
+/// The posted balance of `wallet` as of `at`. A transfer counts from its `created_at` (the
+/// start of the transaction that made it).
 pub(crate) async fn balance_at(
     connection: &mut PgConnection,
     wallet: WalletId,
@@ -121,17 +124,30 @@ pub(crate) const STATEMENT_SQL: &str = "WITH page AS (
                WHERE t.credit_wallet_id = $1 AND t.seq < coalesce($2, 9223372036854775807)
                ORDER BY t.seq DESC LIMIT $3)
              ORDER BY seq DESC LIMIT $3
-         ), newer AS (
+         ), checkpoint AS (
+             -- The wallet's last checkpoint before the page (none on the first page).
+             SELECT c.seq, c.posted FROM blockchain.wallet_checkpoints c
+              WHERE c.wallet_id = $1 AND c.seq < $2
+              ORDER BY c.seq DESC LIMIT 1
+         ), since AS (
+             -- Posted changes between that checkpoint and the page.
              SELECT coalesce(sum(-t.amount) FILTER (WHERE t.kind IN ('transfer', 'post')), 0) AS change
                FROM blockchain.fodi_transactions t
-              WHERE t.debit_wallet_id = $1 AND t.seq >= coalesce($2, 9223372036854775807)
+              WHERE t.debit_wallet_id = $1 AND t.seq < $2
+                AND t.seq > coalesce((SELECT checkpoint.seq FROM checkpoint), 0)
              UNION ALL
              SELECT coalesce(sum(t.amount) FILTER (WHERE t.kind IN ('transfer', 'post')), 0)
                FROM blockchain.fodi_transactions t
-              WHERE t.credit_wallet_id = $1 AND t.seq >= coalesce($2, 9223372036854775807)
+              WHERE t.credit_wallet_id = $1 AND t.seq < $2
+                AND t.seq > coalesce((SELECT checkpoint.seq FROM checkpoint), 0)
          ), start AS (
-             SELECT (SELECT coalesce(sum(b.posted), 0) FROM blockchain.balances b WHERE b.wallet_id = $1)
-                    - (SELECT sum(newer.change) FROM newer) AS balance
+             -- The balance after the page's newest entry: the balance now on the first page,
+             -- else the checkpoint plus what came after it.
+             SELECT CASE WHEN $2 IS NULL
+                         THEN (SELECT coalesce(sum(b.posted), 0) FROM blockchain.balances b WHERE b.wallet_id = $1)
+                         ELSE coalesce((SELECT checkpoint.posted FROM checkpoint), 0)
+                              + (SELECT sum(since.change) FROM since)
+                    END AS balance
          )
          SELECT page.id, page.seq, page.kind, page.counterparty, page.amount,
                 CASE WHEN page.kind IN ('transfer', 'post') THEN page.amount ELSE 0 END AS posted_change,
@@ -142,9 +158,92 @@ pub(crate) const STATEMENT_SQL: &str = "WITH page AS (
            FROM page, start
           ORDER BY page.seq DESC";
 
-/// A wallet's posted balance as of a time ($1 wallet, $2 time).
-pub(crate) const BALANCE_AT_SQL: &str = "SELECT ((SELECT sum(b.posted) FROM blockchain.balances b WHERE b.wallet_id = $1)
-                 - coalesce((SELECT sum(CASE WHEN t.credit_wallet_id = $1 THEN t.amount ELSE -t.amount END)
-                               FROM blockchain.fodi_transactions t
-                              WHERE (t.debit_wallet_id = $1 OR t.credit_wallet_id = $1)
-                                AND t.kind IN ('transfer', 'post') AND t.created_at > $2), 0))::bigint";
+/// A wallet's posted balance as of a time ($1 wallet, $2 time): the entries up to `lower`
+/// (all created by then) from the wallet's checkpoints, plus those created by then among the
+/// entries above `lower` and up to `upper` (past it, every settled entry was created later)
+/// and among the entries not settled yet. See migration blockchain V5.
+pub(crate) const BALANCE_AT_SQL: &str = "WITH horizon AS (
+             SELECT h.settled_seq FROM blockchain.history_horizon h
+         ), lower AS (
+             SELECT coalesce((SELECT s.upper_seq FROM blockchain.history_segments s
+                               WHERE s.marked_at <= $2
+                               ORDER BY s.marked_at DESC, s.upper_seq DESC LIMIT 1), 0) AS seq
+         ), upper AS (
+             SELECT coalesce((SELECT s.lower_seq FROM blockchain.history_segments s
+                               WHERE s.later_min_created_at > $2
+                               ORDER BY s.later_min_created_at, s.upper_seq LIMIT 1),
+                             (SELECT horizon.settled_seq FROM horizon)) AS seq
+         ), checkpoint AS (
+             SELECT c.seq, c.posted FROM blockchain.wallet_checkpoints c
+              WHERE c.wallet_id = $1 AND c.seq <= (SELECT lower.seq FROM lower)
+              ORDER BY c.seq DESC LIMIT 1
+         ), counted AS (
+             -- From the checkpoint to `lower`: every entry counts.
+             SELECT t.seq, CASE WHEN t.credit_wallet_id = $1 THEN t.amount ELSE -t.amount END AS change,
+                    t.kind, t.created_at, true AS before_lower
+               FROM blockchain.fodi_transactions t
+              WHERE t.debit_wallet_id = $1
+                AND t.seq > coalesce((SELECT checkpoint.seq FROM checkpoint), 0)
+                AND t.seq <= (SELECT lower.seq FROM lower)
+             UNION ALL
+             SELECT t.seq, t.amount, t.kind, t.created_at, true
+               FROM blockchain.fodi_transactions t
+              WHERE t.credit_wallet_id = $1
+                AND t.seq > coalesce((SELECT checkpoint.seq FROM checkpoint), 0)
+                AND t.seq <= (SELECT lower.seq FROM lower)
+             -- Above it: only what was created by then, up to `upper` and past the horizon.
+             UNION ALL
+             SELECT t.seq, -t.amount, t.kind, t.created_at, false
+               FROM blockchain.fodi_transactions t
+              WHERE t.debit_wallet_id = $1 AND t.seq > (SELECT lower.seq FROM lower)
+                AND t.seq <= (SELECT upper.seq FROM upper)
+             UNION ALL
+             SELECT t.seq, t.amount, t.kind, t.created_at, false
+               FROM blockchain.fodi_transactions t
+              WHERE t.credit_wallet_id = $1 AND t.seq > (SELECT lower.seq FROM lower)
+                AND t.seq <= (SELECT upper.seq FROM upper)
+             UNION ALL
+             SELECT t.seq, -t.amount, t.kind, t.created_at, false
+               FROM blockchain.fodi_transactions t
+              WHERE t.debit_wallet_id = $1
+                AND t.seq > greatest((SELECT horizon.settled_seq FROM horizon), (SELECT lower.seq FROM lower))
+             UNION ALL
+             SELECT t.seq, t.amount, t.kind, t.created_at, false
+               FROM blockchain.fodi_transactions t
+              WHERE t.credit_wallet_id = $1
+                AND t.seq > greatest((SELECT horizon.settled_seq FROM horizon), (SELECT lower.seq FROM lower))
+         )
+         SELECT CASE WHEN EXISTS (SELECT 1 FROM blockchain.wallets w WHERE w.id = $1)
+                     THEN (coalesce((SELECT checkpoint.posted FROM checkpoint), 0)
+                           + coalesce((SELECT sum(counted.change) FROM counted
+                                        WHERE counted.kind IN ('transfer', 'post')
+                                          AND (counted.before_lower OR counted.created_at <= $2)), 0))::bigint
+                END";
+
+/// Settles the history up to the newest final entry, at most `max_seqs` sequence numbers per
+/// step and `max_steps` steps, writing the wallets' checkpoints; returns how many sequence
+/// numbers it settled. A mark taken by one call becomes final once every transaction running
+/// at that moment has ended, so the next call settles what this one saw.
+pub(crate) async fn settle(
+    connection: &mut PgConnection,
+    max_seqs: u32,
+    max_steps: u32,
+) -> Result<u64, LedgerError> {
+    let mut settled = 0u64;
+    for _ in 0..max_steps {
+        let step: i64 = sqlx::query_scalar("SELECT blockchain.advance_history($1, $2)")
+            .bind(i64::from(max_seqs.max(1)))
+            .bind(CHECKPOINT_EVERY)
+            .fetch_one(&mut *connection)
+            .await?;
+        if step == 0 {
+            break;
+        }
+        settled += step as u64;
+    }
+    Ok(settled)
+}
+
+/// Entries between two checkpoints of a wallet, at most: what a history read scans beyond
+/// the entries it returns, besides those not settled yet.
+pub const CHECKPOINT_EVERY: i32 = 1_000;

@@ -5,6 +5,8 @@ pub(crate) mod engine;
 mod explain;
 pub mod feed;
 pub(crate) mod history;
+#[cfg(test)]
+mod history_bounds;
 pub mod invariants;
 pub mod issuance;
 pub mod nfts;
@@ -61,7 +63,7 @@ macro_rules! on_connection {
 }
 
 pub use engine::MAX_BATCH;
-pub use history::MAX_PAGE;
+pub use history::{CHECKPOINT_EVERY, MAX_PAGE};
 
 /// Settings of the ledger. A binary embeds it in its own configuration (it deserialises,
 /// every field optional) and calls [`LedgerConfig::validate`] before starting the ledger.
@@ -461,6 +463,10 @@ impl Ledger for PgLedger {
 
     async fn expire_holds(&self, limit: u32) -> Result<usize, LedgerError> {
         on_connection!(self, |connection| expire_due_holds(connection, limit))
+    }
+
+    async fn settle_history(&self, max_seqs: u32) -> Result<u64, LedgerError> {
+        on_connection!(self, |connection| history::settle(connection, max_seqs, 10))
     }
 
     async fn statement(

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod batches;
+mod checkpoints;
 mod concurrency;
 mod conn;
 mod feed;
