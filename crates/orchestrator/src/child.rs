@@ -1,5 +1,6 @@
 //! Spawning a process in a process group of its own, capturing its output line by line, and
-//! signalling the whole group, so that its own children never outlive it.
+//! signalling the whole group, so that its own children never outlive it. A child gets a clean
+//! environment: what its spec names, never the supervisor's tokens or database URLs by accident.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -11,6 +12,25 @@ use tokio::process::{Child, Command};
 
 use crate::logs::{ProcessLogs, Stream};
 use crate::spec::{ProcessSpec, StopSignal};
+
+/// Variables of the supervisor's environment every child gets (when set), with every `LC_*`:
+/// what programs need to find things, name the user and speak the right language and time.
+pub const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+
+/// The part of this process's environment a child of `spec` inherits.
+fn inherited(spec: &ProcessSpec) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(key, _)| {
+            key.to_str().is_some_and(|key| {
+                BASE_ENV.contains(&key)
+                    || key.starts_with("LC_")
+                    || spec.inherit_env.iter().any(|named| named == key)
+            })
+        })
+        .collect()
+}
 
 /// Spawns the process of `spec` as the leader of a new process group, its stdout and stderr
 /// going to `logs`.
@@ -24,7 +44,9 @@ pub(crate) fn spawn(spec: &ProcessSpec, logs: &Arc<ProcessLogs>) -> Result<Child
         // Its own group: stopping it signals everything it started, too.
         .process_group(0)
         // Should this handle be dropped without a stop (a panic), the child still dies.
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        .env_clear()
+        .envs(inherited(spec));
     if let Some(path) = &spec.env_file {
         for (key, value) in read_env_file(path)? {
             command.env(key, value);

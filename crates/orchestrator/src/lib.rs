@@ -27,6 +27,7 @@ pub mod spec;
 mod state;
 pub mod supervisor;
 
+pub use child::BASE_ENV;
 pub use error::OrchestratorError;
 pub use logs::{LogLine, Stream};
 pub use spec::{

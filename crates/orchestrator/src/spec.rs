@@ -19,9 +19,14 @@ pub struct ProcessSpec {
     pub command: String,
     #[serde(default)]
     pub args: Vec<String>,
-    /// Added to the supervisor's environment (after `env_file`, so these win).
+    /// The process's environment, with `env_file` (these win over it). Nothing else of the
+    /// supervisor's environment is passed on but [`crate::BASE_ENV`] and the variables
+    /// `inherit_env` names: the supervisor's own secrets (tokens, database URLs) stay its own.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables of the supervisor's environment passed on by name, besides `BASE_ENV`.
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
     /// A dotenv file (`KEY=value` lines, `#` comments, quotes, `${VAR}` outside single
     /// quotes), read at each start.
     #[serde(default)]
@@ -61,6 +66,7 @@ impl ProcessSpec {
             command: command.into(),
             args: Vec::new(),
             env: BTreeMap::new(),
+            inherit_env: Vec::new(),
             env_file: None,
             working_dir: None,
             health: HealthCheck::default(),
@@ -103,6 +109,15 @@ impl ProcessSpec {
         }
         if self.command.trim().is_empty() {
             return Err(invalid("command is empty".into()));
+        }
+        if let Some(bad) = self
+            .inherit_env
+            .iter()
+            .find(|name| name.is_empty() || name.contains(['=', '\0']))
+        {
+            return Err(invalid(format!(
+                "inherit_env: {bad:?} is not a variable name"
+            )));
         }
         if let HealthProbe::Http { url, .. } = &self.health.probe {
             crate::health::HttpTarget::parse(url).map_err(invalid)?;

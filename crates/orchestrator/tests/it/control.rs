@@ -220,3 +220,47 @@ async fn dropping_the_supervisor_stops_its_processes_and_their_children() {
         .await
     );
 }
+
+#[tokio::test]
+async fn a_child_gets_its_spec_and_the_allow_list_but_none_of_the_supervisors_variables() {
+    // Cargo gives this test process CARGO_* variables: they stand for the supervisor's own
+    // settings (tokens, database URLs), which a child must not see unless its spec names them.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let mut spec = ProcessSpec::new("env", "/bin/sleep").args(["30"]);
+    spec.env.insert("GIVEN".into(), "by the spec".into());
+    spec.inherit_env.push("CARGO_PKG_NAME".into());
+    let supervisor = Supervisor::new(vec![spec]).unwrap();
+    supervisor.start("env").await.unwrap();
+    let pid = wait_state(&supervisor, "env", Duration::from_secs(10), running)
+        .await
+        .pid()
+        .unwrap();
+
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let variables: std::collections::BTreeMap<String, String> = environ
+        .split(|byte| *byte == 0)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            let (key, value) = entry.split_once('=').unwrap();
+            (key.to_owned(), value.to_owned())
+        })
+        .collect();
+    assert_eq!(variables.get("GIVEN").map(String::as_str), Some("by the spec"));
+    assert_eq!(
+        variables.get("CARGO_PKG_NAME").map(String::as_str),
+        Some("orchestrator"),
+        "named by inherit_env"
+    );
+    assert_eq!(variables.get("PATH"), std::env::var("PATH").ok().as_ref());
+    let leaked: Vec<&String> = variables
+        .keys()
+        .filter(|key| {
+            !orchestrator::BASE_ENV.contains(&key.as_str())
+                && !key.starts_with("LC_")
+                && !["GIVEN", "CARGO_PKG_NAME"].contains(&key.as_str())
+        })
+        .collect();
+    assert!(leaked.is_empty(), "the child inherited {leaked:?}");
+    supervisor.stop("env").await.unwrap();
+}
