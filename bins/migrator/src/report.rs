@@ -169,6 +169,7 @@ fn error_kind(error: &anyhow::Error) -> &'static str {
     if let Some(db) = db_error(error) {
         return match db {
             DbError::Unreachable { .. } => "unreachable",
+            DbError::TlsFailed { .. } => "tls_failed",
             DbError::AuthenticationFailed { .. } => "authentication_failed",
             DbError::DatabaseMissing { .. } => "database_missing",
             DbError::LocalCluster(_) => "local_cluster",

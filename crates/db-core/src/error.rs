@@ -94,6 +94,15 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
+    /// The TLS handshake failed or could not start: the server offers no TLS where the URL's
+    /// `sslmode` requires it, or its certificate is not trusted (`sslrootcert`) or not for
+    /// the host name (`verify-full`). The source says which.
+    #[error("TLS with PostgreSQL at {target} failed: {source}")]
+    TlsFailed {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// The server could not be reached at all (refused, no such host or socket).
     #[error("cannot reach PostgreSQL at {target}")]
     Unreachable {
@@ -183,12 +192,29 @@ impl DbError {
                 target: target.into(),
                 source: error,
             },
-            _ if matches!(error, sqlx::Error::Io(_) | sqlx::Error::Tls(_)) => Self::Unreachable {
+            _ if is_tls_failure(&error) => Self::TlsFailed {
+                target: target.into(),
+                source: error,
+            },
+            _ if matches!(error, sqlx::Error::Io(_)) => Self::Unreachable {
                 target: target.into(),
                 source: error,
             },
             _ => Self::from(error),
         }
+    }
+}
+
+/// A TLS failure: sqlx's own (no TLS where required) or the handshake's, which sqlx hands on
+/// as an I/O error carrying the rustls error (an unknown issuer, a name the certificate is
+/// not for, ...).
+fn is_tls_failure(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Choosing the database a binary works on: the configured server, or the embedded cluster.
 
-use sqlx::postgres::PgConnectOptions;
+use std::sync::atomic::Ordering;
+
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 use crate::cluster::{LocalCluster, LocalClusterConfig};
@@ -49,17 +51,47 @@ impl DatabaseTarget {
     }
 }
 
-/// Opens one connection, classifying failures to connect (unreachable, bad credentials,
-/// missing database) separately from failures of an established connection.
+/// Opens one connection, classifying failures to connect (unreachable, TLS, bad credentials,
+/// missing database) separately from failures of an established connection. Every pool opens
+/// one through here first, and the migrator connects through here.
 pub async fn connect(options: &PgConnectOptions) -> Result<PgConnection, DbError> {
-    options.connect().await.map_err(|error| {
+    let mut connection = options.connect().await.map_err(|error| {
         DbError::from_connect(
             error,
             &describe_target(options),
             options.get_username(),
             options.get_database().unwrap_or(options.get_username()),
         )
-    })
+    })?;
+    warn_if_unencrypted(&mut connection, options).await?;
+    Ok(connection)
+}
+
+/// With `sslmode=prefer` (sqlx's default) a server without TLS gets a plaintext connection
+/// silently: say so, once per process, so that a URL missing `sslmode=require` is noticed.
+/// A Unix socket never carries TLS and needs none.
+async fn warn_if_unencrypted(
+    connection: &mut PgConnection,
+    options: &PgConnectOptions,
+) -> Result<(), DbError> {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let may_be_plaintext = matches!(options.get_ssl_mode(), PgSslMode::Prefer | PgSslMode::Allow);
+    if !may_be_plaintext || options.get_socket().is_some() || WARNED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let encrypted: Option<bool> =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_optional(connection)
+            .await?;
+    if encrypted != Some(true) && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            target = %describe_target(options),
+            "the connection to PostgreSQL is not encrypted: the server offers no TLS and \
+             sslmode is prefer; set sslmode=require (or verify-full) in the database URL to \
+             refuse plaintext"
+        );
+    }
+    Ok(())
 }
 
 /// Creates `database` unless it exists. Tolerates another process creating it at the same

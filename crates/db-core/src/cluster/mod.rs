@@ -7,7 +7,7 @@
 //! can connect and no port can collide; the port number only names the socket file.
 
 mod binaries;
-mod server_user;
+pub(crate) mod server_user;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -80,6 +80,14 @@ impl ServerUser {
         Ok(())
     }
 
+    /// Hands a file over to the server user (a no-op when the server runs as us).
+    pub(crate) fn hand_over(&self, path: &Path) -> std::io::Result<()> {
+        if let Self::Other { uid, gid, .. } = self {
+            chown(path, Some(*uid), Some(*gid)).map_err(std::io::Error::from)?;
+        }
+        Ok(())
+    }
+
     /// Fails with a clear message when the server user cannot even reach `dir` because an
     /// ancestor directory is closed to it (typically a checkout under `/root`).
     fn check_reachable(&self, dir: &Path) -> Result<(), ClusterError> {

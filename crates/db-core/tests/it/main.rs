@@ -7,3 +7,4 @@ mod errors;
 mod migrate;
 mod support;
 mod test_db;
+mod tls;
