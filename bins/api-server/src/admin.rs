@@ -25,6 +25,8 @@ pub fn processes(settings: &OrchestratorSettings) -> Vec<ProcessSpec> {
     };
     let mut spec = ProcessSpec::new(BACKEND, binary.display().to_string());
     spec.args.clone_from(&settings.args);
+    spec.env.clone_from(&settings.env);
+    spec.inherit_env.clone_from(&settings.inherit_env);
     spec.health = HealthCheck {
         probe: HealthProbe::Http {
             url: format!(

@@ -116,6 +116,10 @@ problems! {
     missing_token: UNAUTHORIZED, "missing-token", "A bearer token is required";
     /// A caller past its rate limit (`[limits]`); `Retry-After` says when to try again.
     rate_limited: TOO_MANY_REQUESTS, "rate-limited", "Too many requests from this caller";
+    /// A `Host` other than this machine's, while the server runs without tokens: a page
+    /// elsewhere reaching it through DNS rebinding.
+    host_not_allowed: FORBIDDEN, "host-not-allowed",
+        "Without tokens, this server answers only to localhost";
     /// A caller the access table does not allow this (the detail says why).
     forbidden: FORBIDDEN, "forbidden", "The caller may not do this";
     /// No live cache entry under the key.
@@ -205,6 +209,7 @@ impl From<&DbError> for ApiError {
             | DbError::PoolClosed
             | DbError::ConnectionLost { .. }
             | DbError::Unreachable { .. }
+            | DbError::TlsFailed { .. }
             | DbError::SerializationFailure { .. }
             | DbError::Deadlock { .. }
             | DbError::StatementTimeout { .. }

@@ -241,6 +241,10 @@ impl Application {
         let db_data = web::Data::new(db.clone());
         let migrator_data = web::Data::new(migrator);
         let prometheus_data = web::Data::new(prometheus);
+        let loopback_hosts_only = settings
+            .auth
+            .is_open()
+            .then(|| web::Data::new(middleware::LoopbackHostsOnly));
         let access_data = web::Data::new(access);
         let jobs_data = jobs.clone();
         let server = HttpServer::new(move || {
@@ -262,10 +266,14 @@ impl Application {
                 .service(openapi::document)
                 .service(openapi::page)
                 .service(openapi::bundle)
+                .service(openapi::init)
                 .service(openapi::styles)
                 .configure(admin::configure)
                 .app_data(live_data.clone())
                 .route("/ws", web::get().to(live::websocket));
+            if let Some(only) = &loopback_hosts_only {
+                app = app.app_data(only.clone());
+            }
             if let Some(users) = &users_data {
                 app = app.app_data(users.clone()).configure(api::users::configure);
             }

@@ -1,6 +1,7 @@
 //! What wraps every request: a request id (the caller's `X-Request-Id`, else a new UUIDv7)
 //! echoed in the response, a span carrying it (with the method and path) around everything
-//! logged while the request is served, a timeout, and CORS.
+//! logged while the request is served, a timeout, security headers, CORS, and, on a server
+//! without tokens, a refusal of any `Host` but this machine's.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use actix_cors::Cors;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 
 use crate::error::ApiError;
@@ -33,16 +34,33 @@ pub async fn observe(
         .app_data::<web::Data<RequestTimeout>>()
         .map_or(Duration::from_secs(30), |timeout| timeout.0);
     let (method, path) = (request.method().clone(), request.path().to_owned());
+    // The metric's labels come from closed sets, whatever a client sends: the route pattern
+    // (`/api/v1/ledger/wallets/{id}`), not the path; a known method or `other`.
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     // Every event logged while serving the request (a handler's warning, a 500's cause, the
     // request's own line) carries these fields.
     // `caller` is filled in once the request's token is checked (see `access`).
     let span = tracing::info_span!("request", request_id = %id, %method, %path, caller = tracing::field::Empty);
     let answered = Answered {
         id: &id,
-        method: &method,
+        method: method_label(&method),
+        route: &route,
+        docs: path == "/docs" || path.starts_with("/docs/"),
         span: &span,
         started: Instant::now(),
     };
+    if request.app_data::<web::Data<LoopbackHostsOnly>>().is_some()
+        && !loopback_host(request.headers().get(header::HOST))
+    {
+        let mut response = request
+            .into_response(ApiError::host_not_allowed().error_response())
+            .map_into_boxed_body();
+        let status = response.status();
+        finish(&answered, status, response.headers_mut(), false);
+        return Ok(response);
+    }
     let served = next.call(request).instrument(span.clone());
     match tokio::time::timeout(timeout, served).await {
         Ok(response) => {
@@ -69,6 +87,8 @@ fn finish(request: &Answered<'_>, status: StatusCode, headers: &mut HeaderMap, t
     let Answered {
         id,
         method,
+        route,
+        docs,
         span,
         started,
     } = request;
@@ -76,6 +96,7 @@ fn finish(request: &Answered<'_>, status: StatusCode, headers: &mut HeaderMap, t
     if let Ok(value) = HeaderValue::from_str(id) {
         headers.insert(REQUEST_ID, value);
     }
+    security_headers(headers, *docs);
     let elapsed = started.elapsed();
     let (status_code, duration_ms) = (status.as_u16(), elapsed.as_secs_f64() * 1_000.0);
     if timed_out {
@@ -83,14 +104,76 @@ fn finish(request: &Answered<'_>, status: StatusCode, headers: &mut HeaderMap, t
     } else {
         tracing::info!(status = status_code, duration_ms, "request");
     }
-    metrics::histogram!("fodi_http_request_duration_seconds", "method" => method.to_string(), "status" => status_code.to_string())
-        .record(elapsed.as_secs_f64());
+    metrics::histogram!(
+        "fodi_http_request_duration_seconds",
+        "method" => *method,
+        "route" => route.to_string(),
+        "status" => status_code.to_string()
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+/// The method as a metric label: one of the methods the API knows, else `other`.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("other")
+}
+
+/// What every answer carries: no type sniffing; no caching unless the route chose its own
+/// (the documentation's assets); on the documentation page, a policy that runs only its own
+/// scripts and lets no other site frame it.
+fn security_headers(headers: &mut HeaderMap, docs: bool) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if docs {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                 img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+                 form-action 'none'; frame-ancestors 'none'",
+            ),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+}
+
+/// Present (as app data) when the server runs without tokens: only `Host: localhost`,
+/// `127.0.0.1` or `[::1]` (any port) is served, so that a web page cannot read the open
+/// server through a name of its own that resolves to this machine (DNS rebinding).
+#[derive(Debug, Clone, Copy)]
+pub struct LoopbackHostsOnly;
+
+/// Whether a `Host` header names this machine by its loopback name or address.
+fn loopback_host(host: Option<&HeaderValue>) -> bool {
+    let Some(host) = host.and_then(|host| host.to_str().ok()) else {
+        return false;
+    };
+    let name = if let Some(bracketed) = host.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _port)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// A request as its log line and metrics name it.
 struct Answered<'a> {
     id: &'a str,
-    method: &'a Method,
+    method: &'static str,
+    route: &'a str,
+    docs: bool,
     span: &'a tracing::Span,
     started: Instant,
 }
@@ -114,4 +197,35 @@ pub fn cors(origins: &[String]) -> Cors {
         };
     }
     cors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_and_addresses_are_this_machine() {
+        let host = |text: &'static str| loopback_host(Some(&HeaderValue::from_static(text)));
+        for local in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(host(local), "{local}");
+        }
+        for other in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "10.0.0.1:80",
+            "[::2]:80",
+            "",
+        ] {
+            assert!(!host(other), "{other}");
+        }
+        assert!(!loopback_host(None));
+    }
 }

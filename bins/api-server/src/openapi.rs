@@ -210,6 +210,7 @@ const STYLES: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui.css");
 /// The page that loads the bundle on `/api-docs/openapi.json`, with `validatorUrl: null` (the
 /// default sends the document to validator.swagger.io, and fails offline).
 const PAGE: &str = include_str!("../assets/swagger-ui/index.html");
+const INIT: &[u8] = include_bytes!("../assets/swagger-ui/swagger-init.js");
 #[get("/docs")]
 pub async fn page() -> HttpResponse {
     HttpResponse::Ok()
@@ -223,6 +224,14 @@ pub async fn bundle() -> HttpResponse {
         .content_type("application/javascript")
         .insert_header(("Cache-Control", "public, max-age=86400"))
         .body(BUNDLE)
+}
+
+#[get("/docs/swagger-init.js")]
+pub async fn init() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/javascript")
+        .insert_header(("Cache-Control", "public, max-age=86400"))
+        .body(INIT)
 }
 
 #[get("/docs/swagger-ui.css")]

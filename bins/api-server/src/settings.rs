@@ -113,6 +113,10 @@ pub struct OrchestratorSettings {
     /// The backend's program.
     pub binary: Option<PathBuf>,
     pub args: Vec<String>,
+    /// The backend's environment. It inherits only PATH, HOME, the locale and the like, and
+    /// the variables `inherit_env` names: never this server's tokens or database URLs.
+    pub env: std::collections::BTreeMap<String, String>,
+    pub inherit_env: Vec<String>,
     /// Where the backend serves; its health check is `url` + `health_path`.
     pub url: String,
     pub health_path: String,
@@ -124,6 +128,8 @@ impl Default for OrchestratorSettings {
             enabled: false,
             binary: None,
             args: Vec::new(),
+            env: std::collections::BTreeMap::new(),
+            inherit_env: Vec::new(),
             url: "http://127.0.0.1:8081".into(),
             health_path: "/health".into(),
         }

@@ -29,6 +29,7 @@ fn backend(port: u16) -> OrchestratorSettings {
         args: vec![child_script(), "--port".into(), port.to_string()],
         url: format!("http://127.0.0.1:{port}"),
         health_path: "/health".into(),
+        ..OrchestratorSettings::default()
     }
 }
 
@@ -488,7 +489,7 @@ async fn a_request_past_the_timeout_is_answered_503_with_its_id_and_counted() {
     let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
     stalled
         .write_all(
-            b"POST /api/v1/users HTTP/1.1\r\nHost: fodi\r\nContent-Type: application/json\r\n\
+            b"POST /api/v1/users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
               Content-Length: 100\r\nX-Request-Id: stalled-upload-7\r\n\r\n{",
         )
         .await
@@ -616,26 +617,38 @@ async fn the_openapi_document_and_the_offline_docs_are_served() {
 
     let page = reqwest::get(format!("{base}/docs")).await.unwrap();
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    // The page runs only this server's scripts (none inline) and no other site may frame it.
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"),
+        "{policy}"
+    );
     let html = page.text().await.unwrap();
     assert!(
         html.contains("/docs/swagger-ui-bundle.js") && !html.contains("https://"),
         "offline: {html}"
     );
-    // Swagger UI's default would send the document to validator.swagger.io.
-    assert!(html.contains("validatorUrl: null"), "{html}");
-    for (asset, kind) in [
-        ("swagger-ui-bundle.js", "application/javascript"),
-        ("swagger-ui.css", "text/css"),
+    assert!(!html.contains("<script>"), "no inline script: {html}");
+    for (asset, kind, size) in [
+        ("swagger-ui-bundle.js", "application/javascript", 100_000),
+        ("swagger-ui.css", "text/css", 100_000),
+        ("swagger-init.js", "application/javascript", 100),
     ] {
         let response = reqwest::get(format!("{base}/docs/{asset}")).await.unwrap();
         assert_eq!(
             (
                 response.status().as_u16(),
-                response.headers()["content-type"].to_str().unwrap()
+                response.headers()["content-type"].to_str().unwrap(),
+                response.headers()["cache-control"].to_str().unwrap(),
             ),
-            (200, kind)
+            (200, kind, "public, max-age=86400")
         );
-        assert!(response.bytes().await.unwrap().len() > 100_000);
+        let body = response.bytes().await.unwrap();
+        assert!(body.len() > size);
+        if asset == "swagger-init.js" {
+            // Swagger UI's default would send the document to validator.swagger.io.
+            assert!(String::from_utf8_lossy(&body).contains("validatorUrl: null"));
+        }
     }
     handle.stop(true).await;
     running.await.unwrap().unwrap();
@@ -900,4 +913,117 @@ async fn the_documented_patterns_are_the_crates_rules() {
         );
     }
     db.close().await;
+}
+
+#[tokio::test]
+async fn request_metrics_keep_closed_label_sets_whatever_clients_send() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let client = reqwest::Client::new();
+    let mut noise = Vec::new();
+    for i in 0..1_000 {
+        let word = uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase();
+        let method = if i % 2 == 0 {
+            reqwest::Method::from_bytes(format!("Q{word}").as_bytes()).unwrap()
+        } else {
+            reqwest::Method::GET
+        };
+        let path = match i % 3 {
+            0 => format!("/{word}/{i}"),
+            1 => format!("/api/v1/ledger/wallets/{word}"),
+            _ => format!("/api/v1/users/{word}/wallets"),
+        };
+        client
+            .request(method, format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        noise.push(word);
+    }
+    let metrics = metrics_text(&base).await;
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("fodi_http_request_duration_seconds"))
+        .collect();
+    assert!(!series.is_empty(), "{metrics}");
+    for word in &noise {
+        assert!(!metrics.contains(word.as_str()), "{word} became a label");
+    }
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(line[start..].split('"').next()?.to_owned())
+    };
+    for line in &series {
+        let method = label(line, "method").unwrap();
+        assert!(
+            [
+                "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"
+            ]
+            .contains(&method.as_str()),
+            "{line}"
+        );
+        let route = label(line, "route").unwrap();
+        assert!(route == "unmatched" || route.starts_with('/'), "{line}");
+    }
+    for route in ["/api/v1/ledger/wallets/{id}", "unmatched"] {
+        assert!(
+            series
+                .iter()
+                .any(|line| line.contains(&format!("route=\"{route}\""))),
+            "{route}: {series:#?}"
+        );
+    }
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn answers_carry_security_headers_and_an_open_server_serves_only_localhost() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let client = reqwest::Client::new();
+
+    let (open, handle, running) = spawn(with_database(&db)).await;
+    let users = format!("{open}/api/v1/users/{}", uuid::Uuid::now_v7());
+    let local = client.get(&users).send().await.unwrap();
+    assert_eq!(local.status(), 404, "an unknown user, answered");
+    assert_eq!(local.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(local.headers()["cache-control"], "no-store");
+    // A page on another site whose name resolves to 127.0.0.1 (DNS rebinding) sends its own
+    // name as the Host: an open server must not answer it.
+    for path in ["/health", "/api/v1/users"] {
+        let rebound = client
+            .get(format!("{open}{path}"))
+            .header("host", "rebind.example:8080")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rebound.status(), 403, "{path}");
+        assert_eq!(
+            rebound.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = rebound.json().await.unwrap();
+        assert_eq!(problem["type"], "/problems/host-not-allowed", "{problem}");
+    }
+    let named = client
+        .get(format!("{open}/health"))
+        .header("host", "localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(named.status(), 200);
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+
+    // With tokens, the server may sit behind any name.
+    let (secured_base, handle, running) = spawn(secured(&db)).await;
+    let behind_a_name = client
+        .get(format!("{secured_base}/health"))
+        .header("host", "api.fodi.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(behind_a_name.status(), 200);
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
 }

@@ -6,6 +6,9 @@
 //! test can reach the same server by a name the certificate covers (`localhost`) and by one
 //! it does not (`127.0.0.1`). A second CA, which signed nothing, stands for the wrong CA.
 
+// A fixture that cannot be set up fails its test, with the step that failed.
+#![allow(clippy::expect_used)]
+
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -110,7 +113,9 @@ fn write_certificates(dir: &Path, server_user: &ServerUser) {
     other
         .distinguished_name
         .push(DnType::CommonName, "Another CA");
-    let other_certificate = other.self_signed(&other_key).expect("another CA certificate");
+    let other_certificate = other
+        .self_signed(&other_key)
+        .expect("another CA certificate");
 
     let server_key = KeyPair::generate().expect("the server's key");
     let mut server = CertificateParams::new(vec!["localhost".to_owned()]).expect("parameters");
@@ -126,7 +131,9 @@ fn write_certificates(dir: &Path, server_user: &ServerUser) {
         std::fs::write(&path, text).expect("a certificate file");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .expect("its permissions");
-        server_user.hand_over(&path).expect("handed to the server's user");
+        server_user
+            .hand_over(&path)
+            .expect("handed to the server's user");
     };
     write("ca.crt", &ca_certificate.pem(), 0o644);
     write("other-ca.crt", &other_certificate.pem(), 0o644);

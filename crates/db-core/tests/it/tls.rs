@@ -26,7 +26,9 @@ async fn every_sslmode_connects_or_refuses_as_libpq_does() {
     let other_ca = server.other_ca_file().display().to_string();
 
     // require: encrypted, the certificate not checked.
-    let mut required = connect(&server.url("127.0.0.1", "sslmode=require")).await.unwrap();
+    let mut required = connect(&server.url("127.0.0.1", "sslmode=require"))
+        .await
+        .unwrap();
     assert!(encrypted(&mut required).await);
     required.close().await.unwrap();
 
@@ -37,27 +39,45 @@ async fn every_sslmode_connects_or_refuses_as_libpq_does() {
     verified.close().await.unwrap();
 
     // verify-ca checks the issuer, not the name.
-    let mut by_address = connect(&server.url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")))
-        .await
-        .unwrap();
+    let mut by_address =
+        connect(&server.url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")))
+            .await
+            .unwrap();
     assert!(encrypted(&mut by_address).await);
     by_address.close().await.unwrap();
 
     // The wrong CA, and a name the certificate is not for: refused, saying TLS and why.
-    let wrong_ca = connect(&server.url("localhost", &format!("sslmode=verify-full&sslrootcert={other_ca}")))
-        .await
-        .unwrap_err();
-    assert!(matches!(wrong_ca, DbError::TlsFailed { .. }), "{wrong_ca:?}");
+    let wrong_ca = connect(&server.url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={other_ca}"),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(wrong_ca, DbError::TlsFailed { .. }),
+        "{wrong_ca:?}"
+    );
     let message = wrong_ca.to_string();
-    assert!(message.contains("TLS") && message.contains("UnknownIssuer"), "{message}");
+    assert!(
+        message.contains("TLS") && message.contains("UnknownIssuer"),
+        "{message}"
+    );
 
     let wrong_name = connect(&server.url("127.0.0.1", &full)).await.unwrap_err();
-    assert!(matches!(wrong_name, DbError::TlsFailed { .. }), "{wrong_name:?}");
+    assert!(
+        matches!(wrong_name, DbError::TlsFailed { .. }),
+        "{wrong_name:?}"
+    );
     let message = wrong_name.to_string();
-    assert!(message.contains("TLS") && message.contains("not valid for name"), "{message}");
+    assert!(
+        message.contains("TLS") && message.contains("not valid for name"),
+        "{message}"
+    );
 
     // A pool (what every crate uses) opened from such a URL: each connection encrypted.
-    let db = Db::connect(&DbConfig::with_url(server.url("localhost", &full))).await.unwrap();
+    let db = Db::connect(&DbConfig::with_url(server.url("localhost", &full)))
+        .await
+        .unwrap();
     let all_encrypted: bool = sqlx::query_scalar(
         "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
           WHERE a.client_addr IS NOT NULL",
@@ -87,9 +107,14 @@ impl std::io::Write for Captured {
 async fn a_server_without_tls_is_refused_by_require_and_noticed_under_prefer() {
     let server = TlsCluster::start(false).await;
 
-    let refused = connect(&server.url("127.0.0.1", "sslmode=require")).await.unwrap_err();
+    let refused = connect(&server.url("127.0.0.1", "sslmode=require"))
+        .await
+        .unwrap_err();
     assert!(matches!(refused, DbError::TlsFailed { .. }), "{refused:?}");
-    assert!(refused.to_string().contains("server does not support TLS"), "{refused}");
+    assert!(
+        refused.to_string().contains("server does not support TLS"),
+        "{refused}"
+    );
 
     // prefer (sqlx's default) falls back to plaintext: said once, however many connections.
     let captured = Captured::default();
@@ -100,7 +125,9 @@ async fn a_server_without_tls_is_refused_by_require_and_noticed_under_prefer() {
         .finish();
     let _logging = tracing::subscriber::set_default(subscriber);
     for _ in 0..3 {
-        let mut plain = connect(&server.url("127.0.0.1", "sslmode=prefer")).await.unwrap();
+        let mut plain = connect(&server.url("127.0.0.1", "sslmode=prefer"))
+            .await
+            .unwrap();
         assert!(!encrypted(&mut plain).await);
         plain.close().await.unwrap();
     }

@@ -246,7 +246,10 @@ async fn a_child_gets_its_spec_and_the_allow_list_but_none_of_the_supervisors_va
             (key.to_owned(), value.to_owned())
         })
         .collect();
-    assert_eq!(variables.get("GIVEN").map(String::as_str), Some("by the spec"));
+    assert_eq!(
+        variables.get("GIVEN").map(String::as_str),
+        Some("by the spec")
+    );
     assert_eq!(
         variables.get("CARGO_PKG_NAME").map(String::as_str),
         Some("orchestrator"),
