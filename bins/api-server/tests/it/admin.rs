@@ -1027,3 +1027,48 @@ async fn answers_carry_security_headers_and_an_open_server_serves_only_localhost
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_managed_postgres_url_with_tls_serves_reads_and_writes() {
+    // What a managed PostgreSQL (TLS only) looks like: a server with `ssl = on` reached with
+    // `sslmode=verify-full` and the CA that issued its certificate.
+    let server = db_core::testing::tls::TlsCluster::start(true).await;
+    let ca = server.ca_file().display().to_string();
+    let mut settings = Settings {
+        database: db_core::DbConfig::with_url(server.url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        )),
+        ..Settings::default()
+    };
+    settings.migrations.apply_on_start = Some(true);
+    let (base, handle, running) = spawn(settings).await;
+
+    let ready = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/api/v1/users"))
+        .json(&serde_json::json!({ "email": "tls@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+
+    // Every connection the server holds is encrypted.
+    let mut admin = db_core::connect(&server.url("127.0.0.1", "sslmode=require").parse().unwrap())
+        .await
+        .unwrap();
+    let (connections, encrypted): (i64, i64) = db_core::sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl)
+           FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+          WHERE a.client_addr IS NOT NULL AND a.pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(connections > 0);
+    assert_eq!(encrypted, connections);
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

@@ -355,3 +355,36 @@ async fn import_sled_without_its_feature_names_the_feature() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn up_over_tls_to_a_server_that_requires_it_and_a_clear_refusal_otherwise() {
+    let server = db_core::testing::tls::TlsCluster::start(true).await;
+    let ca = server.ca_file().display().to_string();
+
+    let verified = server.url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
+    let up = run(&verified, &["--json", "up"]).await;
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert_eq!(json(&up)["applied_count"], total_migrations());
+    let required = server.url("127.0.0.1", "sslmode=require");
+    let verify = run(&required, &["--json", "verify"]).await;
+    assert!(verify.status.success(), "{}", stderr(&verify));
+
+    // A CA that did not issue the server's certificate: refused, saying TLS and why.
+    let other = server.other_ca_file().display().to_string();
+    let wrong = server.url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={other}"),
+    );
+    let refused = run(&wrong, &["--json", "verify"]).await;
+    assert!(!refused.status.success());
+    let report = json(&refused);
+    assert_eq!(report["error"]["kind"], "tls_failed", "{report}");
+    let message = report["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("TLS") && message.contains("UnknownIssuer"),
+        "{report}"
+    );
+}
