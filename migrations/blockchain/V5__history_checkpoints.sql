@@ -54,8 +54,11 @@ CREATE TABLE blockchain.wallet_checkpoints (
 );
 
 -- The settling step reads the entries of a seq range. Rows are appended in seq order, so a
--- block range index finds them at almost no cost to each transfer.
-CREATE INDEX fodi_transactions_seq_brin ON blockchain.fodi_transactions USING brin (seq);
+-- block range index finds them at almost no cost to each transfer. A range of pages not
+-- summarised yet is read whole by every scan: autosummarize has autovacuum summarise each
+-- range once it is full, so only the newest stays unsummarised.
+CREATE INDEX fodi_transactions_seq_brin ON blockchain.fodi_transactions USING brin (seq)
+    WITH (autosummarize = on);
 
 -- Settles what can be settled and returns how many seqs it settled (at most p_max_seqs);
 -- 0 when nothing was final yet. Takes a new mark whenever none is pending. Another caller
