@@ -195,7 +195,8 @@ impl Application {
             analytics,
         ));
 
-        let access = Access::new(&settings.auth, &settings.limits)?;
+        let proxies = access::client::TrustedProxies::parse(&settings.server.trusted_proxies)?;
+        let access = Access::new(&settings.auth, &settings.limits, proxies)?;
         let processes = admin::processes(&settings.orchestrator);
         let supervises = !processes.is_empty();
         let supervisor = Arc::new(Supervisor::new(processes)?);
@@ -238,6 +239,14 @@ impl Application {
             )
         })?;
         let port = listener.local_addr()?.port();
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(app_config::TlsFiles::server_config)
+            .transpose()
+            .context("server.tls")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let db_data = web::Data::new(db.clone());
         let migrator_data = web::Data::new(migrator);
         let prometheus_data = web::Data::new(prometheus);
@@ -297,15 +306,18 @@ impl Application {
         // Responses, streamed lines and WebSocket frames leave as soon as they are written:
         // with Nagle's algorithm (the OS default) a write behind unacknowledged bytes waits for
         // the client's ACK, which clients delay by 40 ms or more.
-        .tcp_nodelay(true)
-        .listen(listener)?
+        .tcp_nodelay(true);
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
         // Signals are ours (see run_until_stopped): actix would treat SIGINT as a forced stop.
         .disable_signals()
         .shutdown_timeout(30)
         .run();
 
         tracing::info!(
-            address = %format!("http://{}:{port}", settings.server.host),
+            address = %format!("{scheme}://{}:{port}", settings.server.host),
             database = %target.describe(),
             embedded,
             "api-server listening"

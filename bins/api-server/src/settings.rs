@@ -314,6 +314,14 @@ pub struct ServerSettings {
     /// The largest request body accepted, in bytes; a larger one is answered 413
     /// (`body-too-large`). The default holds the largest batches (10,000 items).
     pub max_body_bytes: usize,
+    /// Serve HTTPS with these PEM files (`cert_file`, `key_file`); none: plain HTTP, for a
+    /// server behind a proxy that terminates TLS.
+    pub tls: Option<app_config::TlsFiles>,
+    /// Proxies whose `X-Forwarded-For` names the client (addresses or CIDR blocks, e.g.
+    /// `["127.0.0.1", "10.0.0.0/8"]`): for rate limits and `/metrics` on loopback. No other
+    /// forwarded header is read, and from nobody else.
+    #[serde(deserialize_with = "app_config::list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -324,6 +332,8 @@ impl Default for ServerSettings {
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             max_body_bytes: crate::api::body::MAX_BODY_BYTES,
+            tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `supervisor.toml`: the control API's address and token, and the processes.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use orchestrator::ProcessSpec;
@@ -29,6 +29,13 @@ pub struct ControlConfig {
     /// Bearer token every control request must carry; `SUPERVISOR_TOKEN` overrides it.
     #[serde(default)]
     pub token: Option<String>,
+    /// Serve the control API over HTTPS with these PEM files (`cert_file`, `key_file`).
+    #[serde(default)]
+    pub tls: Option<app_config::TlsFiles>,
+    /// The CA `supervisor ctl` trusts for the control API's certificate (PEM); without it, the
+    /// Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ControlConfig {
@@ -36,6 +43,8 @@ impl Default for ControlConfig {
         Self {
             listen: default_listen(),
             token: None,
+            tls: None,
+            ca_file: None,
         }
     }
 }

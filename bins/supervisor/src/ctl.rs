@@ -1,6 +1,8 @@
 //! `supervisor ctl`: a client of a running supervisor's control API.
 #![allow(clippy::print_stdout)]
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,18 +16,40 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str, token: &str) -> Self {
+    /// A client of the control API at `base`; over HTTPS it trusts `ca_file` (PEM) when
+    /// given, else the Mozilla roots.
+    pub fn new(base: &str, token: &str, ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+            let certificates = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(certificate)) => Some(Ok(certificate)),
+                    Ok(_) => None,
+                    Err(error) => Some(Err(error)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("cannot read certificates from {}", path.display()))?;
+            anyhow::ensure!(
+                !certificates.is_empty(),
+                "{} holds no certificate",
+                path.display()
+            );
+            tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certificates)));
+        }
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(120)))
             // Problem documents are answers too: read them instead of failing on the status.
             .http_status_as_error(false)
+            .tls_config(tls.build())
             .build()
             .into();
-        Self {
+        Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             agent,
-        }
+        })
     }
 
     fn call(&self, method: &str, path: &str) -> anyhow::Result<Value> {

@@ -28,6 +28,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.control.listen)
         .with_context(|| format!("cannot listen on {}", config.control.listen))?;
     let address = listener.local_addr()?;
+    let tls = config
+        .control
+        .tls
+        .as_ref()
+        .map(app_config::TlsFiles::server_config)
+        .transpose()
+        .context("control.tls")?;
     let state = web::Data::new(AdminState::with_token(
         supervisor.clone(),
         config.token().to_owned(),
@@ -40,8 +47,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .configure(admin_api::configure)
             .route("/metrics", web::get().to(render_metrics))
             .route("/health", web::get().to(HttpResponse::Ok))
-    })
-    .listen(listener)?
+    });
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    }
     .disable_signals()
     .workers(1)
     .run();

@@ -34,6 +34,10 @@ enum Command {
         /// Read the address and token from this configuration.
         #[arg(long, default_value = "supervisor.toml")]
         config: PathBuf,
+        /// The CA to trust for the control API's certificate (default: `control.ca_file` of
+        /// --config, else the Mozilla roots).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
         /// Print the JSON answers as they are.
         #[arg(long)]
         json: bool,
@@ -72,9 +76,10 @@ fn main() -> ExitCode {
         Command::Ctl {
             url,
             config,
+            ca_file,
             json,
             action,
-        } => ctl(url, &config, json, &action),
+        } => ctl(url, &config, ca_file, json, &action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,18 +107,29 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
 fn ctl(
     url: Option<String>,
     path: &std::path::Path,
+    ca_file: Option<PathBuf>,
     json: bool,
     action: &Action,
 ) -> anyhow::Result<()> {
-    let (url, token) = match (url, std::env::var(TOKEN_ENV)) {
-        (Some(url), Ok(token)) => (url, token),
+    let (url, token, ca_file) = match (url, std::env::var(TOKEN_ENV)) {
+        (Some(url), Ok(token)) => (url, token, ca_file),
         (url, token) => {
             let config = Config::load(path)?;
-            let url = url.unwrap_or_else(|| format!("http://{}", config.control.listen));
-            (url, token.unwrap_or_else(|_| config.token().to_owned()))
+            let scheme = if config.control.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let url = url.unwrap_or_else(|| format!("{scheme}://{}", config.control.listen));
+            let ca_file = ca_file.or_else(|| config.control.ca_file.clone());
+            (
+                url,
+                token.unwrap_or_else(|_| config.token().to_owned()),
+                ca_file,
+            )
         }
     };
-    let client = Client::new(&url, &token);
+    let client = Client::new(&url, &token, ca_file.as_deref())?;
     let answer = match action {
         Action::Status { name } => client.status(name.as_deref())?,
         Action::Start { name } => client.act("start", name)?,

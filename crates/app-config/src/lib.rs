@@ -8,6 +8,10 @@
 //! Architecture invariant: only binaries depend on this crate. Library crates never read
 //! configuration or the environment; binaries load it here and pass typed structs down.
 
+pub mod tls;
+
+pub use tls::{TlsError, TlsFiles};
+
 use std::fmt;
 use std::path::Path;
 

@@ -12,6 +12,7 @@
 //! `Settings::check`) every caller is the service `local` with every scope. Token hashes are
 //! compared in constant time; tokens are never logged, only the caller's name.
 
+pub mod client;
 pub mod jwt;
 pub mod limits;
 pub mod owners;
@@ -176,10 +177,15 @@ pub struct Access {
     read_requires_token: bool,
     metrics_open_on_loopback: bool,
     limits: limits::Limits,
+    proxies: client::TrustedProxies,
 }
 
 impl Access {
-    pub fn new(settings: &AuthSettings, limits: &limits::LimitSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &AuthSettings,
+        limits: &limits::LimitSettings,
+        proxies: client::TrustedProxies,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             tokens: tokens::ServiceTokens::new(&settings.tokens)?,
             jwt: settings
@@ -191,6 +197,7 @@ impl Access {
             read_requires_token: settings.read_requires_token,
             metrics_open_on_loopback: settings.metrics_open_on_loopback,
             limits: limits::Limits::new(limits),
+            proxies,
         })
     }
 
@@ -239,8 +246,8 @@ impl Access {
             ))
         })?;
         let caller = self.admit(request, rule)?;
-        let peer = request.peer_addr().map(|peer| peer.ip().to_string());
-        self.limits.check(&caller, rule, peer.as_deref())?;
+        let client = self.proxies.client_ip(request).map(|ip| ip.to_string());
+        self.limits.check(&caller, rule, client.as_deref())?;
         Ok((caller, rule))
     }
 
@@ -295,9 +302,12 @@ impl Access {
 impl Access {
     /// `/metrics`: open to this host when so configured, else the `metrics` scope.
     pub fn admit_metrics(&self, request: &HttpRequest) -> Result<(), ApiError> {
-        let local = request
-            .peer_addr()
-            .is_some_and(|peer| peer.ip().is_loopback());
+        // Behind a proxy on this host, the client is whoever the proxy reports (when it is
+        // one of `server.trusted_proxies`), not the proxy.
+        let local = self
+            .proxies
+            .client_ip(request)
+            .is_some_and(|client| client.is_loopback());
         if self.open() || (local && self.metrics_open_on_loopback) {
             return Ok(());
         }

@@ -1072,3 +1072,77 @@ async fn a_managed_postgres_url_with_tls_serves_reads_and_writes() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_server_speaks_https_with_its_certificate_and_tls_1_2_or_later() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_certificate = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca_certificate, &ca_key)
+        .unwrap();
+    let cert_file = dir.path().join("server.crt");
+    let key_file = dir.path().join("server.key");
+    std::fs::write(&cert_file, certificate.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+
+    let mut settings = with_database(&db);
+    settings.server.tls = Some(app_config::TlsFiles {
+        cert_file,
+        key_file,
+    });
+    let (base, handle, running) = spawn(settings).await;
+    let https = base.replace("http://127.0.0.1", "https://localhost");
+    let trusting = |builder: reqwest::ClientBuilder| {
+        builder
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca_certificate.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+
+    let client = trusting(reqwest::Client::builder());
+    let health = client.get(format!("{https}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let missing = client
+        .get(format!("{https}/api/v1/users/{}", uuid::Uuid::now_v7()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // TLS 1.2 alone is enough (older versions do not exist in rustls).
+    let tls12 = trusting(
+        reqwest::Client::builder()
+            .min_tls_version(reqwest::tls::Version::TLS_1_2)
+            .max_tls_version(reqwest::tls::Version::TLS_1_2),
+    );
+    assert_eq!(
+        tls12
+            .get(format!("{https}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A client that does not trust the certificate, and plain HTTP: no answer.
+    let untrusting = reqwest::Client::new();
+    let refused = untrusting.get(format!("{https}/health")).send().await;
+    assert!(refused.is_err(), "{refused:?}");
+    let plain = reqwest::get(format!("{base}/health")).await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

@@ -844,3 +844,70 @@ async fn a_user_follows_only_their_own_wallets_live() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+/// A client cannot pick the address its rate limit counts under by sending X-Forwarded-For,
+/// nor pass for this host on `/metrics`; a listed proxy's X-Forwarded-For names the client.
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_configured_proxies() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let statement = |base: &str| {
+        format!(
+            "{base}/api/v1/ledger/wallets/{}/statement",
+            uuid::Uuid::now_v7()
+        )
+    };
+    let client = reqwest::Client::new();
+    // Six anonymous costly reads, each claiming another address: (answered, limited).
+    let burst = |url: String| {
+        let client = client.clone();
+        async move {
+            let mut limited = 0;
+            for i in 0..6 {
+                let answer = client
+                    .get(&url)
+                    .header("x-forwarded-for", format!("198.51.100.{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                match answer.status().as_u16() {
+                    429 => limited += 1,
+                    404 => {}
+                    other => panic!("{other}: {}", answer.text().await.unwrap()),
+                }
+            }
+            limited
+        }
+    };
+
+    let mut settings = secured(&db);
+    settings.auth.jwt = None;
+    settings.auth.read_requires_token = false;
+    settings.limits.user_costly_reads_per_second = 1;
+    let (base, handle, running) = spawn(settings.clone()).await;
+    assert!(
+        burst(statement(&base)).await >= 3,
+        "forged addresses share the peer's limit"
+    );
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+
+    settings.server.trusted_proxies = vec!["127.0.0.1".into()];
+    let (base, handle, running) = spawn(settings).await;
+    assert_eq!(
+        burst(statement(&base)).await,
+        0,
+        "through a listed proxy, each client has its own limit"
+    );
+    // Through the proxy on this host, a client elsewhere is not this host.
+    let from_elsewhere = client
+        .get(format!("{base}/metrics"))
+        .header("x-forwarded-for", "203.0.113.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_elsewhere.status(), 401);
+    let local = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(local.status(), 200);
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

@@ -287,3 +287,101 @@ fn a_configuration_without_a_token_is_refused() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no control token"));
 }
+
+/// A CA, and a certificate it issued for `localhost` and 127.0.0.1: (CA PEM, cert PEM, key PEM).
+fn certificates() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_certificate = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca_certificate, &ca_key)
+            .unwrap();
+    (ca_certificate.pem(), certificate.pem(), key.serialize_pem())
+}
+
+#[test]
+fn the_control_api_serves_https_and_ctl_checks_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, certificate, key) = certificates();
+    let (other_ca, _, _) = certificates();
+    for (name, text) in [
+        ("ca.crt", &ca),
+        ("other-ca.crt", &other_ca),
+        ("server.crt", &certificate),
+        ("server.key", &key),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let control = free_port();
+    let config = dir.path().join("supervisor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[control]
+listen = "127.0.0.1:{control}"
+token = "{TOKEN}"
+ca_file = "{dir}/ca.crt"
+tls = {{ cert_file = "{dir}/server.crt", key_file = "{dir}/server.key" }}
+
+[[process]]
+name = "idle"
+command = "/bin/sleep"
+args = ["60"]
+"#,
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("SUPERVISOR_TOKEN")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", control)).is_err() {
+        assert!(Instant::now() < deadline, "the control API never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ctl = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_supervisor"))
+            .arg("ctl")
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .args(["--json", "status", "idle"])
+            .env_remove("SUPERVISOR_TOKEN")
+            .env_remove("SUPERVISOR_URL")
+            .output()
+            .unwrap()
+    };
+
+    // ctl reaches it over HTTPS, trusting the configured CA.
+    let status = ctl(&[]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(answer["name"], "idle");
+
+    // A CA that issued nothing here: refused, before any token is sent.
+    let other = dir.path().join("other-ca.crt");
+    let refused = ctl(&["--ca-file", other.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("cannot reach the supervisor"), "{message}");
+
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = ureq::get(&format!("http://127.0.0.1:{control}/health")).call();
+    assert!(plain.is_err(), "{plain:?}");
+
+    let _ = child.kill();
+    let _ = child.wait();
+}
