@@ -25,6 +25,18 @@ pub struct RecorderConfig {
     /// Rows (metric points and events together) waiting to be written, at most. Memory stays
     /// below this plus two batches whatever happens to the database.
     pub buffer_rows: usize,
+    /// Bytes of rows (their text: names, labels, properties) accepted and not yet written, at
+    /// most: a row past it is treated as one past `buffer_rows` (see `overflow`).
+    pub buffer_bytes: usize,
+    /// How far before the recorder's clock a row's `time` may be. An older one is refused
+    /// (`InvalidField` naming `time`): keep it within `partitions.retention_days`, which has
+    /// no partition for older days.
+    #[serde(with = "humantime_serde")]
+    pub accept_past: Duration,
+    /// How far after the recorder's clock a row's `time` may be (clocks differ a little);
+    /// keep it within `partitions.days_ahead`.
+    #[serde(with = "humantime_serde")]
+    pub accept_future: Duration,
     /// Rows written per COPY at most; a full batch is written at once.
     pub batch_rows: usize,
     /// A partial batch is written at least this often; while the database fails, writing is
@@ -45,6 +57,9 @@ impl Default for RecorderConfig {
     fn default() -> Self {
         Self {
             buffer_rows: 100_000,
+            buffer_bytes: 64 * 1024 * 1024,
+            accept_past: Duration::from_secs(7 * 24 * 3600),
+            accept_future: Duration::from_secs(300),
             batch_rows: 10_000,
             flush_interval: Duration::from_secs(1),
             overflow: Overflow::Drop,
@@ -77,6 +92,7 @@ impl RecorderConfig {
     /// Refuses a recorder that could hold nothing or never write.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         at_least_one("buffer_rows", self.buffer_rows as u64)?;
+        at_least_one("buffer_bytes", self.buffer_bytes as u64)?;
         at_least_one("batch_rows", self.batch_rows as u64)?;
         positive_duration("flush_interval", self.flush_interval)?;
         at_least_one(

@@ -20,6 +20,8 @@ pub const MAX_LABEL_VALUE_CHARS: usize = 200;
 pub const MAX_KIND_CHARS: usize = 100;
 /// Largest properties object of one event, as JSON text.
 pub const MAX_PROPERTIES_BYTES: usize = 64 * 1024;
+/// What a row holds beside its text (times, ids, the value, allocations), counted in its size.
+const ROW_OVERHEAD: usize = 96;
 
 /// One measurement of a metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,11 +58,23 @@ impl MetricPoint {
     }
 
     pub fn validate(&self) -> Result<(), AnalyticsError> {
+        self.checked_size().map(|_| ())
+    }
+
+    /// Validates the point and returns about how many bytes it holds (for the recorder's
+    /// byte bound).
+    pub(crate) fn checked_size(&self) -> Result<usize, AnalyticsError> {
         validate_metric_name(&self.name)?;
         if !self.value.is_finite() {
             return Err(invalid("value", "must be a finite number"));
         }
-        validate_labels(&self.labels)
+        validate_labels(&self.labels)?;
+        let labels: usize = self
+            .labels
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + ROW_OVERHEAD / 4)
+            .sum();
+        Ok(ROW_OVERHEAD + self.name.len() + labels)
     }
 }
 
@@ -114,6 +128,12 @@ impl Event {
     }
 
     pub fn validate(&self) -> Result<(), AnalyticsError> {
+        self.checked_size().map(|_| ())
+    }
+
+    /// Validates the event and returns about how many bytes it holds (for the recorder's
+    /// byte bound).
+    pub(crate) fn checked_size(&self) -> Result<usize, AnalyticsError> {
         let chars = self.kind.chars().count();
         if chars == 0 || chars > MAX_KIND_CHARS {
             return Err(invalid(
@@ -124,23 +144,23 @@ impl Event {
         if self.kind.contains('\0') {
             return Err(invalid("kind", "must not contain NUL"));
         }
-        match &self.properties {
-            serde_json::Value::Null => Ok(()),
+        let properties = match &self.properties {
+            serde_json::Value::Null => 0,
             serde_json::Value::Object(_) => {
                 let text = self.properties.to_string();
                 if text.len() > MAX_PROPERTIES_BYTES {
-                    Err(invalid(
+                    return Err(invalid(
                         "properties",
                         format!("must be at most {MAX_PROPERTIES_BYTES} bytes of JSON"),
-                    ))
+                    ));
                 } else if text.contains("\\u0000") {
-                    Err(invalid("properties", "must not contain NUL"))
-                } else {
-                    Ok(())
+                    return Err(invalid("properties", "must not contain NUL"));
                 }
+                text.len()
             }
-            _ => Err(invalid("properties", "must be a JSON object")),
-        }
+            _ => return Err(invalid("properties", "must be a JSON object")),
+        };
+        Ok(ROW_OVERHEAD + self.kind.len() + properties)
     }
 }
 

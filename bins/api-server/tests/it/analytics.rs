@@ -183,3 +183,55 @@ async fn the_server_s_own_metrics_reach_analytics_through_the_bridge() {
     assert_eq!(unselected, 0, "only the selected metrics are copied");
     assert!(terminate(&mut server).await.success());
 }
+
+/// The replay of a poison row: an event at the year 0 used to be answered 202 and then hold
+/// every later event back. It is now refused with the row named, and the events after it
+/// land.
+#[tokio::test]
+async fn a_time_outside_the_window_is_refused_naming_the_row_and_ingestion_goes_on() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let api = Api::new(&base);
+    let (status, problem) = api
+        .post(
+            "/api/v1/analytics/events",
+            json!([
+                { "kind": "menu_viewed" },
+                { "kind": "menu_viewed", "time": "0000-01-01T00:00:00Z" }
+            ]),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("/problems/invalid-field")),
+        "{problem}"
+    );
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("time") && detail.contains("row 1"),
+        "{detail}"
+    );
+
+    let (status, _) = api
+        .post(
+            "/api/v1/analytics/events",
+            json!({ "kind": "order_placed" }),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM analytics.events")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        if !kinds.is_empty() {
+            assert_eq!(kinds, ["order_placed"], "nothing of the refused batch");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the later event never landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

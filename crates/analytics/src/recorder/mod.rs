@@ -6,8 +6,13 @@
 //! `COPY` in batches of [`RecorderConfig::batch_rows`], when a batch is full and at least
 //! every [`RecorderConfig::flush_interval`]. While the database fails, the writer keeps at
 //! most one batch of each kind and stops taking rows: the channel fills, and further rows are
-//! dropped and counted ([`Overflow`]) instead of growing memory. `flush().await` writes
-//! everything recorded before it; `close().await` writes everything and stops.
+//! dropped and counted ([`Overflow`]) instead of growing memory; the bytes of the rows
+//! accepted and not yet written are bounded too ([`RecorderConfig::buffer_bytes`]).
+//! A row whose time lies outside [`RecorderConfig::accept_past`] and
+//! [`RecorderConfig::accept_future`] is refused at once. A row the database still refuses (a
+//! missing partition, ...) is isolated by the writer, counted as rejected and logged; the
+//! rows around it are written. `flush().await` writes everything recorded before it;
+//! `close().await` writes everything and stops.
 
 mod copy;
 mod series;
@@ -16,6 +21,7 @@ mod writer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use chrono::{DateTime, Utc};
 use db_core::Db;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -45,7 +51,7 @@ pub struct RecorderStats {
     pub dropped: u64,
     /// Accepted but never written: still buffered when `close` gave up on a failing database.
     pub lost: u64,
-    /// Metric points of a series past its metric's cap.
+    /// Metric points of a series past its metric's cap, and rows the database refused.
     pub rejected: u64,
     /// Writes that failed (and were retried).
     pub failed_writes: u64,
@@ -61,6 +67,8 @@ impl RecorderStats {
 
 #[derive(Default)]
 struct Counters {
+    /// Bytes of the rows accepted and not yet written, rejected or lost.
+    buffered_bytes: AtomicU64,
     accepted: AtomicU64,
     written: AtomicU64,
     dropped: AtomicU64,
@@ -82,17 +90,77 @@ impl Counters {
     }
 }
 
+/// A row and its size in bytes (for the byte bound).
 enum Row {
-    Metric(MetricPoint),
-    Event(Event),
+    Metric(MetricPoint, usize),
+    Event(Event, usize),
 }
 
 impl Row {
     fn kind(&self) -> &'static str {
         match self {
-            Row::Metric(_) => "metric",
-            Row::Event(_) => "event",
+            Row::Metric(..) => "metric",
+            Row::Event(..) => "event",
         }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Row::Metric(_, size) | Row::Event(_, size) => *size,
+        }
+    }
+}
+
+impl Counters {
+    /// Rows left the buffer (written, rejected or lost): their bytes make room.
+    fn release(&self, bytes: usize) {
+        self.buffered_bytes
+            .fetch_sub(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// The times a row may carry, from the recorder's clock.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    past: chrono::Duration,
+    future: chrono::Duration,
+}
+
+impl Window {
+    fn check(&self, time: DateTime<Utc>) -> Result<(), AnalyticsError> {
+        let now = Utc::now();
+        let too_old = now
+            .checked_sub_signed(self.past)
+            .is_some_and(|oldest| time < oldest);
+        let too_new = now
+            .checked_add_signed(self.future)
+            .is_some_and(|newest| time > newest);
+        if too_old || too_new {
+            return Err(crate::error::invalid(
+                "time",
+                format!(
+                    "must be at most {} before and {} after the server's clock ({now}), got {time}",
+                    humantime_serde::re::humantime::format_duration(
+                        self.past.to_std().unwrap_or_default()
+                    ),
+                    humantime_serde::re::humantime::format_duration(
+                        self.future.to_std().unwrap_or_default()
+                    ),
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A batch's invalid row, named by its place in the batch.
+fn at_row(index: usize, error: AnalyticsError) -> AnalyticsError {
+    match error {
+        AnalyticsError::InvalidField { field, reason } => AnalyticsError::InvalidField {
+            field,
+            reason: format!("row {index}: {reason}"),
+        },
+        other => other,
     }
 }
 
@@ -109,6 +177,8 @@ pub struct Recorder {
     rows: mpsc::Sender<Row>,
     control: mpsc::Sender<Control>,
     overflow: Overflow,
+    buffer_bytes: u64,
+    window: Window,
     counters: Arc<Counters>,
 }
 
@@ -119,6 +189,12 @@ impl Recorder {
         let (control, control_receiver) = mpsc::channel(16);
         let counters = Arc::new(Counters::default());
         let overflow = config.overflow;
+        let buffer_bytes = config.buffer_bytes as u64;
+        let window = Window {
+            past: chrono::Duration::from_std(config.accept_past).unwrap_or(chrono::Duration::MAX),
+            future: chrono::Duration::from_std(config.accept_future)
+                .unwrap_or(chrono::Duration::MAX),
+        };
         tokio::spawn(
             writer::Writer::new(
                 db,
@@ -133,68 +209,118 @@ impl Recorder {
             rows,
             control,
             overflow,
+            buffer_bytes,
+            window,
             counters,
         }
     }
 
+    fn check_metric(&self, point: &MetricPoint) -> Result<usize, AnalyticsError> {
+        let size = point.checked_size()?;
+        self.window.check(point.time)?;
+        Ok(size)
+    }
+
+    fn check_event(&self, event: &Event) -> Result<usize, AnalyticsError> {
+        let size = event.checked_size()?;
+        self.window.check(event.time)?;
+        Ok(size)
+    }
+
     /// Records a metric point. Refuses an invalid one with [`AnalyticsError::InvalidField`].
     pub async fn record_metric(&self, point: MetricPoint) -> Result<Recorded, AnalyticsError> {
-        point.validate()?;
-        self.submit(Row::Metric(point)).await
+        let size = self.check_metric(&point)?;
+        self.submit(Row::Metric(point, size)).await
     }
 
     /// Records an event. Refuses an invalid one with [`AnalyticsError::InvalidField`].
     pub async fn record_event(&self, event: Event) -> Result<Recorded, AnalyticsError> {
-        event.validate()?;
-        self.submit(Row::Event(event)).await
+        let size = self.check_event(&event)?;
+        self.submit(Row::Event(event, size)).await
     }
 
-    /// Records every point, or none when one is invalid (the error names the first).
+    /// Records every point, or none when one is invalid (the error names the first, and its
+    /// place: `row 3: ...`, from 0).
     pub async fn record_metrics(
         &self,
         points: Vec<MetricPoint>,
     ) -> Result<Vec<Recorded>, AnalyticsError> {
-        for point in &points {
-            point.validate()?;
-        }
+        let sizes = points
+            .iter()
+            .enumerate()
+            .map(|(index, point)| {
+                self.check_metric(point)
+                    .map_err(|error| at_row(index, error))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut outcomes = Vec::with_capacity(points.len());
-        for point in points {
-            outcomes.push(self.submit(Row::Metric(point)).await?);
+        for (point, size) in points.into_iter().zip(sizes) {
+            outcomes.push(self.submit(Row::Metric(point, size)).await?);
         }
         Ok(outcomes)
     }
 
-    /// Records every event, or none when one is invalid (the error names the first).
+    /// Records every event, or none when one is invalid (the error names the first, and its
+    /// place: `row 3: ...`, from 0).
     pub async fn record_events(&self, events: Vec<Event>) -> Result<Vec<Recorded>, AnalyticsError> {
-        for event in &events {
-            event.validate()?;
-        }
+        let sizes = events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| {
+                self.check_event(event)
+                    .map_err(|error| at_row(index, error))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            outcomes.push(self.submit(Row::Event(event)).await?);
+        for (event, size) in events.into_iter().zip(sizes) {
+            outcomes.push(self.submit(Row::Event(event, size)).await?);
         }
         Ok(outcomes)
+    }
+
+    /// Takes `size` bytes of the byte bound; `false` (nothing taken) when they do not fit.
+    fn reserve(&self, size: usize) -> bool {
+        let size = size as u64;
+        self.counters
+            .buffered_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held + size <= self.buffer_bytes).then_some(held + size)
+            })
+            .is_ok()
     }
 
     async fn submit(&self, row: Row) -> Result<Recorded, AnalyticsError> {
         let kind = row.kind();
+        let size = row.size();
+        if !self.reserve(size) {
+            return Ok(self.dropped(kind));
+        }
         let refused = match self.rows.try_send(row) {
             Ok(()) => return Ok(self.accepted(kind)),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(AnalyticsError::Closed),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.counters.release(size);
+                return Err(AnalyticsError::Closed);
+            }
             Err(mpsc::error::TrySendError::Full(row)) => row,
         };
         if let Overflow::Wait(patience) = self.overflow {
             match self.rows.send_timeout(refused, patience).await {
                 Ok(()) => return Ok(self.accepted(kind)),
                 Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                    self.counters.release(size);
                     return Err(AnalyticsError::Closed);
                 }
                 Err(mpsc::error::SendTimeoutError::Timeout(_)) => {}
             }
         }
+        self.counters.release(size);
+        Ok(self.dropped(kind))
+    }
+
+    fn dropped(&self, kind: &'static str) -> Recorded {
         self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("analytics_recorder_dropped_total", "kind" => kind).increment(1);
-        Ok(Recorded::Dropped)
+        Recorded::Dropped
     }
 
     fn accepted(&self, kind: &'static str) -> Recorded {

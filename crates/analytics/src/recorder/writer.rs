@@ -1,5 +1,7 @@
 //! The recorder's writer task: takes rows from the channel, writes them with COPY in batches,
-//! and holds no more than a batch of each kind while the database fails.
+//! and holds no more than a batch of each kind while the database fails. A batch the
+//! database refuses for its data (not for the connection) is halved until the refused row is
+//! alone; that row is counted and dropped, every other row is written.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,11 +30,37 @@ pub(crate) struct Writer {
     rows: mpsc::Receiver<Row>,
     control: mpsc::Receiver<Control>,
     metrics: Vec<MetricPoint>,
+    /// The bytes of each row of `metrics` (and of `events`), released when it leaves.
+    metric_sizes: Vec<usize>,
     events: Vec<Event>,
+    event_sizes: Vec<usize>,
     series: SeriesCache,
     /// When the last failure was logged, so that a database down for an hour logs once a
     /// minute, not once a second.
     last_failure_logged: Option<Instant>,
+    /// The same for rows the database refused.
+    last_refusal_logged: Option<Instant>,
+}
+
+/// How far a COPY of a batch's rows went: the first `done` rows were written or refused.
+#[derive(Default)]
+struct Copied {
+    done: usize,
+    written: u64,
+    refused: u64,
+    /// What stopped it before the end (the connection, not the data): retried later.
+    failure: Option<AnalyticsError>,
+}
+
+/// Whether the database refused the rows themselves (a value out of range, a time with no
+/// partition, a constraint): SQLSTATE classes 22 and 23. Retrying such a batch fails again.
+fn refuses_data(error: &AnalyticsError) -> bool {
+    match error {
+        AnalyticsError::Db(error) => error
+            .sqlstate()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
+    }
 }
 
 impl Writer {
@@ -51,9 +79,12 @@ impl Writer {
             rows,
             control,
             metrics: Vec::new(),
+            metric_sizes: Vec::new(),
             events: Vec::new(),
+            event_sizes: Vec::new(),
             series: SeriesCache::default(),
             last_failure_logged: None,
+            last_refusal_logged: None,
         }
     }
 
@@ -72,9 +103,28 @@ impl Writer {
 
     fn push(&mut self, row: Row) {
         match row {
-            Row::Metric(point) => self.metrics.push(point),
-            Row::Event(event) => self.events.push(event),
+            Row::Metric(point, size) => {
+                self.metrics.push(point);
+                self.metric_sizes.push(size);
+            }
+            Row::Event(event, size) => {
+                self.events.push(event);
+                self.event_sizes.push(size);
+            }
         }
+    }
+
+    /// The first `count` metric points left the writer (written or rejected).
+    fn drain_metrics(&mut self, count: usize) {
+        self.metrics.drain(..count);
+        self.counters
+            .release(self.metric_sizes.drain(..count).sum::<usize>());
+    }
+
+    fn drain_events(&mut self, count: usize) {
+        self.events.drain(..count);
+        self.counters
+            .release(self.event_sizes.drain(..count).sum::<usize>());
     }
 
     pub(crate) async fn run(mut self) {
@@ -150,8 +200,8 @@ impl Writer {
                     rows = lost,
                     "analytics recorder closed with rows it could not write"
                 );
-                self.metrics.clear();
-                self.events.clear();
+                self.drain_metrics(self.metrics.len());
+                self.drain_events(self.events.len());
                 break;
             }
             tokio::time::sleep(
@@ -212,47 +262,119 @@ impl Writer {
             .series
             .resolve(connection, &self.metrics[..count], max_series)
             .await?;
-        let mut text = String::with_capacity(count * 48);
-        let mut rows = 0_u64;
-        for (point, id) in self.metrics[..count].iter().zip(&ids) {
-            match id {
-                Some(id) => {
-                    push_metric(&mut text, *id, &point.time, point.value);
-                    rows += 1;
-                }
-                None => {
-                    metrics::counter!("analytics_series_rejected_total", "metric" => point.name.clone())
-                        .increment(1);
-                }
-            }
+        // A point of a series past its metric's cap has no id and no line.
+        let lines: Vec<Option<String>> = self.metrics[..count]
+            .iter()
+            .zip(&ids)
+            .map(|(point, id)| {
+                id.map(|id| {
+                    let mut line = String::with_capacity(48);
+                    push_metric(&mut line, id, &point.time, point.value);
+                    line
+                })
+            })
+            .collect();
+        let copied = self.copy_rows(COPY_METRICS, "metric", &lines).await;
+        for point in self.metrics[..copied.done]
+            .iter()
+            .zip(&lines)
+            .filter(|(_, line)| line.is_none())
+            .map(|(point, _)| point)
+        {
+            metrics::counter!("analytics_series_rejected_total", "metric" => point.name.clone())
+                .increment(1);
         }
-        let rejected = count as u64 - rows;
-        if rows > 0 {
-            copy(self.connection().await?, COPY_METRICS, text).await?;
-        }
-        self.metrics.drain(..count);
-        self.counters.written.fetch_add(rows, Ordering::Relaxed);
-        self.counters
-            .rejected
-            .fetch_add(rejected, Ordering::Relaxed);
-        metrics::counter!("analytics_recorder_written_total", "kind" => "metric").increment(rows);
-        Ok(())
+        let capped = lines[..copied.done]
+            .iter()
+            .filter(|line| line.is_none())
+            .count() as u64;
+        self.drain_metrics(copied.done);
+        self.count(copied.written, copied.refused + capped, "metric");
+        copied.failure.map_or(Ok(()), Err)
     }
 
     async fn write_events(&mut self) -> Result<(), AnalyticsError> {
         let count = self.events.len().min(self.batch());
-        let mut text = String::with_capacity(count * 200);
-        for event in &self.events[..count] {
-            push_event(&mut text, event);
-        }
-        copy(self.connection().await?, COPY_EVENTS, text).await?;
-        self.events.drain(..count);
+        let lines: Vec<Option<String>> = self.events[..count]
+            .iter()
+            .map(|event| {
+                let mut line = String::with_capacity(200);
+                push_event(&mut line, event);
+                Some(line)
+            })
+            .collect();
+        let copied = self.copy_rows(COPY_EVENTS, "event", &lines).await;
+        self.drain_events(copied.done);
+        self.count(copied.written, copied.refused, "event");
+        copied.failure.map_or(Ok(()), Err)
+    }
+
+    fn count(&self, written: u64, rejected: u64, kind: &'static str) {
+        self.counters.written.fetch_add(written, Ordering::Relaxed);
         self.counters
-            .written
-            .fetch_add(count as u64, Ordering::Relaxed);
-        metrics::counter!("analytics_recorder_written_total", "kind" => "event")
-            .increment(count as u64);
-        Ok(())
+            .rejected
+            .fetch_add(rejected, Ordering::Relaxed);
+        metrics::counter!("analytics_recorder_written_total", "kind" => kind).increment(written);
+    }
+
+    /// Writes `lines` (`None`: a row with nothing to write) with COPY, all at once if the
+    /// database takes them. When it refuses their data, the rows are halved until the refused
+    /// one is alone; it is counted, logged and skipped, and the rest goes on. Stops at the
+    /// first failure of another kind, reporting how far it got.
+    async fn copy_rows(
+        &mut self,
+        statement: &'static str,
+        kind: &'static str,
+        lines: &[Option<String>],
+    ) -> Copied {
+        let mut copied = Copied::default();
+        let mut chunk = lines.len();
+        while copied.done < lines.len() {
+            let end = (copied.done + chunk.max(1)).min(lines.len());
+            let rows = &lines[copied.done..end];
+            let present = rows.iter().flatten().count() as u64;
+            if present == 0 {
+                copied.done = end;
+                continue;
+            }
+            let text: String = rows.iter().flatten().map(String::as_str).collect();
+            let result = match self.connection().await {
+                Ok(connection) => copy(connection, statement, text).await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Ok(_) => {
+                    copied.written += present;
+                    copied.done = end;
+                    chunk = lines.len() - copied.done;
+                }
+                Err(error) if refuses_data(&error) => {
+                    // A failed COPY leaves the connection unusable: the next one is new.
+                    self.connection = None;
+                    if end - copied.done > 1 {
+                        chunk = (end - copied.done) / 2;
+                        continue;
+                    }
+                    copied.refused += 1;
+                    copied.done = end;
+                    chunk = lines.len() - copied.done;
+                    metrics::counter!("analytics_recorder_refused_total", "kind" => kind)
+                        .increment(1);
+                    let quiet = self
+                        .last_refusal_logged
+                        .is_some_and(|at| at.elapsed() < Duration::from_secs(60));
+                    if !quiet {
+                        tracing::warn!(%error, kind, "the database refused an analytics row; it is dropped (analytics_recorder_refused_total counts them)");
+                        self.last_refusal_logged = Some(Instant::now());
+                    }
+                }
+                Err(error) => {
+                    copied.failure = Some(error);
+                    break;
+                }
+            }
+        }
+        copied
     }
 }
 

@@ -263,3 +263,104 @@ async fn invalid_rows_are_refused_before_they_are_buffered() {
     let stats = recorder.close().await;
     assert_eq!(stats.accepted, 0, "nothing of a refused batch was buffered");
 }
+
+/// A row the database refuses (here: the year 0, which PostgreSQL does not have, let through
+/// by a window of millennia) is counted and dropped; every row around it lands, and ingestion
+/// goes on. It used to hold its whole batch, and everything behind it, in a retry loop.
+#[tokio::test]
+async fn a_row_the_database_refuses_is_isolated_and_the_others_land() {
+    let fx = Fixture::new().await;
+    let recorder = fx.recorder(RecorderConfig {
+        accept_past: Duration::from_secs(3_000 * 365 * 24 * 3600),
+        batch_rows: 64,
+        ..RecorderConfig::default()
+    });
+    let year_zero: chrono::DateTime<chrono::Utc> = "0000-01-01T00:00:00Z".parse().unwrap();
+    let mut events: Vec<Event> = (0..100).map(event).collect();
+    events[37] = event(37).at(year_zero);
+    let mut points: Vec<MetricPoint> = (0..100)
+        .map(|n| MetricPoint::new("orders_total", n as f64))
+        .collect();
+    points[5] = MetricPoint::new("orders_total", 5.0).at(year_zero);
+    points[90] = MetricPoint::new("orders_total", 90.0).at(year_zero);
+    recorder.record_events(events).await.unwrap();
+    recorder.record_metrics(points).await.unwrap();
+    recorder.flush().await.unwrap();
+    assert_eq!(fx.count("SELECT count(*) FROM analytics.events").await, 99);
+    assert_eq!(fx.count("SELECT count(*) FROM analytics.metrics").await, 98);
+    let stats = recorder.stats();
+    assert_eq!(
+        (stats.written, stats.rejected, stats.pending()),
+        (197, 3, 0),
+        "{stats:?}"
+    );
+
+    // Ingestion goes on.
+    recorder
+        .record_events((100..110).map(event).collect())
+        .await
+        .unwrap();
+    recorder.flush().await.unwrap();
+    assert_eq!(fx.count("SELECT count(*) FROM analytics.events").await, 109);
+    recorder.close().await;
+}
+
+#[tokio::test]
+async fn times_outside_the_window_are_refused_naming_the_row() {
+    let fx = Fixture::new().await;
+    let recorder = fx.recorder(RecorderConfig::default());
+    let year_zero = "0000-01-01T00:00:00Z".parse().unwrap();
+    let mut events: Vec<Event> = (0..5).map(event).collect();
+    events[3] = event(3).at(year_zero);
+    let refused = recorder.record_events(events).await.unwrap_err();
+    let AnalyticsError::InvalidField { field, reason } = &refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(*field, "time");
+    assert!(reason.starts_with("row 3: "), "{reason}");
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    assert!(matches!(
+        recorder
+            .record_metric(MetricPoint::new("orders_total", 1.0).at(tomorrow))
+            .await,
+        Err(AnalyticsError::InvalidField { field: "time", .. })
+    ));
+    let stats = recorder.close().await;
+    assert_eq!(stats.accepted, 0, "nothing of a refused batch was buffered");
+    assert_eq!(fx.count("SELECT count(*) FROM analytics.events").await, 0);
+}
+
+/// The buffer is bounded in bytes as well as rows: large events fill it long before its row
+/// count, and what does not fit is dropped and counted, not held.
+#[tokio::test]
+async fn the_buffer_is_bounded_in_bytes() {
+    let fx = Fixture::new().await;
+    let recorder = fx.recorder(RecorderConfig {
+        buffer_bytes: 1024 * 1024,
+        // Nothing is written before the flush below: every accepted row stays buffered.
+        flush_interval: Duration::from_secs(3600),
+        ..RecorderConfig::default()
+    });
+    let large = |n: u64| {
+        Event::new("page_viewed")
+            .properties(serde_json::json!({ "n": n, "blob": "x".repeat(60_000) }))
+    };
+    let mut buffered = 0;
+    for n in 0..40 {
+        if recorder.record_event(large(n)).await.unwrap() == Recorded::Buffered {
+            buffered += 1;
+        }
+    }
+    assert!(
+        (15..=17).contains(&buffered),
+        "about 1 MiB of 60 kB events: {buffered}"
+    );
+    assert_eq!(recorder.stats().dropped, 40 - buffered);
+    recorder.flush().await.unwrap();
+    // Written, their bytes are free again.
+    assert_eq!(
+        recorder.record_event(large(99)).await.unwrap(),
+        Recorded::Buffered
+    );
+    recorder.close().await;
+}

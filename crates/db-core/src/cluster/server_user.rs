@@ -81,6 +81,7 @@ impl ServerUser {
     }
 
     /// Hands a file over to the server user (a no-op when the server runs as us).
+    #[cfg(feature = "testing")]
     pub(crate) fn hand_over(&self, path: &Path) -> std::io::Result<()> {
         if let Self::Other { uid, gid, .. } = self {
             chown(path, Some(*uid), Some(*gid)).map_err(std::io::Error::from)?;
