@@ -25,6 +25,7 @@ pub mod live;
 mod middleware;
 mod observability;
 pub mod openapi;
+pub mod pools;
 pub mod settings;
 
 use std::net::TcpListener;
@@ -36,7 +37,7 @@ use ai_store::PgAiStore;
 use analytics::{Analytics, PgAnalytics, Recorder};
 use anyhow::Context;
 use db_core::migrate::{Migrator, UpOptions};
-use db_core::{DatabaseTarget, Db, LocalCluster};
+use db_core::{DatabaseTarget, LocalCluster};
 use ledger::{Ledger, PgLedger};
 use orchestrator::Supervisor;
 
@@ -67,7 +68,7 @@ impl StopHandle {
 pub struct Application {
     port: u16,
     server: Server,
-    db: Db,
+    pools: pools::Pools,
     supervisor: Arc<Supervisor>,
     ai: Option<PgAiStore>,
     ledger: Option<Arc<PgLedger>>,
@@ -149,20 +150,32 @@ impl Application {
             let report = migrator.up(&mut connection, UpOptions::default()).await?;
             tracing::info!(applied = report.applied_count(), "migrations are current");
         }
-        let db = Db::connect_with(&settings.database, target.options.clone()).await?;
+        // On the embedded cluster the server connects as a login of its own, not the
+        // superuser that owns the schemas (see deploy/roles.sql).
+        let login = if embedded && settings.roles.per_owner {
+            let mut connection = target.connect().await?;
+            db_core::sqlx::raw_sql(pools::ROLES_SQL)
+                .execute(&mut connection)
+                .await
+                .context("cannot create the run-time login (deploy/roles.sql)")?;
+            target.options.clone().username(pools::EMBEDDED_LOGIN)
+        } else {
+            target.options.clone()
+        };
+        let pools = pools::Pools::open(&settings, &login, |set| manages(&settings, set)).await?;
         let bridge = (!settings.analytics.bridge_metrics.is_empty()
             && manages(&settings, "analytics"))
         .then(|| analytics::MetricsBridge::new(settings.analytics.bridge_metrics.clone()));
         let prometheus = observability::prometheus(bridge.as_ref());
 
         let ai = if manages(&settings, "ai") {
-            Some(PgAiStore::start(db.clone(), settings.ai.clone()).await?)
+            Some(PgAiStore::start(pools.ai.clone(), settings.ai.clone()).await?)
         } else {
             None
         };
         let ai_services = ai.as_ref().map(api::ai::AiServices::on);
         let ledger = manages(&settings, "blockchain")
-            .then(|| Arc::new(PgLedger::new(db.clone(), settings.ledger.clone())));
+            .then(|| Arc::new(PgLedger::new(pools.ledger.clone(), settings.ledger.clone())));
         let ledger_data: Option<web::Data<dyn Ledger>> = ledger
             .clone()
             .map(|ledger| web::Data::from(ledger as Arc<dyn Ledger>));
@@ -171,8 +184,12 @@ impl Application {
                 ledger.clone().into_inner(),
             ))
         });
-        let analytics = manages(&settings, "analytics")
-            .then(|| PgAnalytics::new(db.clone(), settings.analytics.partitions.clone()));
+        let analytics = manages(&settings, "analytics").then(|| {
+            PgAnalytics::new(
+                pools.analytics.clone(),
+                settings.analytics.partitions.clone(),
+            )
+        });
         if let Some(analytics) = &analytics
             && let Err(error) = analytics.maintain_partitions().await
         {
@@ -182,7 +199,7 @@ impl Application {
         let analytics_data = analytics
             .clone()
             .map(|analytics| web::Data::from(Arc::new(analytics) as Arc<dyn Analytics>));
-        let recorder = Recorder::start(&db, settings.analytics.recorder.clone());
+        let recorder = Recorder::start(&pools.analytics, settings.analytics.recorder.clone());
         let recorder_data = web::Data::new(recorder.clone());
         if let Some(bridge) = &bridge {
             // Runs until the recorder is closed at shutdown.
@@ -204,7 +221,7 @@ impl Application {
         // With processes to supervise, the instance holding the lock runs them.
         let election = supervises.then(|| {
             leader::elect(
-                db.primary().connect_options().as_ref().clone(),
+                pools.readonly.primary().connect_options().as_ref().clone(),
                 supervisor.clone(),
                 leadership.clone(),
             )
@@ -225,9 +242,8 @@ impl Application {
         // Without the `core` set, `public` and its users belong to the core backend.
         let users_data: Option<web::Data<dyn core_store::Users>> =
             manages(&settings, "core").then(|| {
-                web::Data::from(
-                    Arc::new(core_store::PgUsers::new(db.clone())) as Arc<dyn core_store::Users>
-                )
+                web::Data::from(Arc::new(core_store::PgUsers::new(pools.core.clone()))
+                    as Arc<dyn core_store::Users>)
             });
         let cors_origins = settings.server.cors_origins.clone();
 
@@ -247,7 +263,7 @@ impl Application {
             .transpose()
             .context("server.tls")?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let db_data = web::Data::new(db.clone());
+        let db_data = web::Data::new(pools.readonly.clone());
         let migrator_data = web::Data::new(migrator);
         let prometheus_data = web::Data::new(prometheus);
         let loopback_hosts_only = settings
@@ -326,7 +342,7 @@ impl Application {
         Ok(Self {
             port,
             server,
-            db,
+            pools,
             supervisor,
             ai,
             ledger,
@@ -342,6 +358,11 @@ impl Application {
     /// The bound port (useful when the configuration asked for port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The pools the server's parts use (tests check what each may do).
+    pub fn pools(&self) -> &pools::Pools {
+        &self.pools
     }
 
     /// A handle that stops the server as SIGTERM would (tests, embedding).
@@ -396,7 +417,7 @@ impl Application {
         if let Some(election) = &self.election {
             election.abort();
         }
-        self.db.close().await;
+        self.pools.close().await;
         drop(self.cluster);
         tracing::info!("api-server stopped");
         served

@@ -20,6 +20,8 @@ use crate::access::tokens::ServiceToken;
 pub struct Settings {
     pub server: ServerSettings,
     pub database: DbConfig,
+    /// Which database role each part of the server acts as.
+    pub roles: RoleSettings,
     pub migrations: MigrationSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
@@ -32,6 +34,25 @@ pub struct Settings {
     /// The ledger's own configuration (`[ledger]`, `[ledger.retry]`).
     pub ledger: LedgerConfig,
     pub analytics: AnalyticsSettings,
+}
+
+/// `[roles]`: least privilege at run time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleSettings {
+    /// Each crate's connections act as the group role owning its schema (`fodi_core`,
+    /// `fodi_ai`, `fodi_ledger`, `fodi_analytics`; readiness and the supervision lock as
+    /// `fodi_readonly`), so that none can write another's tables and the ledger moves money
+    /// only through its engine's functions. The login of `database.url` must be a member of
+    /// each (deploy/roles.sql); the embedded cluster creates that login itself (`fodi_app`).
+    /// Off: every connection acts as the login itself.
+    pub per_owner: bool,
+}
+
+impl Default for RoleSettings {
+    fn default() -> Self {
+        Self { per_owner: true }
+    }
 }
 
 /// Analytics: the crate's recorder and partitions as it configures them, and the bridge from

@@ -106,6 +106,14 @@ async fn open_pool(config: &DbConfig, options: PgConnectOptions) -> Result<PgPoo
         .await?)
 }
 
+/// `options` for connections that act as `role` from their first statement (`SET ROLE` sent
+/// with the startup packet; the login must be a member of the role). A binary that embeds
+/// several crates gives each its schema owner's role, so that each crate's statements have
+/// that schema's rights and no more.
+pub fn acting_as(options: PgConnectOptions, role: &str) -> PgConnectOptions {
+    options.options([("role", role)])
+}
+
 /// `host:port/database` or `socket-dir:port/database`: where a connection goes, without
 /// credentials, for error messages and logs.
 pub fn describe_target(options: &PgConnectOptions) -> String {

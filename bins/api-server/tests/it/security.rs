@@ -911,3 +911,120 @@ async fn forwarded_addresses_count_only_from_configured_proxies() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+/// Each part of the server acts as the role owning its schema, and the ledger's role cannot
+/// move money around the engine. Checked on the pools the server really uses, with the
+/// statements an injection or a bug would make; the database is checked afterwards.
+#[tokio::test]
+async fn each_part_of_the_server_has_its_schemas_rights_and_no_more() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    // The run-time login as deployed: a member of the group roles, nothing else.
+    sqlx::raw_sql(api_server::pools::ROLES_SQL)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let mut settings = secured(&db);
+    let as_app = db
+        .url()
+        .replacen("postgres://postgres@", "postgres://fodi_app@", 1);
+    assert_ne!(
+        as_app,
+        db.url(),
+        "the test cluster's URL names its superuser"
+    );
+    settings.database.url = Some(as_app);
+    settings.server.port = 0;
+    let application = api_server::Application::build(settings).await.unwrap();
+    let pools = application.pools().clone();
+    let base = format!("http://127.0.0.1:{}", application.port());
+    let handle = application.stop_handle();
+    let running = tokio::spawn(application.run_until_stopped());
+
+    for (pool, role) in [
+        (&pools.core, "fodi_core"),
+        (&pools.ai, "fodi_ai"),
+        (&pools.ledger, "fodi_ledger"),
+        (&pools.analytics, "fodi_analytics"),
+        (&pools.readonly, "fodi_readonly"),
+    ] {
+        let acting: String = sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(pool.primary())
+            .await
+            .unwrap();
+        assert_eq!(acting, role);
+    }
+
+    // Money through the API still moves, through the engine.
+    let world = World::new(&base).await;
+    let refused = |pool: &db_core::Db, sql: &'static str| {
+        let pool = pool.primary().clone();
+        async move {
+            let error = sqlx::query(sql).execute(&pool).await.unwrap_err();
+            let code = error
+                .as_database_error()
+                .and_then(|error| error.code())
+                .map(|code| code.into_owned());
+            assert_eq!(code.as_deref(), Some("42501"), "{sql}: {error}");
+        }
+    };
+    let posted_before: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(posted), 0)::bigint FROM blockchain.balances")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    refused(
+        &pools.ledger,
+        "UPDATE blockchain.balances SET posted = posted + 1000000",
+    )
+    .await;
+    refused(
+        &pools.ledger,
+        "INSERT INTO blockchain.fodi_transactions (id, kind, debit_wallet_id, credit_wallet_id, amount)
+         SELECT gen_random_uuid(), 'transfer', w.id, w.id, 1 FROM blockchain.wallets w LIMIT 1",
+    )
+    .await;
+    refused(
+        &pools.ledger,
+        "INSERT INTO blockchain.balances (wallet_id, shard, asset, shard_count, min_balance, posted)
+         SELECT id, 99, asset, 1, 0, 1000000 FROM blockchain.wallets LIMIT 1",
+    )
+    .await;
+    refused(&pools.ledger, "DELETE FROM blockchain.pending_holds").await;
+    refused(
+        &pools.ai,
+        "INSERT INTO blockchain.wallets (id, asset, kind) VALUES (gen_random_uuid(), 'FODI', 'user')",
+    )
+    .await;
+    refused(
+        &pools.ai,
+        "INSERT INTO analytics.events (kind, time) VALUES ('x', now())",
+    )
+    .await;
+    refused(&pools.analytics, "DELETE FROM ai.cache_entries").await;
+    refused(&pools.analytics, "DELETE FROM public.users").await;
+    refused(&pools.readonly, "DELETE FROM public.users").await;
+    let posted_after: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(posted), 0)::bigint FROM blockchain.balances")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(posted_after, posted_before, "nothing moved");
+    assert_eq!(
+        reqwest::get(format!("{base}/ready"))
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "readiness reads the migration history as fodi_readonly"
+    );
+    let (status, moved) = world
+        .as_token(&token_of(Scope::LedgerWrite))
+        .post(
+            "/api/v1/ledger/transfers",
+            json!({ "debit": world.alice_wallet, "credit": world.bob_wallet, "amount": "0.000000001" }),
+        )
+        .await;
+    assert_eq!(status, 201, "through the engine, as fodi_ledger: {moved}");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

@@ -202,6 +202,9 @@ impl Migrator {
             } else {
                 apply_set(connection, set, &status, options.target).await?
             };
+            if !options.dry_run {
+                share_history(connection, set).await?;
+            }
             if !applied.is_empty() && !options.dry_run {
                 tracing::info!(
                     set = set.name(),
@@ -285,6 +288,30 @@ async fn apply_set(
             })
         }
     }
+}
+
+/// The read-only role every schema grants reads to (created by the sets' first migrations).
+pub const READ_ONLY_ROLE: &str = "fodi_readonly";
+
+/// Lets [`READ_ONLY_ROLE`] read the set's history table, when both exist: a server running as
+/// the run-time roles (not the schemas' owner) can then tell whether its migrations are
+/// current. The history table is created before the set's first migration, so the schema's
+/// default privileges do not cover it. Idempotent.
+async fn share_history(connection: &mut PgConnection, set: &MigrationSet) -> Result<(), DbError> {
+    // The table name is built from a validated identifier (see MigrationSet::validate).
+    let grant = format!(
+        "DO $share$ BEGIN
+             IF to_regclass('{table}') IS NOT NULL
+                AND EXISTS (SELECT FROM pg_roles WHERE rolname = '{READ_ONLY_ROLE}') THEN
+                 GRANT SELECT ON {table} TO {READ_ONLY_ROLE};
+             END IF;
+         END $share$",
+        table = set.history_table()
+    );
+    sqlx::raw_sql(AssertSqlSafe(grant))
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
 }
 
 /// The history of one set; empty when its history table does not exist yet.

@@ -1,0 +1,101 @@
+//! The server's connection pools, one per owner of a schema: each crate's connections act as
+//! the group role that owns its schema (`[roles] per_owner`), so that the AI store cannot
+//! write the ledger's tables, the ledger moves money only through its engine's functions, and
+//! readiness reads as `fodi_readonly`. The login needs membership in those roles only.
+
+use anyhow::Context;
+use db_core::sqlx::postgres::PgConnectOptions;
+use db_core::{Db, DbConfig, acting_as};
+
+use crate::settings::Settings;
+
+/// The login the embedded cluster's pools use (created by deploy/roles.sql).
+pub const EMBEDDED_LOGIN: &str = "fodi_app";
+
+/// deploy/roles.sql: the run-time login and its memberships.
+pub const ROLES_SQL: &str = include_str!("../../../deploy/roles.sql");
+
+/// One pool per part of the server. Without `per_owner`, all are the same pool.
+#[derive(Clone)]
+pub struct Pools {
+    pub core: Db,
+    pub ai: Db,
+    pub ledger: Db,
+    pub analytics: Db,
+    /// Readiness, the supervision lock: reads only.
+    pub readonly: Db,
+}
+
+impl Pools {
+    /// Opens the pools on `options` (the login). A pool whose set this deployment does not
+    /// manage is the read-only one: it is never used, and its group role may not exist.
+    pub async fn open(
+        settings: &Settings,
+        options: &PgConnectOptions,
+        manages: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<Self> {
+        if !settings.roles.per_owner {
+            let db = Db::connect_with(&settings.database, options.clone()).await?;
+            return Ok(Self {
+                core: db.clone(),
+                ai: db.clone(),
+                ledger: db.clone(),
+                analytics: db.clone(),
+                readonly: db,
+            });
+        }
+        let readonly = open(&settings.database, options, "fodi_readonly", "readonly").await?;
+        let part = |set: &str, role: &'static str, name: &'static str| {
+            let readonly = readonly.clone();
+            let managed = manages(set);
+            async move {
+                if managed {
+                    open(&settings.database, options, role, name).await
+                } else {
+                    Ok(readonly)
+                }
+            }
+        };
+        Ok(Self {
+            core: part("core", "fodi_core", "core").await?,
+            ai: part("ai", "fodi_ai", "ai").await?,
+            ledger: part("blockchain", "fodi_ledger", "ledger").await?,
+            analytics: part("analytics", "fodi_analytics", "analytics").await?,
+            readonly,
+        })
+    }
+
+    /// Closes every pool (a pool closed twice is harmless).
+    pub async fn close(&self) {
+        for db in [
+            &self.core,
+            &self.ai,
+            &self.ledger,
+            &self.analytics,
+            &self.readonly,
+        ] {
+            db.close().await;
+        }
+    }
+}
+
+/// A pool acting as `role`, named `<application_name>/<name>` in `pg_stat_activity`.
+async fn open(
+    config: &DbConfig,
+    options: &PgConnectOptions,
+    role: &str,
+    name: &str,
+) -> anyhow::Result<Db> {
+    let config = DbConfig {
+        application_name: format!("{}/{name}", config.application_name),
+        ..config.clone()
+    };
+    Db::connect_with(&config, acting_as(options.clone(), role))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot act as role {role}: the login of database.url must be a member of it \
+                 (run deploy/roles.sql as the schemas' owner), or set roles.per_owner = false"
+            )
+        })
+}
