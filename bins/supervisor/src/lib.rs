@@ -48,6 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .route("/metrics", web::get().to(render_metrics))
             .route("/health", web::get().to(HttpResponse::Ok))
     });
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,
         None => server.listen(listener)?,
@@ -57,7 +58,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .run();
     let handle = server.handle();
     let serving = tokio::spawn(server);
-    tracing::info!(%address, processes = supervisor.list().len(), "supervisor listening");
+    tracing::info!(
+        address = %format!("{scheme}://{address}"),
+        processes = supervisor.list().len(),
+        "supervisor listening"
+    );
 
     if let Err(error) = supervisor.start_all().await {
         // One process failing to start leaves the others running; the API reports it.

@@ -83,24 +83,17 @@ mod tests {
     #[test]
     fn a_certificate_and_its_key_serve_and_every_mistake_names_its_file() {
         let dir = tempfile::tempdir().unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let cert_file = write(dir.path(), "server.crt", &certificate.pem());
-        let key_file = write(dir.path(), "server.key", &key.serialize_pem());
+        let issued = test_support::Certificates::issue(&["localhost"]);
+        let other = test_support::Certificates::issue(&["localhost"]);
+        let cert_file = write(dir.path(), "server.crt", &issued.certificate);
+        let key_file = write(dir.path(), "server.key", &issued.key);
         let files = TlsFiles {
             cert_file: cert_file.clone(),
             key_file: key_file.clone(),
         };
         files.server_config().unwrap();
 
-        let other_key = write(
-            dir.path(),
-            "other.key",
-            &rcgen::KeyPair::generate().unwrap().serialize_pem(),
-        );
+        let other_key = write(dir.path(), "other.key", &other.key);
         let mismatch = TlsFiles {
             key_file: other_key,
             ..files.clone()

@@ -1,6 +1,7 @@
 //! What the workspace's tests share and need no database for, written once: a free loopback
-//! port, waiting until a condition holds, and the small HTTP server the supervision tests run
-//! as their child process (`child.py`, Python's standard library only).
+//! port, waiting until a condition holds, the small HTTP server the supervision tests run as
+//! their child process (`child.py`, Python's standard library only), and TLS certificates
+//! made at test time.
 //!
 //! A dev-dependency of the crates' and binaries' tests, never a normal dependency. Fixtures
 //! that need PostgreSQL (a test database, a user of `public.users`) are
@@ -50,4 +51,47 @@ pub fn child_script() -> String {
     here.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("child.py"))
         .display()
         .to_string()
+}
+
+/// A test CA and a server certificate it issued, as PEM text, made fresh for each call.
+pub struct Certificates {
+    /// The CA's certificate: what a client must trust.
+    pub ca: String,
+    /// The server's certificate, for `names` (host names or IP addresses).
+    pub certificate: String,
+    /// The server certificate's private key.
+    pub key: String,
+}
+
+impl Certificates {
+    /// A CA and a certificate it issued for `names`.
+    pub fn issue(names: &[&str]) -> Self {
+        fn made<T>(step: &str, result: Result<T, rcgen::Error>) -> T {
+            result.unwrap_or_else(|error| panic!("cannot make the test {step}: {error}"))
+        }
+        let ca_key = made("CA key", rcgen::KeyPair::generate());
+        let mut ca = made(
+            "CA parameters",
+            rcgen::CertificateParams::new(Vec::<String>::new()),
+        );
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "FODI test CA");
+        let ca_certificate = made("CA certificate", ca.self_signed(&ca_key));
+        let key = made("key", rcgen::KeyPair::generate());
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let params = made(
+            "certificate parameters",
+            rcgen::CertificateParams::new(names),
+        );
+        let certificate = made(
+            "certificate",
+            params.signed_by(&key, &ca_certificate, &ca_key),
+        );
+        Self {
+            ca: ca_certificate.pem(),
+            certificate: certificate.pem(),
+            key: key.serialize_pem(),
+        }
+    }
 }

@@ -1077,19 +1077,11 @@ async fn a_managed_postgres_url_with_tls_serves_reads_and_writes() {
 async fn the_server_speaks_https_with_its_certificate_and_tls_1_2_or_later() {
     let db = TestDb::new(api_server::all_sets()).await;
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_certificate = ca.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca_certificate, &ca_key)
-        .unwrap();
+    let issued = test_support::Certificates::issue(&["localhost"]);
     let cert_file = dir.path().join("server.crt");
     let key_file = dir.path().join("server.key");
-    std::fs::write(&cert_file, certificate.pem()).unwrap();
-    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::write(&cert_file, &issued.certificate).unwrap();
+    std::fs::write(&key_file, &issued.key).unwrap();
 
     let mut settings = with_database(&db);
     settings.server.tls = Some(app_config::TlsFiles {
@@ -1100,9 +1092,7 @@ async fn the_server_speaks_https_with_its_certificate_and_tls_1_2_or_later() {
     let https = base.replace("http://127.0.0.1", "https://localhost");
     let trusting = |builder: reqwest::ClientBuilder| {
         builder
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(ca_certificate.pem().as_bytes()).unwrap(),
-            )
+            .add_root_certificate(reqwest::Certificate::from_pem(issued.ca.as_bytes()).unwrap())
             .build()
             .unwrap()
     };

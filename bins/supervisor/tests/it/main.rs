@@ -288,31 +288,16 @@ fn a_configuration_without_a_token_is_refused() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no control token"));
 }
 
-/// A CA, and a certificate it issued for `localhost` and 127.0.0.1: (CA PEM, cert PEM, key PEM).
-fn certificates() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_certificate = ca.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let certificate =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca_certificate, &ca_key)
-            .unwrap();
-    (ca_certificate.pem(), certificate.pem(), key.serialize_pem())
-}
-
 #[test]
 fn the_control_api_serves_https_and_ctl_checks_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, certificate, key) = certificates();
-    let (other_ca, _, _) = certificates();
+    let issued = test_support::Certificates::issue(&["localhost", "127.0.0.1"]);
+    let other = test_support::Certificates::issue(&["localhost"]);
     for (name, text) in [
-        ("ca.crt", &ca),
-        ("other-ca.crt", &other_ca),
-        ("server.crt", &certificate),
-        ("server.key", &key),
+        ("ca.crt", &issued.ca),
+        ("other-ca.crt", &other.ca),
+        ("server.crt", &issued.certificate),
+        ("server.key", &issued.key),
     ] {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
