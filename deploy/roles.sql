@@ -2,7 +2,7 @@
 --
 -- The migrations create the NOLOGIN group roles (fodi_core, fodi_ai, fodi_ledger,
 -- fodi_analytics: each may write its own schema only; fodi_readonly: reads everything). The
--- api-server's connections act as one of them each (`[roles] per_owner`, see
+-- api-server's connections act as one of them each (`[roles] per_crate`, see
 -- docs/security.md), so its login needs membership in each and nothing else: not the
 -- schemas' ownership, not superuser.
 --
@@ -25,7 +25,8 @@ DO $$
 DECLARE
     group_role text;
 BEGIN
-    -- Only the groups whose sets this database holds (a core backend may own `public`).
+    -- Only the group roles that exist: they are created by the sets' first migrations, and a
+    -- cluster whose databases never held a set (the core backend owning `public`) lacks it.
     FOR group_role IN
         SELECT rolname FROM pg_roles
          WHERE rolname IN ('fodi_core', 'fodi_ai', 'fodi_ledger', 'fodi_analytics', 'fodi_readonly')

@@ -152,7 +152,7 @@ impl Application {
         }
         // On the embedded cluster the server connects as a login of its own, not the
         // superuser that owns the schemas (see deploy/roles.sql).
-        let login = if embedded && settings.roles.per_owner {
+        let login = if embedded && settings.roles.per_crate {
             let mut connection = target.connect().await?;
             db_core::sqlx::raw_sql(pools::ROLES_SQL)
                 .execute(&mut connection)

@@ -1,11 +1,11 @@
 //! The server's connection pools, one per owner of a schema: each crate's connections act as
-//! the group role that owns its schema (`[roles] per_owner`), so that the AI store cannot
+//! its schema's group role (`[roles] per_crate`), so that the AI store cannot
 //! write the ledger's tables, the ledger moves money only through its engine's functions, and
 //! readiness reads as `fodi_readonly`. The login needs membership in those roles only.
 
 use anyhow::Context;
 use db_core::sqlx::postgres::PgConnectOptions;
-use db_core::{Db, DbConfig, acting_as};
+use db_core::{Db, DbConfig};
 
 use crate::settings::Settings;
 
@@ -15,7 +15,7 @@ pub const EMBEDDED_LOGIN: &str = "fodi_app";
 /// deploy/roles.sql: the run-time login and its memberships.
 pub const ROLES_SQL: &str = include_str!("../../../deploy/roles.sql");
 
-/// One pool per part of the server. Without `per_owner`, all are the same pool.
+/// One pool per part of the server. Without `per_crate`, all are the same pool.
 #[derive(Clone)]
 pub struct Pools {
     pub core: Db,
@@ -34,7 +34,7 @@ impl Pools {
         options: &PgConnectOptions,
         manages: impl Fn(&str) -> bool,
     ) -> anyhow::Result<Self> {
-        if !settings.roles.per_owner {
+        if !settings.roles.per_crate {
             let db = Db::connect_with(&settings.database, options.clone()).await?;
             return Ok(Self {
                 core: db.clone(),
@@ -90,12 +90,12 @@ async fn open(
         application_name: format!("{}/{name}", config.application_name),
         ..config.clone()
     };
-    Db::connect_with(&config, acting_as(options.clone(), role))
+    Db::connect_acting_as(&config, options.clone(), Some(role))
         .await
         .with_context(|| {
             format!(
                 "cannot act as role {role}: the login of database.url must be a member of it \
-                 (run deploy/roles.sql as the schemas' owner), or set roles.per_owner = false"
+                 (run deploy/roles.sql as the schemas' owner), or set roles.per_crate = false"
             )
         })
 }

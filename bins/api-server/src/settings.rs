@@ -40,18 +40,18 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoleSettings {
-    /// Each crate's connections act as the group role owning its schema (`fodi_core`,
+    /// Each crate's connections act as its schema's group role (`fodi_core`,
     /// `fodi_ai`, `fodi_ledger`, `fodi_analytics`; readiness and the supervision lock as
     /// `fodi_readonly`), so that none can write another's tables and the ledger moves money
     /// only through its engine's functions. The login of `database.url` must be a member of
     /// each (deploy/roles.sql); the embedded cluster creates that login itself (`fodi_app`).
     /// Off: every connection acts as the login itself.
-    pub per_owner: bool,
+    pub per_crate: bool,
 }
 
 impl Default for RoleSettings {
     fn default() -> Self {
-        Self { per_owner: true }
+        Self { per_crate: true }
     }
 }
 
@@ -134,8 +134,9 @@ pub struct OrchestratorSettings {
     /// The backend's program.
     pub binary: Option<PathBuf>,
     pub args: Vec<String>,
-    /// The backend's environment. It inherits only PATH, HOME, the locale and the like, and
-    /// the variables `inherit_env` names: never this server's tokens or database URLs.
+    /// The backend's environment. Of this server's it inherits only `orchestrator::BASE_ENV`
+    /// (PATH, HOME, the locale, ...) and the variables `inherit_env` names: never this
+    /// server's tokens or database URLs.
     pub env: std::collections::BTreeMap<String, String>,
     pub inherit_env: Vec<String>,
     /// Where the backend serves; its health check is `url` + `health_path`.
@@ -294,6 +295,22 @@ impl Settings {
         ];
         for (section, checked) in sections {
             checked.map_err(|error| error.within(section))?;
+        }
+        // A row for a day without its partition lands in the default partition, where it
+        // outlives the retention and stops that day's partition from being created later:
+        // the recorder's window stays within the partitions' days.
+        let recorder = &self.analytics.recorder;
+        let partitions = &self.analytics.partitions;
+        let day = 24 * 3600;
+        if recorder.accept_past.as_secs() > u64::from(partitions.retention_days) * day {
+            anyhow::bail!(
+                "analytics.recorder.accept_past must not exceed analytics.partitions.retention_days"
+            );
+        }
+        if recorder.accept_future.as_secs() > u64::from(partitions.days_ahead) * day {
+            anyhow::bail!(
+                "analytics.recorder.accept_future must not exceed analytics.partitions.days_ahead"
+            );
         }
         if self.orchestrator.enabled && self.orchestrator.binary.is_none() {
             anyhow::bail!("orchestrator.enabled needs orchestrator.binary (or GO_BACKEND_BINARY)");

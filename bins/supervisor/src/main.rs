@@ -112,7 +112,16 @@ fn ctl(
     action: &Action,
 ) -> anyhow::Result<()> {
     let (url, token, ca_file) = match (url, std::env::var(TOKEN_ENV)) {
-        (Some(url), Ok(token)) => (url, token, ca_file),
+        // Address and token given: the configuration, when there is one, may still name the CA.
+        (Some(url), Ok(token)) => {
+            let ca_file = ca_file.or_else(|| {
+                path.exists()
+                    .then(|| Config::load(path).ok())
+                    .flatten()
+                    .and_then(|config| config.control.ca_file)
+            });
+            (url, token, ca_file)
+        }
         (url, token) => {
             let config = Config::load(path)?;
             let scheme = if config.control.tls.is_some() {

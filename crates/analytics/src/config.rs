@@ -92,7 +92,13 @@ impl RecorderConfig {
     /// Refuses a recorder that could hold nothing or never write.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         at_least_one("buffer_rows", self.buffer_rows as u64)?;
-        at_least_one("buffer_bytes", self.buffer_bytes as u64)?;
+        if self.buffer_bytes < crate::model::MAX_ROW_BYTES {
+            // A smaller bound would drop every large event, always.
+            return Err(InvalidSetting::new(
+                "buffer_bytes",
+                "must hold the largest row (the properties' 64 KiB and the rest: 128 KiB)",
+            ));
+        }
         at_least_one("batch_rows", self.batch_rows as u64)?;
         positive_duration("flush_interval", self.flush_interval)?;
         at_least_one(

@@ -22,6 +22,8 @@ pub const MAX_KIND_CHARS: usize = 100;
 pub const MAX_PROPERTIES_BYTES: usize = 64 * 1024;
 /// What a row holds beside its text (times, ids, the value, allocations), counted in its size.
 const ROW_OVERHEAD: usize = 96;
+/// An upper bound of the largest row's size: the buffer's byte bound must hold one.
+pub const MAX_ROW_BYTES: usize = 128 * 1024;
 
 /// One measurement of a metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

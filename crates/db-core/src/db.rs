@@ -32,6 +32,20 @@ impl Db {
         config: &DbConfig,
         primary: PgConnectOptions,
     ) -> Result<Self, DbError> {
+        Self::connect_acting_as(config, primary, None).await
+    }
+
+    /// [`connect_with`](Self::connect_with), every connection of both pools (the primary's
+    /// and the replica's) acting as `role` when one is given (see [`acting_as`]).
+    pub async fn connect_acting_as(
+        config: &DbConfig,
+        primary: PgConnectOptions,
+        role: Option<&str>,
+    ) -> Result<Self, DbError> {
+        let as_role = |options: PgConnectOptions| match role {
+            Some(role) => acting_as(options, role),
+            None => options,
+        };
         if config.max_connections == 0 || config.min_connections > config.max_connections {
             return Err(DbError::InvalidConfig {
                 message: format!(
@@ -41,9 +55,11 @@ impl Db {
                 ),
             });
         }
-        let primary = open_pool(config, config.apply_session_settings(primary)).await?;
+        let primary = open_pool(config, as_role(config.apply_session_settings(primary))).await?;
         let replica = match config.replica_options()? {
-            Some(options) => Some(open_pool(config, config.apply_session_settings(options)).await?),
+            Some(options) => {
+                Some(open_pool(config, as_role(config.apply_session_settings(options))).await?)
+            }
             None => None,
         };
         Ok(Self { primary, replica })

@@ -2,7 +2,8 @@
 //! `server.trusted_proxies`; then the address those proxies report in `X-Forwarded-For`, read
 //! from the right and skipping the trusted proxies themselves. Nobody else's forwarded headers
 //! are believed: a client cannot choose the address its rate limit is counted under, nor pass
-//! for this host.
+//! for this host. A trusted proxy's header that cannot be read leaves the client unknown,
+//! never the proxy's own (often loopback) address.
 
 use std::net::IpAddr;
 
@@ -36,37 +37,47 @@ impl TrustedProxies {
         self.0.iter().any(|block| block.contains(&address))
     }
 
-    /// The client's address: see the module documentation. `None` without a peer address
-    /// (a request made in a test without a connection).
+    /// The client's address: see the module documentation. `None` when it is unknown: no
+    /// peer address (a request made in a test without a connection), or a trusted proxy's
+    /// `X-Forwarded-For` that cannot be read.
     pub fn client_ip(&self, request: &HttpRequest) -> Option<IpAddr> {
-        let peer = request.peer_addr()?.ip();
+        let peer = request.peer_addr()?.ip().to_canonical();
         if !self.trusts(peer) {
             return Some(peer);
         }
+        let mut entries = Vec::new();
+        for value in request.headers().get_all("x-forwarded-for") {
+            entries.extend(value.to_str().ok()?.split(',').map(str::trim));
+        }
+        if entries.is_empty() {
+            // No proxy forwarded this request: it comes from the proxy's host itself.
+            return Some(peer);
+        }
         // Each proxy appends the address it received the request from: the rightmost entry
-        // not added by a trusted proxy is the client. An entry that does not parse ends the
-        // walk (what lies left of it cannot be trusted either).
-        let forwarded = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
-        let mut client = peer;
-        for entry in forwarded.iter().rev() {
-            match entry.parse::<IpAddr>() {
-                Ok(address) => {
-                    client = address;
-                    if !self.trusts(address) {
-                        break;
-                    }
-                }
-                Err(_) => break,
+        // not added by a trusted proxy is the client; when every entry is a trusted proxy,
+        // the first is. An entry that does not parse leaves the client unknown.
+        let mut client = None;
+        for entry in entries.iter().rev() {
+            let address = forwarded_address(entry)?;
+            client = Some(address);
+            if !self.trusts(address) {
+                break;
             }
         }
-        Some(client)
+        client
     }
+}
+
+/// An `X-Forwarded-For` entry: an address, with a port after it as some proxies write it
+/// (`203.0.113.9:4711`, `[2001:db8::1]:4711`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let address = entry.parse::<IpAddr>().ok().or_else(|| {
+        entry
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|socket| socket.ip())
+    })?;
+    Some(address.to_canonical())
 }
 
 #[cfg(test)]
@@ -110,14 +121,34 @@ mod tests {
             ip("198.51.100.7"),
             "several headers read as one list"
         );
-        // A proxy that reports nothing: the proxy itself.
+        // Ports, as some proxies write them; IPv4 in IPv6 notation.
+        assert_eq!(
+            proxies.client_ip(&request("127.0.0.1", &["198.51.100.7:4711"])),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            proxies.client_ip(&request("127.0.0.1", &["[2001:db8::1]:4711"])),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            proxies.client_ip(&request("127.0.0.1", &["::ffff:198.51.100.7"])),
+            ip("198.51.100.7")
+        );
+        // A request from the proxy's own host, not forwarded: that host.
         assert_eq!(
             proxies.client_ip(&request("127.0.0.1", &[])),
             ip("127.0.0.1")
         );
+        // Forwarded through the trusted proxies only: the first of them.
         assert_eq!(
-            proxies.client_ip(&request("127.0.0.1", &["garbage"])),
+            proxies.client_ip(&request("127.0.0.1", &["127.0.0.1"])),
             ip("127.0.0.1")
+        );
+        // What cannot be read leaves the client unknown, never the (loopback) proxy.
+        assert_eq!(proxies.client_ip(&request("127.0.0.1", &["garbage"])), None);
+        assert_eq!(
+            proxies.client_ip(&request("127.0.0.1", &["unknown, 10.1.2.3"])),
+            None
         );
 
         assert!(TrustedProxies::parse(&["not-an-address".into()]).is_err());

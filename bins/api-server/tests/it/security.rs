@@ -912,7 +912,7 @@ async fn forwarded_addresses_count_only_from_configured_proxies() {
     running.await.unwrap().unwrap();
 }
 
-/// Each part of the server acts as the role owning its schema, and the ledger's role cannot
+/// Each part of the server acts as its schema's group role, and the ledger's role cannot
 /// move money around the engine. Checked on the pools the server really uses, with the
 /// statements an injection or a bug would make; the database is checked afterwards.
 #[tokio::test]

@@ -22,8 +22,9 @@ use crate::model::{Event, MetricPoint};
 
 pub(crate) struct Writer {
     options: PgConnectOptions,
-    /// Its own connection (not a pooled one): COPY holds it for the whole batch, and a failed
-    /// COPY leaves it in a state only closing it clears.
+    /// Its own connection (not a pooled one): COPY holds it for the whole batch. A COPY the
+    /// server refused leaves it ready for the next statement; after any other failure it is
+    /// closed and opened anew.
     connection: Option<PgConnection>,
     config: RecorderConfig,
     counters: Arc<Counters>,
@@ -319,8 +320,9 @@ impl Writer {
 
     /// Writes `lines` (`None`: a row with nothing to write) with COPY, all at once if the
     /// database takes them. When it refuses their data, the rows are halved until the refused
-    /// one is alone; it is counted, logged and skipped, and the rest goes on. Stops at the
-    /// first failure of another kind, reporting how far it got.
+    /// one is alone; it is counted, logged and skipped, and the rest goes on in chunks that
+    /// double with each success (a batch of bad rows costs a COPY a row, not a resend of the
+    /// rest each time). Stops at the first failure of another kind, reporting how far it got.
     async fn copy_rows(
         &mut self,
         statement: &'static str,
@@ -346,18 +348,17 @@ impl Writer {
                 Ok(_) => {
                     copied.written += present;
                     copied.done = end;
-                    chunk = lines.len() - copied.done;
+                    chunk = chunk.saturating_mul(2);
                 }
+                // The server answered the COPY with its error and is ready for the next
+                // statement: the connection is kept.
                 Err(error) if refuses_data(&error) => {
-                    // A failed COPY leaves the connection unusable: the next one is new.
-                    self.connection = None;
                     if end - copied.done > 1 {
                         chunk = (end - copied.done) / 2;
                         continue;
                     }
                     copied.refused += 1;
                     copied.done = end;
-                    chunk = lines.len() - copied.done;
                     metrics::counter!("analytics_recorder_refused_total", "kind" => kind)
                         .increment(1);
                     let quiet = self

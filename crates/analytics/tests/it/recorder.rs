@@ -294,6 +294,10 @@ async fn a_row_the_database_refuses_is_isolated_and_the_others_land() {
         (197, 3, 0),
         "{stats:?}"
     );
+    assert_eq!(
+        stats.failed_writes, 0,
+        "a refused row is no failure of the connection"
+    );
 
     // Ingestion goes on.
     recorder
