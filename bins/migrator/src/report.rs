@@ -80,6 +80,9 @@ impl Report {
             for drift in &status.drift {
                 println!("  DRIFT    {drift}");
             }
+            for migration in &status.ahead {
+                println!("  ahead    {migration}  (applied by a newer build)");
+            }
         }
         if verify {
             if current {

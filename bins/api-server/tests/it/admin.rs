@@ -1136,3 +1136,67 @@ async fn the_server_speaks_https_with_its_certificate_and_tls_1_2_or_later() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+/// A rolling deploy: the next release migrates the database while this build still serves.
+/// This build stays ready (the newer migration is "ahead", not drift); a migration of its own
+/// that is missing still makes it unready.
+#[tokio::test]
+async fn a_running_build_stays_ready_when_the_next_release_migrates() {
+    use db_core::migrate::{Migration, MigrationSet, Migrator, UpOptions};
+
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, handle, running) = spawn(with_database(&db)).await;
+    let ready = || async {
+        reqwest::get(format!("{base}/ready"))
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(ready().await, 200);
+
+    // The next release's analytics set: every migration of this build, and one more.
+    let current = ::analytics::migration_set();
+    let mut migrations = current.migrations().to_vec();
+    let next = current
+        .migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap()
+        + 1;
+    migrations.push(
+        Migration::unapplied(
+            &format!("V{next}__next_release"),
+            "CREATE TABLE analytics.next_release (id int PRIMARY KEY)",
+        )
+        .unwrap(),
+    );
+    let next_release =
+        MigrationSet::new(current.name(), current.schema(), migrations).depends_on(&["core"]);
+    let mut connection = db_core::connect(&db.url().parse().unwrap()).await.unwrap();
+    let report = Migrator::new(vec![next_release])
+        .unwrap()
+        .up(&mut connection, UpOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.applied_count(), 1);
+    assert_eq!(
+        ready().await,
+        200,
+        "the expanded schema still serves this build"
+    );
+
+    // A migration of this build's own gone from the history: not ready.
+    db_core::sqlx::query(db_core::sqlx::AssertSqlSafe(format!(
+        "DELETE FROM analytics.refinery_schema_history WHERE version = {}",
+        next - 1
+    )))
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let unready = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(unready.status(), 503);
+    assert!(unready.text().await.unwrap().contains("analytics"));
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

@@ -59,8 +59,9 @@ pub enum DriftKind {
         applied_checksum: String,
         local_checksum: String,
     },
-    /// Applied to the database but absent from this build: a newer build migrated it, or a
-    /// released migration was deleted.
+    /// Applied to the database but absent from this build, below this build's newest
+    /// migration: a released migration was deleted. (Above it: a newer build migrated the
+    /// database, which is not drift; see [`SetStatus::ahead`].)
     MissingLocally { applied_name: String },
     /// In this build but not applied, although a later version of the set is: it was added
     /// below a released version and would never run in order.
@@ -97,7 +98,7 @@ impl fmt::Display for Drift {
             DriftKind::MissingLocally { applied_name } => write!(
                 f,
                 "set {set}: V{version}__{applied_name} is applied in the database but missing \
-                 from this build (was it migrated by a newer build?)"
+                 from this build, which has later migrations (was it deleted?)"
             ),
             DriftKind::OutOfOrder {
                 local_name,
@@ -120,10 +121,15 @@ pub struct SetStatus {
     pub applied: Vec<MigrationInfo>,
     pub pending: Vec<MigrationInfo>,
     pub drift: Vec<Drift>,
+    /// Applied migrations newer than every migration of this build: a newer build migrated
+    /// the database (expand/contract: this build keeps working on the expanded schema).
+    pub ahead: Vec<MigrationInfo>,
 }
 
 impl SetStatus {
-    /// Nothing pending and nothing drifted.
+    /// Nothing pending and nothing drifted; migrations of a newer build beyond this one's
+    /// (`ahead`) are allowed, so that running servers stay ready while the next release
+    /// migrates underneath them.
     pub fn is_current(&self) -> bool {
         self.pending.is_empty() && self.drift.is_empty()
     }
@@ -142,9 +148,14 @@ impl SetStatus {
             kind,
         };
         let mut drift = Vec::new();
+        let mut ahead = Vec::new();
+        let newest_local = local.iter().map(|m| m.version).max();
 
         for recorded in &applied {
             match local.iter().find(|m| m.version == recorded.version) {
+                None if newest_local.is_none_or(|newest| recorded.version > newest) => {
+                    ahead.push(recorded.clone());
+                }
                 None => drift.push(drift_at(
                     recorded.version,
                     DriftKind::MissingLocally {
@@ -192,6 +203,7 @@ impl SetStatus {
             applied,
             pending,
             drift,
+            ahead,
         }
     }
 }
@@ -256,17 +268,29 @@ mod tests {
     }
 
     #[test]
-    fn a_deleted_or_newer_migration_is_drift() {
-        let newer = set(&[("V1__a", "SELECT 1"), ("V2__b", "SELECT 2")]);
-        let history = applied(&newer, &[1, 2]);
-        let older = set(&[("V1__a", "SELECT 1")]);
-        let status = SetStatus::compare(&older, history, None);
+    fn a_deleted_migration_is_drift_a_newer_one_is_ahead() {
+        let released = set(&[
+            ("V1__a", "SELECT 1"),
+            ("V2__b", "SELECT 2"),
+            ("V3__c", "SELECT 3"),
+        ]);
+        let history = applied(&released, &[1, 2, 3]);
+        let deleted = set(&[("V1__a", "SELECT 1"), ("V3__c", "SELECT 3")]);
+        let status = SetStatus::compare(&deleted, history.clone(), None);
         assert_eq!(
             status.drift[0].kind,
             DriftKind::MissingLocally {
                 applied_name: "b".into()
             }
         );
+        assert!(!status.is_current());
+
+        let older = set(&[("V1__a", "SELECT 1")]);
+        let status = SetStatus::compare(&older, history, None);
+        assert!(status.drift.is_empty(), "{:?}", status.drift);
+        let ahead: Vec<i32> = status.ahead.iter().map(|m| m.version).collect();
+        assert_eq!(ahead, [2, 3]);
+        assert!(status.is_current(), "an older build serves a newer schema");
     }
 
     #[test]

@@ -138,7 +138,7 @@ async fn an_edited_migration_is_refused_and_nothing_changes() {
 }
 
 #[tokio::test]
-async fn a_migration_missing_from_the_build_is_drift() {
+async fn a_migration_deleted_from_the_build_is_drift_a_newer_one_is_not() {
     let db = TestDb::empty().await;
     let mut connection = connect(&db).await;
     Migrator::new(vec![core_set(), set("demo", &demo_files())])
@@ -146,19 +146,33 @@ async fn a_migration_missing_from_the_build_is_drift() {
         .up(&mut connection, UpOptions::default())
         .await
         .unwrap();
-    let older_build = Migrator::new(vec![core_set(), set("demo", &demo_files()[..2])]).unwrap();
-    let statuses = older_build.status(&mut connection).await.unwrap();
+    let files = demo_files();
+    let deleted = Migrator::new(vec![core_set(), set("demo", &[files[0], files[2]])]).unwrap();
+    let statuses = deleted.status(&mut connection).await.unwrap();
     let demo = statuses.iter().find(|status| status.set == "demo").unwrap();
     assert_eq!(
         demo.drift[0].kind,
         DriftKind::MissingLocally {
-            applied_name: "notes_index".into()
+            applied_name: "notes".into()
         }
     );
     assert!(matches!(
-        older_build.up(&mut connection, UpOptions::default()).await,
+        deleted.up(&mut connection, UpOptions::default()).await,
         Err(MigrateError::Drift(_))
     ));
+
+    // The build before the last migration (a rolling deploy: the next release migrated).
+    let older_build = Migrator::new(vec![core_set(), set("demo", &files[..2])]).unwrap();
+    let statuses = older_build.status(&mut connection).await.unwrap();
+    let demo = statuses.iter().find(|status| status.set == "demo").unwrap();
+    assert!(demo.is_current(), "{:?}", demo.drift);
+    assert_eq!(demo.ahead.len(), 1);
+    assert_eq!(demo.ahead[0].name, "notes_index");
+    let report = older_build
+        .up(&mut connection, UpOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.applied_count(), 0);
 }
 
 #[tokio::test]
