@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// The database is taken from --database-url, else DATABASE_URL, else `database.url` of the
 /// configuration (fodi.toml, FODI__DATABASE__URL); with none of them, the embedded cluster
-/// under ./.data/pg is started (and stopped again afterwards if this run started it).
+/// under ./.data/pg is started (and stopped again afterwards if this run started it), except
+/// in CI (the CI variable set) or with --require-database-url, where no URL is an error.
 #[derive(Debug, Parser)]
 #[command(
     name = "migrator",
@@ -25,6 +26,15 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Refuse to run without a database URL instead of using the embedded cluster (implied
+    /// when the CI environment variable is set: a job that forgot its URL must not pass by
+    /// migrating ./.data/pg).
+    #[arg(long, global = true)]
+    pub require_database_url: bool,
+    /// How long a statement, or the wait for another migrator's lock, may wait for a lock
+    /// before the run fails (e.g. 30s, 5m).
+    #[arg(long, global = true, default_value = "1m", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -68,4 +78,8 @@ pub struct SetSelection {
     /// `migrations.sets` in the configuration, or all of them.
     #[arg(long = "set", value_name = "NAME")]
     pub names: Vec<String>,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime_serde::re::humantime::parse_duration(text).map_err(|error| error.to_string())
 }

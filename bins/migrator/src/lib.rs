@@ -16,7 +16,8 @@ pub mod sled_import;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use db_core::migrate::{MigrateError, MigrationSet, Migrator, UpOptions};
+use db_core::migrate::{MigrationSet, Migrator, UpOptions};
+use db_core::sqlx::{self, AssertSqlSafe};
 use db_core::{DatabaseTarget, DbConfig};
 
 use cli::{Cli, Command};
@@ -98,7 +99,7 @@ async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> 
         Command::Verify { sets } => (sets, Action::Verify),
         #[cfg(feature = "sled-import")]
         Command::ImportSled { path } => {
-            return import_sled(path, &database, cli.json, report).await;
+            return import_sled(path, &database, requires_url(cli), cli.json, report).await;
         }
         // Refused before any database is touched, saying how to get a migrator that has it.
         #[cfg(not(feature = "sled-import"))]
@@ -114,8 +115,16 @@ async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> 
     };
     // Validate the selection before touching any database.
     let migrator = Migrator::new(all_sets())?.select(selection)?;
-    let target = resolve_database(&database).await?;
+    let target = resolve_database(&database, requires_url(cli)).await?;
     let mut connection = target.connect().await?;
+    // Migrations take locks an application may hold: fail after a while, saying so, rather
+    // than queue forever (and hold up every query queued behind the migration).
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "SET lock_timeout = '{}ms'",
+        cli.lock_timeout.as_millis().max(1)
+    )))
+    .execute(&mut connection)
+    .await?;
     let database_name = target.describe();
 
     let code = match action {
@@ -145,9 +154,28 @@ async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> 
     Ok(code)
 }
 
-async fn resolve_database(config: &DbConfig) -> Result<DatabaseTarget, MigrateError> {
+/// Whether running without a URL is an error: asked for, or in CI (`CI` set and not
+/// `false`/`0`, as CI services set it).
+fn requires_url(cli: &Cli) -> bool {
+    let in_ci = std::env::var("CI")
+        .is_ok_and(|value| !value.is_empty() && value != "false" && value != "0");
+    cli.require_database_url || in_ci
+}
+
+async fn resolve_database(
+    config: &DbConfig,
+    require_url: bool,
+) -> Result<DatabaseTarget, anyhow::Error> {
     if config.url.is_none() {
-        tracing::info!(dir = %config.local_dir.display(), "no database url configured; using the embedded cluster");
+        if require_url {
+            bail!(
+                "no database url: give --database-url, DATABASE_URL, FODI__DATABASE__URL or \
+                 database.url in fodi.toml (in CI, or with --require-database-url, the embedded \
+                 cluster is not used, so that a job that forgot its URL fails instead of \
+                 migrating ./.data/pg)"
+            );
+        }
+        tracing::warn!(dir = %config.local_dir.display(), "no database url configured; using the embedded cluster");
     }
     Ok(DatabaseTarget::resolve(config).await?)
 }
@@ -157,11 +185,12 @@ async fn resolve_database(config: &DbConfig) -> Result<DatabaseTarget, MigrateEr
 async fn import_sled(
     path: &std::path::Path,
     database: &DbConfig,
+    require_url: bool,
     json: bool,
     report: &Report,
 ) -> Result<ExitCode, anyhow::Error> {
     // Dropping the target at the end stops the embedded cluster if this run started it.
-    let target = resolve_database(database).await?;
+    let target = resolve_database(database, require_url).await?;
     let mut connection = target.connect().await?;
     let statuses = Migrator::new(all_sets())?
         .select(&["ai".to_owned()])?

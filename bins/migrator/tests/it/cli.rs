@@ -285,7 +285,9 @@ async fn without_a_url_the_embedded_cluster_is_started_migrated_and_stopped() {
             .args(args)
             .current_dir(workdir.path())
             .env_remove("DATABASE_URL")
-            .env_remove("FODI__DATABASE__URL");
+            .env_remove("FODI__DATABASE__URL")
+            // Outside CI: there, no URL is an error (the next test).
+            .env_remove("CI");
         tokio::task::spawn_blocking(move || command.output().unwrap())
     };
     let up = run_in_workdir(&["--json", "up"]).await.unwrap();
@@ -387,4 +389,63 @@ async fn up_over_tls_to_a_server_that_requires_it_and_a_clear_refusal_otherwise(
         message.contains("TLS") && message.contains("UnknownIssuer"),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn in_ci_or_when_asked_no_url_is_an_error_not_the_embedded_cluster() {
+    let workdir = tempfile::tempdir().unwrap();
+    for (ci, flag) in [(Some("true"), None), (None, Some("--require-database-url"))] {
+        let mut command = Command::new(MIGRATOR);
+        command
+            .args(flag)
+            .args(["verify"])
+            .current_dir(workdir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("FODI__DATABASE__URL")
+            .env_remove("CI");
+        if let Some(value) = ci {
+            command.env("CI", value);
+        }
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("no database url"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(
+            !workdir.path().join(".data").exists(),
+            "no embedded cluster was made"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_migrator_waiting_for_another_says_which_and_gives_up_after_its_lock_timeout() {
+    let db = TestDb::empty().await;
+    // Another migrator's session: it holds the migration lock.
+    let mut holder = db_core::connect(&db.url().parse().unwrap()).await.unwrap();
+    let lock = sqlx::postgres::PgAdvisoryLock::new(db_core::migrate::MIGRATION_LOCK);
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    let guard = lock.acquire(&mut holder).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let output = run(&db.url(), &["--lock-timeout", "1s", "up"]).await;
+    assert!(!output.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let message = stderr(&output);
+    assert!(
+        message.contains("another migrator holds the migration lock")
+            && message.contains(&holder_pid.to_string()),
+        "{message}"
+    );
+    assert!(message.contains("lock"), "{message}");
+    guard.release_now().await.unwrap();
+    let after = run(&db.url(), &["--json", "up"]).await;
+    assert!(after.status.success(), "{}", stderr(&after));
 }

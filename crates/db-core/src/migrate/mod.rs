@@ -12,7 +12,7 @@ mod set;
 
 pub use error::MigrateError;
 pub use plan::{Drift, DriftKind, MigrationInfo, SetStatus};
-pub use runner::{Migrator, SetRun, UpOptions, UpReport};
+pub use runner::{MIGRATION_LOCK, Migrator, SetRun, UpOptions, UpReport};
 pub use set::MigrationSet;
 
 /// Re-exported so callers can build migrations in memory (`Migration::unapplied`).

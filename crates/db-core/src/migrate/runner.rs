@@ -14,7 +14,7 @@ use crate::error::DbError;
 /// The one advisory lock every migrator of a database takes. refinery takes no lock of its
 /// own: without this, migrators started together race on the catalog (duplicate-key errors
 /// creating the history table) or apply a migration twice.
-const MIGRATION_LOCK: &str = "fodi.migrations";
+pub const MIGRATION_LOCK: &str = "fodi.migrations";
 
 /// Migration sets in dependency order, ready to report on or apply.
 #[derive(Debug, Clone)]
@@ -159,8 +159,11 @@ impl Migrator {
         {
             sqlx::Either::Left(guard) => guard,
             sqlx::Either::Right(connection) => {
-                tracing::info!(
-                    "another migrator holds the migration lock; waiting for it to finish"
+                let holder = lock_holder(connection, &lock).await;
+                tracing::warn!(
+                    holder_pid = holder,
+                    "another migrator holds the migration lock; waiting for it to finish \
+                     (up to the connection's lock_timeout)"
                 );
                 lock.acquire(connection).await.map_err(DbError::from)?
             }
@@ -288,6 +291,23 @@ async fn apply_set(
             })
         }
     }
+}
+
+/// The server process id of the session holding `lock`, if it can be seen.
+async fn lock_holder(connection: &mut PgConnection, lock: &PgAdvisoryLock) -> Option<i32> {
+    // A bigint advisory key shows in pg_locks as classid (high half) and objid (low half).
+    let key = lock.key().as_bigint()?;
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_locks
+          WHERE locktype = 'advisory' AND granted AND objsubid = 1
+            AND ((classid::bigint << 32) | objid::bigint) = $1
+          LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(connection)
+    .await
+    .ok()
+    .flatten()
 }
 
 /// The read-only role every schema grants reads to (created by the sets' first migrations).
