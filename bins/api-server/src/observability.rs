@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use actix_web::{HttpResponse, get, web};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use orchestrator::jobs::Jobs;
 
@@ -15,8 +15,9 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn prometheus(bridge: Option<&analytics::MetricsBridge>) -> PrometheusHandle {
     PROMETHEUS
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = admin_api::exposition::prometheus_builder().build_recorder();
             let handle = recorder.handle();
+            admin_api::exposition::spawn_upkeep(handle.clone());
             let installed = match bridge {
                 Some(bridge) => metrics::set_global_recorder(
                     metrics_util::layers::FanoutBuilder::default()

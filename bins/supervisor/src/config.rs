@@ -49,8 +49,9 @@ impl Default for ControlConfig {
     }
 }
 
+/// Port 9190: clear of node_exporter's 9100, which often runs on the same hosts.
 fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9100))
+    SocketAddr::from(([127, 0, 0, 1], 9190))
 }
 
 impl Config {

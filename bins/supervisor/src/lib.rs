@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use admin_api::AdminState;
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use orchestrator::Supervisor;
 
 use config::Config;
@@ -20,9 +20,10 @@ use config::Config;
 /// Runs until SIGTERM or SIGINT: starts every autostart process, serves the control API,
 /// then stops the processes (dependents first) and the server.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let metrics = PrometheusBuilder::new()
+    let metrics = admin_api::exposition::prometheus_builder()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    admin_api::exposition::spawn_upkeep(metrics.clone());
     orchestrator::describe_metrics();
     let supervisor = Arc::new(Supervisor::new(config.processes.clone())?);
     let listener = TcpListener::bind(config.control.listen)

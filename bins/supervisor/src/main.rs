@@ -12,6 +12,7 @@ use supervisor::ctl::{Client, print_logs, print_statuses};
 #[derive(Debug, Parser)]
 #[command(
     name = "supervisor",
+    version,
     about = "Keeps processes alive and healthy; controls them over HTTP"
 )]
 struct Cli {

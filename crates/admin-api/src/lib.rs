@@ -7,6 +7,7 @@
 //! database. Start reading at [`routes`].
 
 pub mod auth;
+pub mod exposition;
 pub mod routes;
 
 pub use routes::{AdminState, configure};

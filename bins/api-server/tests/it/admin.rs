@@ -946,6 +946,14 @@ async fn request_metrics_keep_closed_label_sets_whatever_clients_send() {
         .filter(|line| line.starts_with("fodi_http_request_duration_seconds"))
         .collect();
     assert!(!series.is_empty(), "{metrics}");
+    // A real histogram: buckets, so that percentiles add up across a fleet.
+    assert!(
+        metrics.contains("# TYPE fodi_http_request_duration_seconds histogram")
+            && series
+                .iter()
+                .any(|line| line.starts_with("fodi_http_request_duration_seconds_bucket{")),
+        "{metrics}"
+    );
     for word in &noise {
         assert!(!metrics.contains(word.as_str()), "{word} became a label");
     }

@@ -370,3 +370,16 @@ args = ["60"]
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn the_binary_tells_its_version() {
+    let output = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("supervisor {}", env!("CARGO_PKG_VERSION"))
+    );
+}
