@@ -50,31 +50,37 @@ pub enum DbError {
         source: sqlx::Error,
     },
     /// The transaction lost a serialisation conflict (SQLSTATE 40001). Retry it whole.
-    #[error("serialization failure; the transaction can be retried")]
+    #[error(
+        "serialization failure; the transaction can be retried ({})",
+        detail(source)
+    )]
     SerializationFailure {
         #[source]
         source: sqlx::Error,
     },
     /// The transaction was chosen as a deadlock victim (SQLSTATE 40P01). Retry it whole.
-    #[error("deadlock detected; the transaction can be retried")]
+    #[error(
+        "deadlock detected; the transaction can be retried ({})",
+        detail(source)
+    )]
     Deadlock {
         #[source]
         source: sqlx::Error,
     },
     /// `statement_timeout` or a cancel request ended the statement (SQLSTATE 57014).
-    #[error("statement cancelled or timed out")]
+    #[error("statement cancelled or timed out ({})", detail(source))]
     StatementTimeout {
         #[source]
         source: sqlx::Error,
     },
     /// `lock_timeout` expired or `NOWAIT` found the row locked (SQLSTATE 55P03).
-    #[error("lock not available")]
+    #[error("lock not available ({})", detail(source))]
     LockNotAvailable {
         #[source]
         source: sqlx::Error,
     },
     /// The role lacks a privilege on the object (SQLSTATE 42501).
-    #[error("permission denied")]
+    #[error("permission denied ({})", detail(source))]
     PermissionDenied {
         #[source]
         source: sqlx::Error,
@@ -89,7 +95,7 @@ pub enum DbError {
     /// The connection broke mid-flight: network failure, server restart, administrator
     /// termination. Whether the last statement took effect is unknown; only operations that
     /// are idempotent may be retried.
-    #[error("lost the connection to the database")]
+    #[error("lost the connection to the database ({source})")]
     ConnectionLost {
         #[source]
         source: sqlx::Error,
@@ -136,7 +142,7 @@ pub enum DbError {
     #[error("invalid database configuration: {message}")]
     InvalidConfig { message: String },
     /// Anything else: a bug in a query, a protocol error, a failure we do not classify.
-    #[error("database error")]
+    #[error("database error ({})", detail(source))]
     Other {
         #[source]
         source: sqlx::Error,
@@ -202,6 +208,19 @@ impl DbError {
             },
             _ => Self::from(error),
         }
+    }
+}
+
+/// What the database said, for messages: its own words and the SQLSTATE (`permission denied
+/// for table balances, SQLSTATE 42501`), or what failed beneath it. Logged errors then say
+/// what failed without a walk down their sources.
+fn detail(source: &sqlx::Error) -> String {
+    match source.as_database_error() {
+        Some(database) => match database.code() {
+            Some(code) => format!("{}, SQLSTATE {code}", database.message()),
+            None => database.message().to_owned(),
+        },
+        None => source.to_string(),
     }
 }
 

