@@ -74,6 +74,12 @@ async fn main() -> anyhow::Result<()> {
     settings.apply_seed_environment(|name| std::env::var(name).ok())?;
     if cli.print_config {
         print!("{}", toml::to_string_pretty(&settings.redacted())?);
+        let budget = settings.connection_budget();
+        let total: usize = budget.iter().map(|(_, count)| count).sum();
+        println!("\n# PostgreSQL connections this instance may open at most: {total}");
+        for (part, count) in budget {
+            println!("#   {count:>4}  {part}");
+        }
         return Ok(());
     }
     let _log_output = init_tracing(&settings.log)?;

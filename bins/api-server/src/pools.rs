@@ -9,6 +9,9 @@ use db_core::{Db, DbConfig};
 
 use crate::settings::Settings;
 
+/// Connections of the read-only pool at most (readiness, the supervision lock).
+pub const READONLY_CONNECTIONS: u32 = 2;
+
 /// The login the embedded cluster's pools use (created by deploy/roles.sql).
 pub const EMBEDDED_LOGIN: &str = "fodi_app";
 
@@ -44,7 +47,13 @@ impl Pools {
                 readonly: db,
             });
         }
-        let readonly = open(&settings.database, options, "fodi_readonly", "readonly").await?;
+        // Readiness and the supervision lock need a connection or two, not a full pool.
+        let small = DbConfig {
+            min_connections: settings.database.min_connections.min(READONLY_CONNECTIONS),
+            max_connections: settings.database.max_connections.min(READONLY_CONNECTIONS),
+            ..settings.database.clone()
+        };
+        let readonly = open(&small, options, "fodi_readonly", "readonly").await?;
         let part = |set: &str, role: &'static str, name: &'static str| {
             let readonly = readonly.clone();
             let managed = manages(set);

@@ -461,6 +461,12 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
         toml::Value::try_from(["https://a.example", "https://b.example"]).unwrap()
     );
     assert!(!shown.contains("hunter2"), "{shown}");
+    // Four pools of 16 and the read-only one of 2, the ledger engine's 16, the AI cache's 8,
+    // the recorder's 1.
+    assert!(
+        shown.contains("# PostgreSQL connections this instance may open at most: 91"),
+        "{shown}"
+    );
 }
 
 /// POSTs answered 503 so far, by `fodi_http_request_duration_seconds` (shared by the test
