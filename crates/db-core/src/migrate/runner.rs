@@ -296,11 +296,13 @@ async fn apply_set(
 /// The server process id of the session holding `lock`, if it can be seen.
 async fn lock_holder(connection: &mut PgConnection, lock: &PgAdvisoryLock) -> Option<i32> {
     // A bigint advisory key shows in pg_locks as classid (high half) and objid (low half).
+    // pg_locks lists every database's locks; advisory locks are per database.
     let key = lock.key().as_bigint()?;
     sqlx::query_scalar(
-        "SELECT pid FROM pg_locks
-          WHERE locktype = 'advisory' AND granted AND objsubid = 1
-            AND ((classid::bigint << 32) | objid::bigint) = $1
+        "SELECT l.pid FROM pg_locks l
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
           LIMIT 1",
     )
     .bind(key)
