@@ -82,11 +82,6 @@ pub struct Application {
     cluster: Option<LocalCluster>,
 }
 
-/// Whether the deployment manages migration set `set` (an empty list means all).
-fn manages(settings: &Settings, set: &str) -> bool {
-    settings.migrations.sets.is_empty() || settings.migrations.sets.iter().any(|s| s == set)
-}
-
 /// Blocks one run of the sealer seals at most, so that a run stays short after a backlog.
 const SEALED_BLOCKS_PER_RUN: u32 = 100;
 
@@ -162,19 +157,20 @@ impl Application {
         } else {
             target.options.clone()
         };
-        let pools = pools::Pools::open(&settings, &login, |set| manages(&settings, set)).await?;
+        let pools = pools::Pools::open(&settings, &login).await?;
         let bridge = (!settings.analytics.bridge_metrics.is_empty()
-            && manages(&settings, "analytics"))
+            && settings.manages("analytics"))
         .then(|| analytics::MetricsBridge::new(settings.analytics.bridge_metrics.clone()));
         let prometheus = observability::prometheus(bridge.as_ref());
 
-        let ai = if manages(&settings, "ai") {
+        let ai = if settings.manages("ai") {
             Some(PgAiStore::start(pools.ai.clone(), settings.ai.clone()).await?)
         } else {
             None
         };
         let ai_services = ai.as_ref().map(api::ai::AiServices::on);
-        let ledger = manages(&settings, "blockchain")
+        let ledger = settings
+            .manages("blockchain")
             .then(|| Arc::new(PgLedger::new(pools.ledger.clone(), settings.ledger.clone())));
         let ledger_data: Option<web::Data<dyn Ledger>> = ledger
             .clone()
@@ -184,7 +180,7 @@ impl Application {
                 ledger.clone().into_inner(),
             ))
         });
-        let analytics = manages(&settings, "analytics").then(|| {
+        let analytics = settings.manages("analytics").then(|| {
             PgAnalytics::new(
                 pools.analytics.clone(),
                 settings.analytics.partitions.clone(),
@@ -241,7 +237,7 @@ impl Application {
         let body_limit = api::body::BodyLimit(settings.server.max_body_bytes);
         // Without the `core` set, `public` and its users belong to the core backend.
         let users_data: Option<web::Data<dyn core_store::Users>> =
-            manages(&settings, "core").then(|| {
+            settings.manages("core").then(|| {
                 web::Data::from(Arc::new(core_store::PgUsers::new(pools.core.clone()))
                     as Arc<dyn core_store::Users>)
             });

@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     settings.apply_seed_environment(|name| std::env::var(name).ok())?;
     if cli.print_config {
         print!("{}", toml::to_string_pretty(&settings.redacted())?);
-        let budget = settings.connection_budget();
+        let budget = api_server::pools::connection_budget(&settings);
         let total: usize = budget.iter().map(|(_, count)| count).sum();
         println!("\n# PostgreSQL connections this instance may open at most: {total}");
         for (part, count) in budget {

@@ -32,11 +32,7 @@ pub struct Pools {
 impl Pools {
     /// Opens the pools on `options` (the login). A pool whose set this deployment does not
     /// manage is the read-only one: it is never used, and its group role may not exist.
-    pub async fn open(
-        settings: &Settings,
-        options: &PgConnectOptions,
-        manages: impl Fn(&str) -> bool,
-    ) -> anyhow::Result<Self> {
+    pub async fn open(settings: &Settings, options: &PgConnectOptions) -> anyhow::Result<Self> {
         if !settings.roles.per_crate {
             let db = Db::connect_with(&settings.database, options.clone()).await?;
             return Ok(Self {
@@ -47,16 +43,16 @@ impl Pools {
                 readonly: db,
             });
         }
-        // Readiness and the supervision lock need a connection or two, not a full pool.
-        let small = DbConfig {
-            min_connections: settings.database.min_connections.min(READONLY_CONNECTIONS),
-            max_connections: settings.database.max_connections.min(READONLY_CONNECTIONS),
-            ..settings.database.clone()
-        };
-        let readonly = open(&small, options, "fodi_readonly", "readonly").await?;
+        let readonly = open(
+            &readonly_config(&settings.database),
+            options,
+            "fodi_readonly",
+            "readonly",
+        )
+        .await?;
         let part = |set: &str, role: &'static str, name: &'static str| {
             let readonly = readonly.clone();
-            let managed = manages(set);
+            let managed = settings.manages(set);
             async move {
                 if managed {
                     open(&settings.database, options, role, name).await
@@ -86,6 +82,72 @@ impl Pools {
             db.close().await;
         }
     }
+}
+
+/// Readiness and the supervision lock need a connection or two, not a full pool.
+fn readonly_config(database: &DbConfig) -> DbConfig {
+    DbConfig {
+        min_connections: database.min_connections.min(READONLY_CONNECTIONS),
+        max_connections: database.max_connections.min(READONLY_CONNECTIONS),
+        ..database.clone()
+    }
+}
+
+/// The most connections one instance may hold to PostgreSQL, part by part, as [`Pools::open`]
+/// and the crates open them: what `max_connections` (and a PgBouncer pool) must leave room
+/// for, times the instances.
+pub fn connection_budget(settings: &Settings) -> Vec<(String, usize)> {
+    // A pool with a replica opens as many there as on the primary.
+    let servers = if settings.database.replica_url.is_some() {
+        2
+    } else {
+        1
+    };
+    let pool = |config: &DbConfig| config.max_connections as usize * servers;
+    let mut parts = Vec::new();
+    if settings.roles.per_crate {
+        let readonly = pool(&readonly_config(&settings.database));
+        parts.push(("pool readonly".to_owned(), readonly));
+        for (set, part) in [
+            ("core", "core"),
+            ("ai", "ai"),
+            ("blockchain", "ledger"),
+            ("analytics", "analytics"),
+        ] {
+            if settings.manages(set) {
+                parts.push((
+                    format!("pool {part} (database.max_connections)"),
+                    pool(&settings.database),
+                ));
+            }
+        }
+    } else {
+        parts.push((
+            "pool (database.max_connections)".to_owned(),
+            pool(&settings.database),
+        ));
+    }
+    if settings.manages("blockchain") {
+        let engine = settings.ledger.engine_connections;
+        parts.push((
+            "ledger engine (ledger.engine_connections)".to_owned(),
+            engine,
+        ));
+    }
+    if settings.manages("ai") {
+        let cache = settings.ai.cache.connections.max(1);
+        parts.push((
+            "AI cache statements (ai.cache.connections)".to_owned(),
+            cache,
+        ));
+    }
+    if settings.manages("analytics") {
+        parts.push(("analytics recorder".to_owned(), 1));
+    }
+    if settings.orchestrator.enabled {
+        parts.push(("supervision lock".to_owned(), 1));
+    }
+    parts
 }
 
 /// A pool acting as `role`, named `<application_name>/<name>` in `pg_stat_activity`.

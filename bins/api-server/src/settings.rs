@@ -318,62 +318,9 @@ impl Settings {
         Ok(())
     }
 
-    /// The most connections one instance may hold to PostgreSQL, part by part: what
-    /// `max_connections` (and a PgBouncer pool) must leave room for, times the instances.
-    pub fn connection_budget(&self) -> Vec<(String, usize)> {
-        let manages = |set: &str| {
-            self.migrations.sets.is_empty() || self.migrations.sets.iter().any(|s| s == set)
-        };
-        let per_pool = self.database.max_connections as usize
-            * if self.database.replica_url.is_some() {
-                2
-            } else {
-                1
-            };
-        let mut parts = Vec::new();
-        if self.roles.per_crate {
-            let readonly = self
-                .database
-                .max_connections
-                .min(crate::pools::READONLY_CONNECTIONS) as usize
-                * if self.database.replica_url.is_some() {
-                    2
-                } else {
-                    1
-                };
-            parts.push(("pool readonly".to_owned(), readonly));
-            for (set, part) in [
-                ("core", "core"),
-                ("ai", "ai"),
-                ("blockchain", "ledger"),
-                ("analytics", "analytics"),
-            ] {
-                if manages(set) {
-                    parts.push((format!("pool {part} (database.max_connections)"), per_pool));
-                }
-            }
-        } else {
-            parts.push(("pool (database.max_connections)".to_owned(), per_pool));
-        }
-        if manages("blockchain") {
-            parts.push((
-                "ledger engine (ledger.engine_connections)".to_owned(),
-                self.ledger.engine_connections,
-            ));
-        }
-        if manages("ai") {
-            parts.push((
-                "AI cache statements (ai.cache.connections)".to_owned(),
-                self.ai.cache.connections.max(1),
-            ));
-        }
-        if manages("analytics") {
-            parts.push(("analytics recorder".to_owned(), 1));
-        }
-        if self.orchestrator.enabled {
-            parts.push(("supervision lock".to_owned(), 1));
-        }
-        parts
+    /// Whether the deployment manages migration set `set` (an empty list means all).
+    pub fn manages(&self, set: &str) -> bool {
+        self.migrations.sets.is_empty() || self.migrations.sets.iter().any(|s| s == set)
     }
 
     /// The settings as `--print-config` shows them: tokens and passwords replaced.
