@@ -323,7 +323,8 @@ impl Settings {
         self.migrations.sets.is_empty() || self.migrations.sets.iter().any(|s| s == set)
     }
 
-    /// The settings as `--print-config` shows them: tokens and passwords replaced.
+    /// The settings as `--print-config` shows them: tokens, passwords and the backend's
+    /// environment values replaced.
     pub fn redacted(&self) -> Self {
         let mut shown = self.clone();
         if let Some(jwt) = shown.auth.jwt.as_mut() {
@@ -335,6 +336,10 @@ impl Settings {
             .replica_url
             .as_deref()
             .map(db_core::redact_url);
+        // The backend's environment is where its own secrets are handed over.
+        for value in shown.orchestrator.env.values_mut() {
+            *value = "***".into();
+        }
         shown
     }
 }

@@ -436,6 +436,7 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
             "FODI__DATABASE__URL",
             "postgres://fodi@db.internal/fodi?password=hunter2",
         )
+        .env("FODI__ORCHESTRATOR__ENV__BACKEND_DB_PASSWORD", "swordfish")
         .output()
         .unwrap();
     assert!(
@@ -461,6 +462,14 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
         toml::Value::try_from(["https://a.example", "https://b.example"]).unwrap()
     );
     assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        !shown.contains("swordfish"),
+        "the backend's environment: {shown}"
+    );
+    assert!(
+        shown.to_lowercase().contains("backend_db_password"),
+        "its names are shown: {shown}"
+    );
     // Four pools of 16 and the read-only one of 2, the ledger engine's 16, the AI cache's 8,
     // the recorder's 1.
     assert!(
