@@ -75,49 +75,63 @@ pub async fn ready(
     migrator: web::Data<Migrator>,
     jobs: web::Data<Jobs>,
 ) -> HttpResponse {
-    let not_ready = |detail: String| ApiError::not_ready().with_detail(detail).error_response();
-    let mut connection = match db.primary().acquire().await {
-        Ok(connection) => connection,
-        Err(error) => {
-            tracing::warn!(%error, "readiness: database unreachable");
-            return not_ready("the database is unreachable".into());
-        }
-    };
-    match migrator.status(&mut connection).await {
-        Ok(statuses) => {
-            let behind: Vec<&str> = statuses
-                .iter()
-                .filter(|status| !status.is_current())
-                .map(|status| status.set.as_str())
-                .collect();
-            let jobs = jobs.statuses();
-            let dead: Vec<&str> = jobs
-                .iter()
-                .filter(|(_, status)| !status.alive)
-                .map(|(name, _)| *name)
-                .collect();
-            if !behind.is_empty() {
-                not_ready(format!(
-                    "migrations are pending or drifted in: {}",
-                    behind.join(", ")
-                ))
-            } else if !dead.is_empty() {
-                not_ready(format!("background jobs stopped: {}", dead.join(", ")))
-            } else {
-                HttpResponse::Ok().json(Ready {
-                    status: "ready",
-                    database: "ok",
-                    migrations: "current",
-                    jobs: jobs
-                        .into_iter()
-                        .map(|(name, status)| (name, JobRuns::from(status)))
-                        .collect(),
-                })
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "readiness: cannot read migration status");
-            not_ready("the migration status cannot be read".into())
-        }
+    match readiness(&db, &migrator, &jobs).await {
+        Ok(ready) => HttpResponse::Ok().json(ready),
+        Err(detail) => ApiError::not_ready().with_detail(detail).error_response(),
     }
+}
+
+/// What `/ready` answers, `Err` saying why not; also sets `fodi_ready` and, per migration
+/// set, `fodi_migrations_pending` and `fodi_migrations_drifted` (`/metrics` calls it too,
+/// so that an alert sees what a load balancer sees).
+pub async fn readiness(db: &Db, migrator: &Migrator, jobs: &Jobs) -> Result<Ready, String> {
+    let answer = check(db, migrator, jobs).await;
+    metrics::gauge!("fodi_ready").set(if answer.is_ok() { 1.0 } else { 0.0 });
+    answer
+}
+
+async fn check(db: &Db, migrator: &Migrator, jobs: &Jobs) -> Result<Ready, String> {
+    let mut connection = db.primary().acquire().await.map_err(|error| {
+        tracing::warn!(%error, "readiness: database unreachable");
+        "the database is unreachable".to_owned()
+    })?;
+    let statuses = migrator.status(&mut connection).await.map_err(|error| {
+        tracing::warn!(%error, "readiness: cannot read migration status");
+        "the migration status cannot be read".to_owned()
+    })?;
+    for status in &statuses {
+        let set = status.set.clone();
+        metrics::gauge!("fodi_migrations_pending", "set" => set.clone())
+            .set(status.pending.len() as f64);
+        metrics::gauge!("fodi_migrations_drifted", "set" => set).set(status.drift.len() as f64);
+    }
+    let behind: Vec<&str> = statuses
+        .iter()
+        .filter(|status| !status.is_current())
+        .map(|status| status.set.as_str())
+        .collect();
+    if !behind.is_empty() {
+        return Err(format!(
+            "migrations are pending or drifted in: {}",
+            behind.join(", ")
+        ));
+    }
+    let jobs = jobs.statuses();
+    let dead: Vec<&str> = jobs
+        .iter()
+        .filter(|(_, status)| !status.alive)
+        .map(|(name, _)| *name)
+        .collect();
+    if !dead.is_empty() {
+        return Err(format!("background jobs stopped: {}", dead.join(", ")));
+    }
+    Ok(Ready {
+        status: "ready",
+        database: "ok",
+        migrations: "current",
+        jobs: jobs
+            .into_iter()
+            .map(|(name, status)| (name, JobRuns::from(status)))
+            .collect(),
+    })
 }

@@ -105,17 +105,23 @@ fn start_jobs(
     }
     if let Some(ledger) = ledger {
         let seal = jobs::on(ledger.clone(), |ledger| async move {
-            ledger.seal_final_blocks(SEALED_BLOCKS_PER_RUN).await
+            let sealed = ledger.seal_final_blocks(SEALED_BLOCKS_PER_RUN).await?;
+            ledger.seal_status().await?.record();
+            Ok::<_, ledger::LedgerError>(sealed)
         });
         jobs.spawn("ledger_sealer", settings.ledger_sealer, seal);
         let expire = jobs::on(ledger.clone(), |ledger| async move {
             ledger.expire_holds(EXPIRED_HOLDS_PER_RUN).await
         });
         jobs.spawn("hold_expiry", settings.hold_expiry, expire);
-        let settle = jobs::on(ledger, |ledger| async move {
+        let settle = jobs::on(ledger.clone(), |ledger| async move {
             ledger.settle_history(SETTLED_SEQS_PER_STEP).await
         });
         jobs.spawn("history_settler", settings.history_settler, settle);
+        let audit = jobs::on(ledger, |ledger| async move {
+            audit_ledger(ledger.as_ref()).await
+        });
+        jobs.spawn("ledger_audit", settings.ledger_audit, audit);
     }
     if let Some(analytics) = analytics {
         let refresh = jobs::on(analytics.clone(), |analytics| async move {
@@ -132,6 +138,32 @@ fn start_jobs(
         );
     }
     jobs
+}
+
+/// One run of `ledger_audit`: the invariants and the sealed chain, exported as metrics; a
+/// violation or a broken block fails the run (and is logged with what was found).
+async fn audit_ledger(ledger: &PgLedger) -> anyhow::Result<String> {
+    let invariants = ledger.check_invariants().await?;
+    let chain = ledger.verify_chain().await?;
+    ledger::metrics::record_audit(&invariants, &chain);
+    if let Some(invalid) = &chain.first_invalid {
+        anyhow::bail!(
+            "the sealed chain is broken at block {}: {:?}",
+            invalid.height,
+            invalid.problem
+        );
+    }
+    if !invariants.is_ok() {
+        anyhow::bail!(
+            "{} invariant violation(s), the first: {:?}",
+            invariants.violations.len(),
+            invariants.violations[0]
+        );
+    }
+    Ok(format!(
+        "{} transfers balance, {} blocks intact",
+        invariants.transfers, chain.blocks_checked
+    ))
 }
 
 impl Application {
@@ -259,6 +291,13 @@ impl Application {
             .transpose()
             .context("server.tls")?;
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let scrape_data = web::Data::new(observability::ScrapeSources {
+            pools: pools.opened().to_vec(),
+            ledger: ledger.clone(),
+            ai: ai.clone(),
+            recorder: analytics_data.is_some().then(|| recorder.clone()),
+            live: live.clone(),
+        });
         let db_data = web::Data::new(pools.readonly.clone());
         let migrator_data = web::Data::new(migrator);
         let prometheus_data = web::Data::new(prometheus);
@@ -278,6 +317,7 @@ impl Application {
                 .app_data(db_data.clone())
                 .app_data(migrator_data.clone())
                 .app_data(prometheus_data.clone())
+                .app_data(scrape_data.clone())
                 .app_data(access_data.clone())
                 .app_data(admin_data.clone())
                 .app_data(jobs_data.clone())
@@ -325,7 +365,7 @@ impl Application {
         }
         // Signals are ours (see run_until_stopped): actix would treat SIGINT as a forced stop.
         .disable_signals()
-        .shutdown_timeout(30)
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
         .run();
 
         tracing::info!(

@@ -96,6 +96,11 @@ impl LiveHub {
         (hub, tasks)
     }
 
+    /// WebSocket clients connected now (each holds one subscription).
+    pub fn clients(&self) -> usize {
+        self.events.receiver_count()
+    }
+
     /// Closes every client's connection (going away).
     pub fn close_all(&self) {
         self.closing.send_replace(true);

@@ -1,11 +1,20 @@
-//! `/metrics`: everything recorded through the `metrics` facade, in Prometheus text format.
+//! `/metrics`: everything recorded through the `metrics` facade, in Prometheus text format,
+//! plus what is read at each scrape (pools, WebSocket clients, the recorder's buffer,
+//! readiness). docs/metrics.md lists every metric.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::{HttpResponse, get, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use ai_store::PgAiStore;
+use analytics::Recorder;
+use db_core::migrate::Migrator;
+use db_core::{Db, PoolUsage};
+use ledger::PgLedger;
 use orchestrator::jobs::Jobs;
+
+use crate::live::LiveHub;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -32,6 +41,7 @@ pub fn prometheus(bridge: Option<&analytics::MetricsBridge>) -> PrometheusHandle
                 tracing::warn!("a metrics recorder was installed before; /metrics will be empty");
             }
             describe_metrics();
+            metrics::gauge!("fodi_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             handle
         })
         .clone()
@@ -43,6 +53,7 @@ fn describe_metrics() {
     ai_store::describe_metrics();
     analytics::describe_metrics();
     orchestrator::describe_metrics();
+    ledger::metrics::describe_metrics();
     describe_histogram!(
         "fodi_http_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -56,10 +67,84 @@ fn describe_metrics() {
         "fodi_supervision_leader",
         "1 while this instance holds the supervision lock and runs the supervised processes"
     );
+    describe_gauge!(
+        "fodi_build_info",
+        "Always 1; its version label is the running build's"
+    );
+    describe_gauge!(
+        "fodi_ready",
+        "1 when /ready would answer 200 at the last scrape, 0 when 503"
+    );
+    describe_gauge!(
+        "fodi_migrations_pending",
+        "Migrations of this build not applied to the database yet, by set"
+    );
+    describe_gauge!(
+        "fodi_migrations_drifted",
+        "Applied migrations whose name or checksum differ from this build's, by set"
+    );
+    describe_gauge!(
+        "fodi_db_pool_connections",
+        "Connections of a pool, by pool and state (in_use, idle)"
+    );
+    describe_gauge!(
+        "fodi_db_pool_max_connections",
+        "The most connections a pool may open, by pool"
+    );
+    describe_gauge!("fodi_ws_clients", "WebSocket clients connected to /ws");
+    describe_gauge!(
+        "analytics_recorder_buffered_bytes",
+        "Bytes of analytics rows accepted and not written yet"
+    );
+    describe_gauge!(
+        "analytics_recorder_buffer_capacity_bytes",
+        "The most the recorder buffers (analytics.recorder.buffer_bytes); beyond it rows are dropped"
+    );
     describe_counter!(
         "fodi_ws_slow_clients_dropped_total",
         "WebSocket clients disconnected as too slow, by reason: lagging (their queue overflowed) or not_reading (a frame waited too long to be taken)"
     );
+}
+
+/// What `/metrics` reads at each scrape.
+pub struct ScrapeSources {
+    pub pools: Vec<(&'static str, Db)>,
+    pub ledger: Option<Arc<PgLedger>>,
+    pub ai: Option<PgAiStore>,
+    pub recorder: Option<Recorder>,
+    pub live: LiveHub,
+}
+
+impl ScrapeSources {
+    fn record(&self) {
+        for (name, db) in &self.pools {
+            record_pool(name, db.usage());
+            if let Some(usage) = db.replica_usage() {
+                record_pool(&format!("{name}_replica"), usage);
+            }
+        }
+        if let Some(ledger) = &self.ledger {
+            record_pool("ledger_engine", ledger.engine_usage());
+        }
+        if let Some(ai) = &self.ai {
+            record_pool("ai_cache", ai.cache().statements_usage());
+        }
+        if let Some(recorder) = &self.recorder {
+            let (buffered, capacity) = recorder.buffered_bytes();
+            metrics::gauge!("analytics_recorder_buffered_bytes").set(buffered as f64);
+            metrics::gauge!("analytics_recorder_buffer_capacity_bytes").set(capacity as f64);
+        }
+        metrics::gauge!("fodi_ws_clients").set(self.live.clients() as f64);
+    }
+}
+
+fn record_pool(name: &str, usage: PoolUsage) {
+    let pool = name.to_owned();
+    metrics::gauge!("fodi_db_pool_connections", "pool" => pool.clone(), "state" => "in_use")
+        .set(usage.in_use as f64);
+    metrics::gauge!("fodi_db_pool_connections", "pool" => pool.clone(), "state" => "idle")
+        .set(usage.idle as f64);
+    metrics::gauge!("fodi_db_pool_max_connections", "pool" => pool).set(usage.max as f64);
 }
 
 /// Open to this host (unless `auth.metrics_open_on_loopback` is off); from any other host
@@ -70,8 +155,14 @@ pub async fn metrics_endpoint(
     prometheus: web::Data<PrometheusHandle>,
     jobs: web::Data<Jobs>,
     access: web::Data<crate::access::Access>,
+    sources: web::Data<ScrapeSources>,
+    readonly: web::Data<Db>,
+    migrator: web::Data<Migrator>,
 ) -> Result<HttpResponse, crate::error::ApiError> {
     access.admit_metrics(&request)?;
+    sources.record();
+    // Its answer is in the gauges it sets; why it is not ready is logged and on /ready.
+    let _ = crate::health::readiness(&readonly, &migrator, &jobs).await;
     for (name, status) in jobs.statuses() {
         metrics::gauge!("fodi_job_alive", "job" => name).set(if status.alive { 1.0 } else { 0.0 });
     }

@@ -27,6 +27,8 @@ pub struct Pools {
     pub analytics: Db,
     /// Readiness, the supervision lock: reads only.
     pub readonly: Db,
+    /// Each pool opened, once, by the name `/metrics` gives it.
+    opened: Vec<(&'static str, Db)>,
 }
 
 impl Pools {
@@ -40,7 +42,8 @@ impl Pools {
                 ai: db.clone(),
                 ledger: db.clone(),
                 analytics: db.clone(),
-                readonly: db,
+                readonly: db.clone(),
+                opened: vec![("shared", db)],
             });
         }
         let readonly = open(
@@ -50,24 +53,32 @@ impl Pools {
             "readonly",
         )
         .await?;
-        let part = |set: &str, role: &'static str, name: &'static str| {
-            let readonly = readonly.clone();
-            let managed = settings.manages(set);
-            async move {
-                if managed {
-                    open(&settings.database, options, role, name).await
-                } else {
-                    Ok(readonly)
-                }
+        let mut opened = vec![("readonly", readonly.clone())];
+        let mut part = async |set: &str, role: &'static str, name: &'static str| {
+            if !settings.manages(set) {
+                return Ok::<_, anyhow::Error>(readonly.clone());
             }
+            let db = open(&settings.database, options, role, name).await?;
+            opened.push((name, db.clone()));
+            Ok(db)
         };
+        let core = part("core", "fodi_core", "core").await?;
+        let ai = part("ai", "fodi_ai", "ai").await?;
+        let ledger = part("blockchain", "fodi_ledger", "ledger").await?;
+        let analytics = part("analytics", "fodi_analytics", "analytics").await?;
         Ok(Self {
-            core: part("core", "fodi_core", "core").await?,
-            ai: part("ai", "fodi_ai", "ai").await?,
-            ledger: part("blockchain", "fodi_ledger", "ledger").await?,
-            analytics: part("analytics", "fodi_analytics", "analytics").await?,
+            core,
+            ai,
+            ledger,
+            analytics,
             readonly,
+            opened,
         })
+    }
+
+    /// Each pool opened, by name: `shared`, or `readonly` and the managed parts.
+    pub fn opened(&self) -> &[(&'static str, Db)] {
+        &self.opened
     }
 
     /// Closes every pool (a pool closed twice is harmless).

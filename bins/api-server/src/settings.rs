@@ -174,6 +174,10 @@ pub struct JobSettings {
     /// Settling the ledger's history into the wallets' checkpoints (`history_settler`).
     #[serde(with = "humantime_serde")]
     pub history_settler: Duration,
+    /// Recomputing the ledger's invariants and verifying its sealed chain (`ledger_audit`):
+    /// reads the whole history, so not often.
+    #[serde(with = "humantime_serde")]
+    pub ledger_audit: Duration,
     /// Recomputing `analytics.daily_stats`.
     #[serde(with = "humantime_serde")]
     pub daily_stats_refresh: Duration,
@@ -189,6 +193,7 @@ impl Default for JobSettings {
             ledger_sealer: Duration::from_secs(1),
             hold_expiry: Duration::from_secs(1),
             history_settler: Duration::from_secs(1),
+            ledger_audit: Duration::from_secs(3600),
             daily_stats_refresh: Duration::from_secs(300),
             partition_maintenance: Duration::from_secs(3600),
         }
@@ -355,6 +360,11 @@ pub struct ServerSettings {
     /// to start within it.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take to finish before their connections
+    /// are closed (whole seconds; a termination grace period must be longer, see
+    /// docs/operations.md).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
     /// Origins browsers may call from (`["https://app.example.com"]`, or `["*"]`); empty: no
     /// cross-origin calls.
     #[serde(deserialize_with = "app_config::list")]
@@ -378,6 +388,7 @@ impl Default for ServerSettings {
             host: "127.0.0.1".into(),
             port: 8080,
             request_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             max_body_bytes: crate::api::body::MAX_BODY_BYTES,
             tls: None,

@@ -62,6 +62,10 @@ pub enum Command {
         #[command(flatten)]
         sets: SetSelection,
     },
+    /// Recompute the ledger's invariants from its whole history and verify every sealed
+    /// block: run it after a restore (docs/operations.md). Exit 0 when both hold, 4 when not,
+    /// naming the first block that does not match or the first violation.
+    CheckLedger,
     /// Move the AI assistant's former Sled store (trees cache, conversations, memory_facts)
     /// into schema ai. Idempotent: what is present already is skipped, so it can run again.
     /// The layout it expects is in docs/operations.md. Needs the `sled-import` feature (on by

@@ -44,6 +44,8 @@ pub struct MigrationSettings {
 pub const EXIT_NOT_CURRENT: u8 = 2;
 /// Exit status when `import-sled` finished but rejected some records.
 pub const EXIT_REJECTED: u8 = 3;
+/// Exit status when `check-ledger` finds a violated invariant or a block that does not match.
+pub const EXIT_LEDGER_INVALID: u8 = 4;
 
 /// Every migration set of the workspace, in the order they are declared (the migrator
 /// re-orders them by dependency). The one list: the api-server serves these too.
@@ -95,6 +97,9 @@ async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> 
                 dry_run: *dry_run,
             }),
         ),
+        Command::CheckLedger => {
+            return check_ledger(&database, requires_url(cli), report).await;
+        }
         Command::Status { sets } => (sets, Action::Status),
         Command::Verify { sets } => (sets, Action::Verify),
         #[cfg(feature = "sled-import")]
@@ -178,6 +183,47 @@ async fn resolve_database(
         tracing::warn!(dir = %config.local_dir.display(), "no database url configured; using the embedded cluster");
     }
     Ok(DatabaseTarget::resolve(config).await?)
+}
+
+/// `check-ledger`: checks that schema blockchain is current, then recomputes the invariants
+/// and the sealed chain.
+async fn check_ledger(
+    database: &DbConfig,
+    require_url: bool,
+    report: &Report,
+) -> Result<ExitCode, anyhow::Error> {
+    use ledger::Ledger;
+    let target = resolve_database(database, require_url).await?;
+    let mut connection = target.connect().await?;
+    let statuses = Migrator::new(all_sets())?
+        .select(&["blockchain".to_owned()])?
+        .status(&mut connection)
+        .await?;
+    drop(connection);
+    if !statuses.iter().all(|status| status.is_current()) {
+        bail!(
+            "schema blockchain of {} is not current; run `migrator up` first",
+            target.describe()
+        );
+    }
+    let db = db_core::Db::connect_with(database, target.options.clone()).await?;
+    let ledger = ledger::PgLedger::new(db.clone(), ledger::pg::LedgerConfig::default());
+    let checked = async {
+        let invariants = ledger.check_invariants().await?;
+        let chain = ledger.verify_chain().await?;
+        let sealing = ledger.seal_status().await?;
+        Ok::<_, ledger::LedgerError>((invariants, chain, sealing))
+    }
+    .await;
+    ledger.shutdown().await;
+    db.primary().close().await;
+    let (invariants, chain, sealing) = checked?;
+    report.ledger_check(&target.describe(), &invariants, &chain, &sealing);
+    Ok(if invariants.is_ok() && chain.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_LEDGER_INVALID)
+    })
 }
 
 /// `import-sled`: checks that schema ai is current, then imports.

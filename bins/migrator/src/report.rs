@@ -128,6 +128,57 @@ impl Report {
         }
     }
 
+    pub fn ledger_check(
+        &self,
+        database: &str,
+        invariants: &ledger::InvariantReport,
+        chain: &ledger::ChainVerification,
+        sealing: &ledger::SealStatus,
+    ) {
+        let valid = invariants.is_ok() && chain.is_valid();
+        if self.json {
+            let document = json!({
+                "database": database,
+                "valid": valid,
+                "invariants": invariants,
+                "chain": chain,
+                "newest_block": sealing.height,
+                "unsealed_since": sealing.oldest_unsealed_at,
+            });
+            println!("{document}");
+            return;
+        }
+        println!(
+            "{database}: {} transfers in {} wallets and {} assets; {} violation(s)",
+            invariants.transfers,
+            invariants.wallets,
+            invariants.assets,
+            invariants.violations.len()
+        );
+        for violation in &invariants.violations {
+            println!("  violation: {violation:?}");
+        }
+        match &chain.first_invalid {
+            None => println!(
+                "{database}: {} blocks intact, covering {} transfers",
+                chain.blocks_checked, chain.transfers_checked
+            ),
+            Some(invalid) => println!(
+                "{database}: block {} does not match: {:?}",
+                invalid.height, invalid.problem
+            ),
+        }
+        if let Some(since) = sealing.oldest_unsealed_at {
+            println!(
+                "{database}: transfers since {since} are not sealed yet (not covered by the chain)"
+            );
+        }
+        println!(
+            "{database}: the ledger is {}",
+            if valid { "valid" } else { "NOT valid" }
+        );
+    }
+
     pub fn error(&self, error: &anyhow::Error) {
         let kind = error_kind(error);
         if self.json {

@@ -84,6 +84,16 @@ impl Db {
         self.replica.as_ref().unwrap_or(&self.primary)
     }
 
+    /// The primary pool's connections now (for metrics).
+    pub fn usage(&self) -> crate::PoolUsage {
+        usage_of(&self.primary)
+    }
+
+    /// The replica pool's connections now, when there is one.
+    pub fn replica_usage(&self) -> Option<crate::PoolUsage> {
+        self.replica.as_ref().map(usage_of)
+    }
+
     /// Whether a read replica is configured.
     pub fn has_replica(&self) -> bool {
         self.replica.is_some()
@@ -139,4 +149,14 @@ pub fn describe_target(options: &PgConnectOptions) -> String {
     };
     let database = options.get_database().unwrap_or(options.get_username());
     format!("{host}:{}/{database}", options.get_port())
+}
+
+fn usage_of(pool: &PgPool) -> crate::PoolUsage {
+    let open = pool.size() as usize;
+    let idle = pool.num_idle().min(open);
+    crate::PoolUsage {
+        in_use: open - idle,
+        idle,
+        max: pool.options().get_max_connections() as usize,
+    }
 }

@@ -31,6 +31,7 @@ pub struct DirectPool {
 #[derive(Debug)]
 struct Inner {
     options: PgConnectOptions,
+    size: usize,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<PgConnection>>,
     acquire_timeout: Duration,
@@ -41,6 +42,7 @@ impl DirectPool {
         Self {
             inner: Arc::new(Inner {
                 options,
+                size: size.max(1),
                 permits: Arc::new(Semaphore::new(size.max(1))),
                 idle: Mutex::new(Vec::with_capacity(size)),
                 acquire_timeout,
@@ -69,6 +71,20 @@ impl DirectPool {
         })
     }
 
+    /// How many connections are open, in use, and allowed (for metrics).
+    pub fn usage(&self) -> PoolUsage {
+        let idle = self.inner.idle.lock().map_or(0, |idle| idle.len());
+        let in_use = self
+            .inner
+            .size
+            .saturating_sub(self.inner.permits.available_permits());
+        PoolUsage {
+            in_use,
+            idle,
+            max: self.inner.size,
+        }
+    }
+
     /// Closes the idle connections; connections in use close when dropped. For a drop path,
     /// where nothing can be awaited; otherwise prefer [`shutdown`](Self::shutdown).
     pub fn close(&self) {
@@ -91,6 +107,14 @@ impl DirectPool {
             let _ = sqlx::Connection::close(connection).await;
         }
     }
+}
+
+/// A pool's connections at one moment: `in_use` by callers, open and `idle`, at most `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub in_use: usize,
+    pub idle: usize,
+    pub max: usize,
 }
 
 /// A connection taken from a [`DirectPool`]. Call [`release`](Self::release) after a

@@ -33,7 +33,7 @@ pub mod testing;
 pub use cluster::{ClusterError, Durability, LocalCluster, LocalClusterConfig};
 pub use config::{DbConfig, redact_url};
 pub use db::{Db, acting_as, describe_target};
-pub use direct::{DirectConnection, DirectPool};
+pub use direct::{DirectConnection, DirectPool, PoolUsage};
 pub use error::{DbError, checked_column};
 pub use retry::{RetryPolicy, RetryableError, with_retry};
 pub use target::{

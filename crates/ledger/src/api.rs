@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::amount::Asset;
 use crate::error::LedgerError;
 use crate::ids::{NftId, TransferId, UserId, WalletId};
+use crate::metrics::SealStatus;
 use crate::model::{
     Applied, BatchMode, FeedPage, InvariantReport, Issuance, MintNft, MoveNft, Nft, NftMovement,
     Position, Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
@@ -108,6 +109,9 @@ pub trait Ledger: Send + Sync {
         Ok(sealed)
     }
     async fn blocks(&self, from_height: i64, limit: u32) -> Result<Vec<Block>, LedgerError>;
+    /// The newest block's height and the age of the oldest transfer not sealed yet: what a
+    /// sealer lagging behind shows ([`SealStatus::record`] exports it).
+    async fn seal_status(&self) -> Result<SealStatus, LedgerError>;
     /// Evidence that transfer `id` is in the sealed chain, checkable with
     /// [`crate::seal::proof::verify`] against the hash of the block at `pinned_height` (the
     /// transfer's own block when `None`). `Ok(None)`: no such transfer;

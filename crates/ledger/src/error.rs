@@ -118,6 +118,15 @@ impl From<sqlx::Error> for LedgerError {
     }
 }
 
+impl LedgerError {
+    /// A rule of the ledger refused the request (bad input, a missing wallet, too little
+    /// money, ...), as opposed to the database failing to answer ([`Self::Db`],
+    /// [`Self::UnexpectedResult`]).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Db(_) | Self::UnexpectedResult(_))
+    }
+}
+
 impl RetryableError for LedgerError {
     /// Retryable: what the database says can be retried, and a unique-key race on a transfer
     /// id or on a hold's resolution, where two submits of the same thing met; the retry finds

@@ -20,6 +20,7 @@ pub mod amount;
 mod api;
 mod error;
 mod ids;
+pub mod metrics;
 mod model;
 pub mod pg;
 pub mod seal;
@@ -28,6 +29,7 @@ pub use amount::{Amount, Asset};
 pub use api::Ledger;
 pub use error::LedgerError;
 pub use ids::{NftId, NftTransferId, TransferId, UserId, WalletId};
+pub use metrics::SealStatus;
 pub use model::{
     Applied, BatchMode, FeedPage, Instruction, InvariantReport, Issuance, MAX_HOLD_TIMEOUT,
     MintNft, MoveNft, Nft, NftMovement, Position, Reward, RewardRequest, Statement, StatementEntry,

@@ -34,23 +34,39 @@ pub struct JobStatus {
 }
 
 /// A job running `run` on a clone of `service` (a cheap handle, such as a store), its result's
-/// `Debug` as the run's summary and its error's `Display` as the failure.
+/// `Debug` as the run's summary and its error with its causes ([`error_chain`]) as the failure.
 pub fn on<S, F, Fut, T, E>(service: S, run: F) -> impl Fn() -> JobRun + Send + 'static
 where
     S: Clone + Send + Sync + 'static,
     F: Fn(S) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: std::fmt::Debug,
-    E: std::fmt::Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     move || {
         let run = run(service.clone());
         Box::pin(async move {
             run.await
                 .map(|summary| format!("{summary:?}"))
-                .map_err(|error| error.to_string())
+                .map_err(|error| error_chain(error.into().as_ref()))
         })
     }
+}
+
+/// An error and its causes, outermost first (`cannot refresh: connection refused`), each
+/// cause left out where the message before it already says it.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Help texts of the `fodi_job_*` metrics (part of [`crate::describe_metrics`]).
@@ -184,6 +200,34 @@ impl Jobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot refresh the rollup")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot refresh the rollup: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    /// A job's failure names its cause, which the outer message alone would hide.
+    #[tokio::test]
+    async fn a_failed_run_reports_the_cause_chain() {
+        let run = on((), |()| async {
+            Err::<(), _>(Outer(std::io::Error::other("connection refused")))
+        });
+        assert_eq!(
+            run().await.unwrap_err(),
+            "cannot refresh the rollup: connection refused"
+        );
+        // A message that already quotes its cause does not repeat it.
+        let quoted = on((), |()| async {
+            Err::<(), _>(Quoting(std::io::Error::other("connection refused")))
+        });
+        assert_eq!(
+            quoted().await.unwrap_err(),
+            "cannot refresh the rollup: connection refused"
+        );
+    }
 
     /// What `/ready` reads: a job whose task ended (a panic) is not alive; one whose runs fail
     /// still is, with the failure as its last result.

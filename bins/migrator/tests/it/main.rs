@@ -2,6 +2,7 @@
 //! PostgreSQL (see `db_core::testing`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backup;
 mod cli;
 mod schemas;
 #[cfg(feature = "sled-import")]

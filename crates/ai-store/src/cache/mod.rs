@@ -422,6 +422,11 @@ impl PgResponseCache {
         self.inner.hits.flush(self.inner.db.primary()).await
     }
 
+    /// The cache's own statement connections now (`ai.cache.connections` at most).
+    pub fn statements_usage(&self) -> db_core::PoolUsage {
+        self.inner.statements.usage()
+    }
+
     /// Stops the background work (periodic hit writes, invalidation listener), writes the hit
     /// counts gathered since the last write, and closes the cache's own connections. Call it
     /// once, after the last request; reads after it fail with a closed pool.

@@ -355,6 +355,15 @@ impl Recorder {
         self.counters.snapshot()
     }
 
+    /// Bytes accepted and not written yet, and the most the buffer holds
+    /// ([`RecorderConfig::buffer_bytes`]): a recorder near its bound drops what comes next.
+    pub fn buffered_bytes(&self) -> (u64, u64) {
+        (
+            self.counters.buffered_bytes.load(Ordering::Relaxed),
+            self.buffer_bytes,
+        )
+    }
+
     /// Whether the recorder was closed (it accepts nothing more).
     pub fn is_closed(&self) -> bool {
         self.rows.is_closed()

@@ -154,6 +154,11 @@ impl PgLedger {
         Self { db, engine, config }
     }
 
+    /// The engine's own connections now (`ledger.engine_connections` at most).
+    pub fn engine_usage(&self) -> db_core::PoolUsage {
+        self.engine.usage()
+    }
+
     /// Closes the ledger's own connections gracefully once their transfers are done (the
     /// [`Db`] pools are the owner's to close). Transfers submitted afterwards fail with
     /// [`db_core::DbError::PoolClosed`].
@@ -167,7 +172,7 @@ impl PgLedger {
         requests: &[TransferRequest],
         mode: BatchMode,
     ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
-        with_retry(&self.config.retry, || async {
+        let results = with_retry(&self.config.retry, || async {
             let mut connection = self.engine.acquire().await?;
             let results = engine::submit(&mut connection, requests, mode).await;
             // A statement the server answered, even with an error, leaves the connection
@@ -182,7 +187,9 @@ impl PgLedger {
             }
             results
         })
-        .await
+        .await;
+        crate::metrics::count_transfers(requests.len(), &results);
+        results
     }
 
     pub fn config(&self) -> &LedgerConfig {
@@ -241,12 +248,8 @@ impl LedgerConn<'_> {
 
     pub async fn transfer(&mut self, request: &TransferRequest) -> Result<Applied, LedgerError> {
         single(
-            engine::submit(
-                self.connection,
-                std::slice::from_ref(request),
-                BatchMode::Linked,
-            )
-            .await?,
+            self.submit(std::slice::from_ref(request), BatchMode::Linked)
+                .await?,
         )
     }
 
@@ -255,7 +258,9 @@ impl LedgerConn<'_> {
         requests: &[TransferRequest],
         mode: BatchMode,
     ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
-        engine::submit(self.connection, requests, mode).await
+        let results = engine::submit(self.connection, requests, mode).await;
+        crate::metrics::count_transfers(requests.len(), &results);
+        results
     }
 
     pub async fn pay_reward(&mut self, request: &RewardRequest) -> Result<Reward, LedgerError> {
@@ -522,6 +527,10 @@ impl Ledger for PgLedger {
 
     async fn check_invariants(&self) -> Result<InvariantReport, LedgerError> {
         on_connection!(self, |connection| invariants::check(connection))
+    }
+
+    async fn seal_status(&self) -> Result<crate::SealStatus, LedgerError> {
+        on_connection!(self, |connection| seal::status(connection))
     }
 
     async fn seal_next_block(&self) -> Result<Option<Block>, LedgerError> {

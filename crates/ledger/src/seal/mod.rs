@@ -215,6 +215,29 @@ pub(crate) async fn seal_next(
     }))
 }
 
+/// See [`crate::Ledger::seal_status`]: two index probes, whatever the backlog.
+pub(crate) async fn status(
+    connection: &mut PgConnection,
+) -> Result<crate::metrics::SealStatus, LedgerError> {
+    let (height, oldest_unsealed_at): (Option<i64>, Option<DateTime<Utc>>) = sqlx::query_as(
+        "WITH newest AS (
+             SELECT height, last_tx_id, last_seq FROM blockchain.blocks
+              ORDER BY height DESC LIMIT 1)
+         SELECT (SELECT height FROM newest),
+                (SELECT t.created_at FROM blockchain.fodi_transactions t
+                  WHERE t.tx_id >= coalesce((SELECT last_tx_id FROM newest), 0)
+                    AND (t.tx_id, t.seq) > (coalesce((SELECT last_tx_id FROM newest), 0),
+                                            coalesce((SELECT last_seq FROM newest), 0))
+                  ORDER BY t.tx_id, t.seq LIMIT 1)",
+    )
+    .fetch_one(connection)
+    .await?;
+    Ok(crate::metrics::SealStatus {
+        height,
+        oldest_unsealed_at,
+    })
+}
+
 /// Blocks from `from_height` on, at most `limit`, oldest first.
 pub(crate) async fn blocks(
     connection: &mut PgConnection,
