@@ -100,6 +100,9 @@ fn describe_metrics() {
         "analytics_recorder_buffer_capacity_bytes",
         "The most the recorder buffers (analytics.recorder.buffer_bytes); beyond it rows are dropped"
     );
+    for reason in ["lagging", "not_reading"] {
+        metrics::counter!("fodi_ws_slow_clients_dropped_total", "reason" => reason).increment(0);
+    }
     describe_counter!(
         "fodi_ws_slow_clients_dropped_total",
         "WebSocket clients disconnected as too slow, by reason: lagging (their queue overflowed) or not_reading (a frame waited too long to be taken)"
@@ -164,7 +167,11 @@ pub async fn metrics_endpoint(
     // Its answer is in the gauges it sets; why it is not ready is logged and on /ready.
     let _ = crate::health::readiness(&readonly, &migrator, &jobs).await;
     for (name, status) in jobs.statuses() {
-        metrics::gauge!("fodi_job_alive", "job" => name).set(if status.alive { 1.0 } else { 0.0 });
+        metrics::gauge!("fodi_job_alive", "job_name" => name).set(if status.alive {
+            1.0
+        } else {
+            0.0
+        });
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -95,6 +95,15 @@ pub fn describe_metrics() {
         "ai_cache_cleaned_total",
         "Expired response cache entries removed by cleanup"
     );
+    metrics::describe_gauge!(
+        "ai_cache_entries",
+        "Response cache entries, as the table's statistics estimate them (set by each maintenance run)"
+    );
+    // Exported from the start at zero, so that a hit ratio exists before the first lookup.
+    for outcome in ["hit_local", "hit_database", "miss", "expired"] {
+        metrics::counter!("ai_cache_lookups_total", "outcome" => outcome).increment(0);
+    }
+    metrics::counter!("ai_cache_cleaned_total").increment(0);
 }
 
 /// `docs/ai-store.md`, whose samples `cargo test -p ai-store --doc` compiles.

@@ -70,6 +70,10 @@ pub fn describe_metrics() {
         "Rows refused because the recorder's buffer was full, by kind"
     );
     describe_counter!(
+        "analytics_recorder_refused_total",
+        "Rows the database refused to store (kept out of the batch, the rest written), by kind"
+    );
+    describe_counter!(
         "analytics_recorder_lost_total",
         "Accepted rows given up at close while the database failed"
     );
@@ -86,6 +90,20 @@ pub fn describe_metrics() {
         metrics::Unit::Seconds,
         "Duration of daily_stats refreshes"
     );
+    // Counters are exported from the start at zero, so that rates and alerts over them
+    // exist before the first drop or failure.
+    for kind in ["metric", "event"] {
+        for name in [
+            "analytics_recorder_accepted_total",
+            "analytics_recorder_written_total",
+            "analytics_recorder_dropped_total",
+            "analytics_recorder_refused_total",
+        ] {
+            metrics::counter!(name, "kind" => kind).increment(0);
+        }
+    }
+    metrics::counter!("analytics_recorder_lost_total").increment(0);
+    metrics::counter!("analytics_recorder_failed_writes_total").increment(0);
 }
 
 /// `docs/analytics.md`, whose samples `cargo test -p analytics --doc` compiles.

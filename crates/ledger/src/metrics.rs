@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{Applied, InvariantReport, LedgerError, seal::ChainVerification};
+use crate::{Applied, InvariantReport, LedgerError, TransferKind, seal::ChainVerification};
 
 /// Help texts of the ledger's metrics (Prometheus and `promtool` want them).
 pub fn describe_metrics() {
@@ -13,6 +13,10 @@ pub fn describe_metrics() {
     describe_counter!(
         "ledger_transfers_total",
         "Transfer requests answered, by outcome: applied, replayed (an id applied before), refused (a rule of the ledger said no) or failed (the database did)"
+    );
+    describe_counter!(
+        "ledger_applied_transfers_total",
+        "Transfers applied (replays not counted), by kind: transfer, pending (a hold placed), post, void, expire (a hold lapsed)"
     );
     describe_gauge!(
         "ledger_block_height",
@@ -31,6 +35,13 @@ pub fn describe_metrics() {
         "ledger_chain_intact",
         "1 when the last verification of the sealed chain found every block intact, 0 when not"
     );
+    // Exported from the start at zero, so that rates by outcome exist before the first.
+    for outcome in ["applied", "replayed", "refused", "failed"] {
+        metrics::counter!("ledger_transfers_total", "outcome" => outcome).increment(0);
+    }
+    for kind in ["transfer", "pending", "post", "void", "expire"] {
+        metrics::counter!("ledger_applied_transfers_total", "kind" => kind).increment(0);
+    }
 }
 
 /// Counts the answers to one submission of `requests` transfers.
@@ -43,7 +54,12 @@ pub(crate) fn count_transfers(
             for result in results {
                 let outcome = match result {
                     Ok(Applied { replayed: true, .. }) => "replayed",
-                    Ok(_) => "applied",
+                    Ok(applied) => {
+                        let kind = kind_label(applied.transfer.kind);
+                        metrics::counter!("ledger_applied_transfers_total", "kind" => kind)
+                            .increment(1);
+                        "applied"
+                    }
                     Err(error) if error.is_refusal() => "refused",
                     Err(_) => "failed",
                 };
@@ -59,6 +75,22 @@ pub(crate) fn count_transfers(
             metrics::counter!("ledger_transfers_total", "outcome" => outcome)
                 .increment(requests as u64);
         }
+    }
+}
+
+/// Counts holds the expiry released.
+pub(crate) fn count_expired_holds(expired: usize) {
+    metrics::counter!("ledger_applied_transfers_total", "kind" => "expire")
+        .increment(expired as u64);
+}
+
+fn kind_label(kind: TransferKind) -> &'static str {
+    match kind {
+        TransferKind::Transfer => "transfer",
+        TransferKind::Pending => "pending",
+        TransferKind::Post => "post",
+        TransferKind::Void => "void",
+        TransferKind::Expire => "expire",
     }
 }
 

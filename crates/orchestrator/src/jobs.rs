@@ -96,6 +96,11 @@ pub(crate) fn describe_metrics() {
         "1 when the job's last run succeeded, 0 when it failed"
     );
     describe_gauge!("fodi_job_alive", "1 while the job's task runs");
+    describe_gauge!(
+        "fodi_job_interval_seconds",
+        metrics::Unit::Seconds,
+        "How often the job runs (its [jobs] setting)"
+    );
 }
 
 /// The jobs of one process.
@@ -112,6 +117,8 @@ impl Jobs {
     where
         F: Fn() -> JobRun + Send + 'static,
     {
+        metrics::gauge!("fodi_job_interval_seconds", "job_name" => name)
+            .set(interval.as_secs_f64());
         let statuses = self.statuses.clone();
         statuses
             .lock()
@@ -134,19 +141,20 @@ impl Jobs {
                 let result = job().await;
                 let took = started.elapsed();
                 let outcome = if result.is_ok() { "ok" } else { "error" };
-                metrics::counter!("fodi_job_runs_total", "job" => name, "outcome" => outcome)
+                metrics::counter!("fodi_job_runs_total", "job_name" => name, "outcome" => outcome)
                     .increment(1);
-                metrics::histogram!("fodi_job_duration_seconds", "job" => name)
+                metrics::histogram!("fodi_job_duration_seconds", "job_name" => name)
                     .record(took.as_secs_f64());
                 let now_ms = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map(|elapsed| elapsed.as_millis() as u64)
                     .unwrap_or(0);
                 let now_s = now_ms as f64 / 1_000.0;
-                metrics::gauge!("fodi_job_last_run_timestamp_seconds", "job" => name).set(now_s);
+                metrics::gauge!("fodi_job_last_run_timestamp_seconds", "job_name" => name)
+                    .set(now_s);
                 let ok = match &result {
                     Ok(_) => {
-                        metrics::gauge!("fodi_job_last_success_timestamp_seconds", "job" => name)
+                        metrics::gauge!("fodi_job_last_success_timestamp_seconds", "job_name" => name)
                             .set(now_s);
                         1.0
                     }
@@ -155,7 +163,7 @@ impl Jobs {
                         0.0
                     }
                 };
-                metrics::gauge!("fodi_job_last_run_ok", "job" => name).set(ok);
+                metrics::gauge!("fodi_job_last_run_ok", "job_name" => name).set(ok);
                 let mut statuses = statuses.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(status) = statuses.get_mut(name) {
                     status.runs += 1;

@@ -108,6 +108,10 @@ impl Runner {
     ) -> Self {
         let (exit_sender, exits) = mpsc::unbounded_channel();
         let (probe_sender, probes) = mpsc::unbounded_channel();
+        // Exported from the start at zero, so that a rate over it exists before a restart.
+        metrics::counter!("orchestrator_restarts_total", "process" => spec.name.clone())
+            .increment(0);
+        metrics::gauge!("orchestrator_up", "process" => spec.name.clone()).set(0.0);
         Self {
             spec,
             shared,

@@ -228,7 +228,7 @@ async fn the_admin_routes_control_a_real_backend_behind_the_admin_token() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("fodi_job_alive{job=\"ledger_sealer\"}"),
+        metrics.contains("fodi_job_alive{job_name=\"ledger_sealer\"}"),
         "{metrics}"
     );
 
@@ -295,8 +295,8 @@ async fn ready_reports_every_background_job() {
     // The recorder is shared with the other tests' servers: the series are checked, not values.
     let metrics = metrics_text(&base).await;
     for series in [
-        "fodi_job_last_run_ok{job=\"ledger_sealer\"}",
-        "fodi_job_last_run_timestamp_seconds{job=\"ledger_sealer\"}",
+        "fodi_job_last_run_ok{job_name=\"ledger_sealer\"}",
+        "fodi_job_last_run_timestamp_seconds{job_name=\"ledger_sealer\"}",
     ] {
         assert!(metrics.contains(series), "{series}: {metrics}");
     }

@@ -616,7 +616,9 @@ async fn expire_due_holds(connection: &mut PgConnection, limit: u32) -> Result<u
         .fetch_all(&mut *connection)
         .await?;
     let due: Vec<TransferId> = due.into_iter().map(TransferId).collect();
-    engine::expire_holds(connection, &due).await
+    let expired = engine::expire_holds(connection, &due).await?;
+    crate::metrics::count_expired_holds(expired);
+    Ok(expired)
 }
 
 /// Holds whose time has come, oldest first ($1 limit).
