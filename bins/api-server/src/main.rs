@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use api_server::Application;
 use api_server::settings::Settings;
 use clap::Parser;
@@ -30,6 +31,14 @@ enum Command {
     /// Print the SHA-256 of a service token read from standard input (its first line), for
     /// `[[auth.tokens]] sha256`: the configuration holds the hash, never the token.
     HashToken,
+    /// GET /health of the server this configuration describes (or --url) and exit 0 when it
+    /// answers 200, 1 otherwise: a container health check needs no curl in the image.
+    Health {
+        /// Default: http(s)://127.0.0.1:<server.port>/health (the configured host when it is
+        /// not a wildcard address).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Check an inclusion proof (the JSON of GET /api/v1/ledger/transfers/{id}/proof) against
     /// the hash of a block you pinned earlier; exits non-zero when it does not hold.
     VerifyProof {
@@ -72,6 +81,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut settings: Settings = app_config::load(cli.config.as_deref())?;
     settings.apply_seed_environment(|name| std::env::var(name).ok())?;
+    if let Some(Command::Health { url }) = &cli.command {
+        return probe_health(&settings, url.as_deref());
+    }
     if cli.print_config {
         print!("{}", toml::to_string_pretty(&settings.redacted())?);
         let budget = api_server::pools::connection_budget(&settings);
@@ -85,6 +97,43 @@ async fn main() -> anyhow::Result<()> {
     let _log_output = init_tracing(&settings.log)?;
     let application = Application::build(settings).await?;
     application.run_until_stopped().await?;
+    Ok(())
+}
+
+/// `api-server health`: one GET, a short timeout.
+fn probe_health(settings: &Settings, url: Option<&str>) -> anyhow::Result<()> {
+    let server = &settings.server;
+    let host = match server.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+        host => host,
+    };
+    let scheme = if server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = url.map_or_else(
+        || format!("{scheme}://{host}:{}/health", server.port),
+        str::to_owned,
+    );
+    // The probe checks that this host's own server answers: its certificate names the public
+    // host, not 127.0.0.1, and nothing secret is sent, so the certificate is not checked.
+    let tls = ureq::tls::TlsConfig::builder()
+        .disable_verification(true)
+        .build();
+    let agent = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let status = agent
+        .get(&url)
+        .call()
+        .with_context(|| format!("GET {url}"))?
+        .status();
+    anyhow::ensure!(status == 200, "GET {url} answered {status}");
+    println!("{url}: {status}");
     Ok(())
 }
 

@@ -27,6 +27,12 @@ enum Command {
         #[arg(long, default_value = "supervisor.toml")]
         config: PathBuf,
     },
+    /// Check a configuration as `run` would (the token, every process, the dependencies,
+    /// the users) without starting anything: before restarting with a changed file.
+    Check {
+        #[arg(long, default_value = "supervisor.toml")]
+        config: PathBuf,
+    },
     /// Control a running supervisor.
     Ctl {
         /// Its control API (default: the `listen` address of --config).
@@ -74,6 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(&config),
+        Command::Check { config } => check(&config),
         Command::Ctl {
             url,
             config,
@@ -103,6 +110,23 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(supervisor::run(config))
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let processes: Vec<String> = config.processes.iter().map(|p| p.name.clone()).collect();
+    // Building the supervisor is the check `run` makes: names, dependencies, each spec.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async { orchestrator::Supervisor::new(config.processes).map(drop) })?;
+    println!(
+        "{}: valid; {} process(es): {}",
+        path.display(),
+        processes.len(),
+        processes.join(", ")
+    );
+    Ok(())
 }
 
 fn ctl(

@@ -52,6 +52,15 @@ pub(crate) fn spawn(spec: &ProcessSpec, logs: &Arc<ProcessLogs>) -> Result<Child
             command.env(key, value);
         }
     }
+    if let Some(user) = &spec.user {
+        let run_as = RunAs::resolve(user)?;
+        command
+            .uid(run_as.uid)
+            .gid(run_as.gid)
+            .env("HOME", &run_as.home)
+            .env("USER", &run_as.name)
+            .env("LOGNAME", &run_as.name);
+    }
     command.envs(&spec.env);
     if let Some(dir) = &spec.working_dir {
         command.current_dir(dir);
@@ -66,6 +75,32 @@ pub(crate) fn spawn(spec: &ProcessSpec, logs: &Arc<ProcessLogs>) -> Result<Child
         tokio::spawn(forward(stderr, Stream::Stderr, logs.clone()));
     }
     Ok(child)
+}
+
+/// The account a process runs as (`user` of its spec), from the system's user database.
+pub(crate) struct RunAs {
+    uid: u32,
+    gid: u32,
+    name: String,
+    home: std::path::PathBuf,
+}
+
+impl RunAs {
+    pub(crate) fn resolve(user: &str) -> Result<Self, String> {
+        use nix::unistd::{Uid, User};
+        let found = match user.parse::<u32>() {
+            Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+            Err(_) => User::from_name(user),
+        }
+        .map_err(|error| format!("user {user:?}: cannot read the user database: {error}"))?;
+        let account = found.ok_or_else(|| format!("user {user:?} does not exist"))?;
+        Ok(Self {
+            uid: account.uid.as_raw(),
+            gid: account.gid.as_raw(),
+            name: account.name,
+            home: account.dir,
+        })
+    }
 }
 
 async fn forward(output: impl AsyncRead + Unpin, stream: Stream, logs: Arc<ProcessLogs>) {

@@ -33,6 +33,11 @@ pub struct ProcessSpec {
     pub env_file: Option<PathBuf>,
     #[serde(default)]
     pub working_dir: Option<PathBuf>,
+    /// Run the process as this user (a name, or a numeric uid), with its primary group and
+    /// `HOME`, `USER` and `LOGNAME` set to the user's; the supervisor must run as root (or
+    /// hold `CAP_SETUID` and `CAP_SETGID`). None: the supervisor's own user.
+    #[serde(default)]
+    pub user: Option<String>,
     #[serde(default)]
     pub health: HealthCheck,
     #[serde(default)]
@@ -69,6 +74,7 @@ impl ProcessSpec {
             inherit_env: Vec::new(),
             env_file: None,
             working_dir: None,
+            user: None,
             health: HealthCheck::default(),
             restart: RestartPolicy::default(),
             backoff: Backoff::default(),
@@ -121,6 +127,9 @@ impl ProcessSpec {
         }
         if let HealthProbe::Http { url, .. } = &self.health.probe {
             crate::health::HttpTarget::parse(url).map_err(invalid)?;
+        }
+        if let Some(user) = &self.user {
+            crate::child::RunAs::resolve(user).map_err(invalid)?;
         }
         if self.health.interval.is_zero() || self.health.timeout.is_zero() {
             return Err(invalid(

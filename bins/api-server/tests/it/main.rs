@@ -256,6 +256,71 @@ pub(crate) async fn terminate(server: &mut tokio::process::Child) -> std::proces
         .unwrap()
 }
 
+/// `api-server health`, the container's health check: exit 0 while the server answers, 1
+/// (saying why) once it is gone.
+#[tokio::test]
+async fn the_health_command_succeeds_while_the_server_answers() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let (base, mut server) = spawn_binary(&db, "").await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fodi.toml");
+    // The configured port, on a wildcard host: probed on 127.0.0.1.
+    std::fs::write(
+        &config,
+        format!("[server]\nhost = \"0.0.0.0\"\nport = {port}\n"),
+    )
+    .unwrap();
+    let health = |args: Vec<String>| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
+            .args(args)
+            .env_remove("FODI__SERVER__PORT")
+            .output()
+            .await
+            .unwrap()
+    };
+    let by_config = health(vec![
+        "--config".into(),
+        config.display().to_string(),
+        "health".into(),
+    ])
+    .await;
+    assert!(
+        by_config.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_config.stderr)
+    );
+    let by_url = health(vec![
+        "health".into(),
+        "--url".into(),
+        format!("{base}/health"),
+    ])
+    .await;
+    assert!(
+        by_url.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_url.stderr)
+    );
+    let not_found = health(vec![
+        "health".into(),
+        "--url".into(),
+        format!("{base}/nothing-here"),
+    ])
+    .await;
+    assert_eq!(not_found.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_found.stderr).contains("answered 404"));
+
+    assert!(terminate(&mut server).await.success());
+    let gone = health(vec![
+        "--config".into(),
+        config.display().to_string(),
+        "health".into(),
+    ])
+    .await;
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("Connection refused"));
+}
+
 #[tokio::test]
 async fn health_and_ready_answer_on_a_migrated_database() {
     let db = TestDb::new(api_server::all_sets()).await;

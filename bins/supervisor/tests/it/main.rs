@@ -288,6 +288,53 @@ fn a_configuration_without_a_token_is_refused() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no control token"));
 }
 
+/// `supervisor check`: what `run` would refuse, refused without starting anything.
+#[test]
+fn check_validates_a_configuration_without_running_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("started");
+    let check = |body: String| {
+        let path = dir.path().join("supervisor.toml");
+        std::fs::write(&path, body).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_supervisor"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .env_remove("SUPERVISOR_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let process = format!(
+        "[[process]]\nname = \"touch\"\ncommand = \"touch\"\nargs = [\"{}\"]\n",
+        marker.display()
+    );
+    let valid = check(format!(
+        "[control]\ntoken = \"0123456789abcdef\"\n{process}"
+    ));
+    assert!(
+        valid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    assert!(String::from_utf8_lossy(&valid.stdout).contains("1 process(es): touch"));
+    assert!(!marker.exists(), "check started nothing");
+
+    let unknown_user = check(format!(
+        "[control]\ntoken = \"0123456789abcdef\"\n{process}user = \"no-such-user-of-fodi\"\n"
+    ));
+    assert_eq!(unknown_user.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown_user.stderr).contains("does not exist"));
+
+    let cycle = check(
+        "[control]\ntoken = \"0123456789abcdef\"\n\
+         [[process]]\nname = \"a\"\ncommand = \"true\"\ndepends_on = [{ name = \"b\" }]\n\
+         [[process]]\nname = \"b\"\ncommand = \"true\"\ndepends_on = [{ name = \"a\" }]\n"
+            .to_owned(),
+    );
+    assert_eq!(cycle.status.code(), Some(1));
+    let no_token = check(process.clone());
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("no control token"));
+}
+
 #[test]
 fn the_control_api_serves_https_and_ctl_checks_its_certificate() {
     let dir = tempfile::tempdir().unwrap();

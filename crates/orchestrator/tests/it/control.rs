@@ -267,3 +267,69 @@ async fn a_child_gets_its_spec_and_the_allow_list_but_none_of_the_supervisors_va
     assert!(leaked.is_empty(), "the child inherited {leaked:?}");
     supervisor.stop("env").await.unwrap();
 }
+
+/// `user`: the child runs as that account, with its HOME; an unknown account is refused when
+/// the supervisor is built, not at the first start.
+#[tokio::test]
+async fn a_process_with_a_user_runs_as_that_user() {
+    let unknown = Supervisor::new(vec![ProcessSpec {
+        user: Some("no-such-user-of-fodi".into()),
+        ..ProcessSpec::new("ghost-user", "/bin/sleep")
+    }]);
+    assert!(
+        matches!(&unknown, Err(OrchestratorError::InvalidSpec { reason, .. }) if reason.contains("does not exist")),
+        "{:?}",
+        unknown.err()
+    );
+
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let spec = ProcessSpec {
+        user: Some("nobody".into()),
+        ..ProcessSpec::new("as-nobody", "/bin/sleep").args(["30"])
+    };
+    let supervisor = Supervisor::new(vec![spec]).unwrap();
+    let started = supervisor.start("as-nobody").await;
+    if !nix::unistd::geteuid().is_root() {
+        // Only root may switch users: the refusal says why.
+        let error = started.unwrap_err().to_string();
+        assert!(error.contains("Operation not permitted"), "{error}");
+        return;
+    }
+    started.unwrap();
+    let pid = wait_state(&supervisor, "as-nobody", Duration::from_secs(10), running)
+        .await
+        .pid()
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status
+        .lines()
+        .find(|line| line.starts_with("Uid:"))
+        .unwrap();
+    let gid_line = status
+        .lines()
+        .find(|line| line.starts_with("Gid:"))
+        .unwrap();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|uid| uid == nobody.uid.to_string()),
+        "{uid_line}"
+    );
+    assert!(
+        gid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|gid| gid == nobody.gid.to_string()),
+        "{gid_line}"
+    );
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let home = format!("HOME={}", nobody.dir.display());
+    assert!(
+        environ
+            .split(|byte| *byte == 0)
+            .any(|entry| entry == home.as_bytes()),
+        "the child's HOME is the user's"
+    );
+    supervisor.stop("as-nobody").await.unwrap();
+}
