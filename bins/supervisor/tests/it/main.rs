@@ -331,7 +331,7 @@ fn check_validates_a_configuration_without_running_it() {
             .to_owned(),
     );
     assert_eq!(cycle.status.code(), Some(1));
-    let no_token = check(process.clone());
+    let no_token = check(process);
     assert!(String::from_utf8_lossy(&no_token.stderr).contains("no control token"));
 }
 
