@@ -7,7 +7,8 @@ transfers, a refused one, holds posted and voided, the AI cache, analytics event
 `check PROMETHEUS_URL DASHBOARDS_DIR RULES_FILE RUNBOOK`: every dashboard query and every
 alert expression must parse and run in the live Prometheus, and every metric it names must
 be among those Prometheus scraped; every alert rule must be loaded and evaluating without
-error; every runbook_url must name a section of the runbook.
+error, and none pending or firing (the system is healthy); every runbook_url must name a
+section of the runbook.
 """
 import json
 import re
@@ -180,6 +181,10 @@ def check(url, dashboards, rules_file, runbook):
         link = rule.get("annotations", {}).get("runbook_url", "")
         if not link.startswith("docs/runbook.md#") or link.split("#", 1)[1] not in sections:
             failures.append(f"alert {name}: runbook_url {link!r} is not a section of {runbook}")
+    # The system under the proof is healthy: no alert may be pending or firing on it.
+    for alert in prometheus(url, "/api/v1/alerts")["data"]["alerts"]:
+        failures.append(f"alert {alert['labels'].get('alertname')} is {alert['state']} on a healthy system: "
+                        f"{alert['labels']} {alert.get('annotations', {}).get('summary')}")
     for failure in failures:
         print("FAIL", failure)
     print(f"{len(queries)} queries ({len(alert_rules)} alerts) checked against {len(scraped)} scraped metrics; "

@@ -185,6 +185,28 @@ async fn resolve_database(
     Ok(DatabaseTarget::resolve(config).await?)
 }
 
+/// A pool on `target` once the migration set `set` is current there (a command working on
+/// that schema's tables needs them as this build knows them).
+async fn connect_when_current(
+    database: &DbConfig,
+    target: &DatabaseTarget,
+    set: &str,
+) -> Result<db_core::Db, anyhow::Error> {
+    let mut connection = target.connect().await?;
+    let statuses = Migrator::new(all_sets())?
+        .select(&[set.to_owned()])?
+        .status(&mut connection)
+        .await?;
+    drop(connection);
+    if !statuses.iter().all(|status| status.is_current()) {
+        bail!(
+            "schema {set} of {} is not current; run `migrator up` first",
+            target.describe()
+        );
+    }
+    Ok(db_core::Db::connect_with(database, target.options.clone()).await?)
+}
+
 /// `check-ledger`: checks that schema blockchain is current, then recomputes the invariants
 /// and the sealed chain.
 async fn check_ledger(
@@ -194,19 +216,7 @@ async fn check_ledger(
 ) -> Result<ExitCode, anyhow::Error> {
     use ledger::Ledger;
     let target = resolve_database(database, require_url).await?;
-    let mut connection = target.connect().await?;
-    let statuses = Migrator::new(all_sets())?
-        .select(&["blockchain".to_owned()])?
-        .status(&mut connection)
-        .await?;
-    drop(connection);
-    if !statuses.iter().all(|status| status.is_current()) {
-        bail!(
-            "schema blockchain of {} is not current; run `migrator up` first",
-            target.describe()
-        );
-    }
-    let db = db_core::Db::connect_with(database, target.options.clone()).await?;
+    let db = connect_when_current(database, &target, "blockchain").await?;
     let ledger = ledger::PgLedger::new(db.clone(), ledger::pg::LedgerConfig::default());
     let checked = async {
         let invariants = ledger.check_invariants().await?;
@@ -237,19 +247,7 @@ async fn import_sled(
 ) -> Result<ExitCode, anyhow::Error> {
     // Dropping the target at the end stops the embedded cluster if this run started it.
     let target = resolve_database(database, require_url).await?;
-    let mut connection = target.connect().await?;
-    let statuses = Migrator::new(all_sets())?
-        .select(&["ai".to_owned()])?
-        .status(&mut connection)
-        .await?;
-    drop(connection);
-    if !statuses.iter().all(|status| status.is_current()) {
-        bail!(
-            "schema ai of {} is not current; run `migrator up` first",
-            target.describe()
-        );
-    }
-    let db = db_core::Db::connect_with(database, target.options.clone()).await?;
+    let db = connect_when_current(database, &target, "ai").await?;
     let store = ai_store::PgAiStore::start(db.clone(), ai_store::AiConfig::default()).await?;
     let summary = sled_import::import(path, &store, !json).await;
     db.primary().close().await;

@@ -300,29 +300,14 @@ async fn a_process_with_a_user_runs_as_that_user() {
         .await
         .pid()
         .unwrap();
+    // Real, effective, saved and filesystem ids, as /proc shows them.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let uid_line = status
-        .lines()
-        .find(|line| line.starts_with("Uid:"))
-        .unwrap();
-    let gid_line = status
-        .lines()
-        .find(|line| line.starts_with("Gid:"))
-        .unwrap();
-    assert!(
-        uid_line
-            .split_whitespace()
-            .skip(1)
-            .all(|uid| uid == nobody.uid.to_string()),
-        "{uid_line}"
-    );
-    assert!(
-        gid_line
-            .split_whitespace()
-            .skip(1)
-            .all(|gid| gid == nobody.gid.to_string()),
-        "{gid_line}"
-    );
+    let ids = |field: &str| -> Vec<String> {
+        let line = status.lines().find(|line| line.starts_with(field)).unwrap();
+        line.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    assert_eq!(ids("Uid:"), vec![nobody.uid.to_string(); 4]);
+    assert_eq!(ids("Gid:"), vec![nobody.gid.to_string(); 4]);
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let home = format!("HOME={}", nobody.dir.display());
     assert!(
