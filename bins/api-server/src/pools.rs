@@ -58,7 +58,7 @@ impl Pools {
             if !settings.manages(set) {
                 return Ok::<_, anyhow::Error>(readonly.clone());
             }
-            let db = open(&settings.database, options, role, name).await?;
+            let db = open(&part_config(settings, name), options, role, name).await?;
             opened.push((name, db.clone()));
             Ok(db)
         };
@@ -95,6 +95,16 @@ impl Pools {
     }
 }
 
+/// `database` with the size `[pools]` gives part `name`.
+fn part_config(settings: &Settings, name: &str) -> DbConfig {
+    let max_connections = settings.pools.of(name, &settings.database);
+    DbConfig {
+        max_connections,
+        min_connections: settings.database.min_connections.min(max_connections),
+        ..settings.database.clone()
+    }
+}
+
 /// Readiness and the supervision lock need a connection or two, not a full pool.
 fn readonly_config(database: &DbConfig) -> DbConfig {
     DbConfig {
@@ -126,9 +136,16 @@ pub fn connection_budget(settings: &Settings) -> Vec<(String, usize)> {
             ("analytics", "analytics"),
         ] {
             if settings.manages(set) {
+                let key = if settings.pools.of(part, &settings.database)
+                    == settings.database.max_connections
+                {
+                    "database.max_connections".to_owned()
+                } else {
+                    format!("pools.{part}")
+                };
                 parts.push((
-                    format!("pool {part} (database.max_connections)"),
-                    pool(&settings.database),
+                    format!("pool {part} ({key})"),
+                    pool(&part_config(settings, part)),
                 ));
             }
         }

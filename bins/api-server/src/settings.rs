@@ -22,6 +22,8 @@ pub struct Settings {
     pub database: DbConfig,
     /// Which database role each part of the server acts as.
     pub roles: RoleSettings,
+    /// The size of each part's pool, where it differs from `database.max_connections`.
+    pub pools: PoolSizes,
     pub migrations: MigrationSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
@@ -52,6 +54,33 @@ pub struct RoleSettings {
 impl Default for RoleSettings {
     fn default() -> Self {
         Self { per_crate: true }
+    }
+}
+
+/// `[pools]`: the most connections each part's pool opens (with `[roles] per_crate`, where
+/// each part has a pool of its own); unset, `database.max_connections`. A part with little
+/// traffic (the core set's users, analytics queries) needs few: see `--print-config` for
+/// what one instance may open in total, and docs/operations.md for the budget.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSizes {
+    pub core: Option<u32>,
+    pub ai: Option<u32>,
+    pub ledger: Option<u32>,
+    pub analytics: Option<u32>,
+}
+
+impl PoolSizes {
+    /// The size of `part`'s pool (`core`, `ai`, `ledger`, `analytics`).
+    pub fn of(&self, part: &str, database: &DbConfig) -> u32 {
+        let configured = match part {
+            "core" => self.core,
+            "ai" => self.ai,
+            "ledger" => self.ledger,
+            "analytics" => self.analytics,
+            _ => None,
+        };
+        configured.unwrap_or(database.max_connections)
     }
 }
 
@@ -290,6 +319,12 @@ impl Settings {
             positive_duration(key, interval)?;
         }
         at_least_one("server.max_body_bytes", self.server.max_body_bytes as u64)?;
+        for part in ["core", "ai", "ledger", "analytics"] {
+            at_least_one(
+                &format!("pools.{part}"),
+                u64::from(self.pools.of(part, &self.database)),
+            )?;
+        }
         // Each crate refuses what it cannot work with; the key names the section it sits in.
         let sections = [
             ("database", self.database.validate()),

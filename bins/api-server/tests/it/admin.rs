@@ -478,6 +478,63 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
     );
 }
 
+/// `[pools]`: each part's pool opens at most its own size, and `--print-config` counts it.
+#[tokio::test]
+async fn each_parts_pool_size_is_a_setting_and_counted_in_the_budget() {
+    let db = TestDb::new(api_server::all_sets()).await;
+    let mut settings = with_database(&db);
+    settings.pools.core = Some(3);
+    settings.pools.analytics = Some(2);
+    let application = api_server::Application::build(settings).await.unwrap();
+    let pools = application.pools().clone();
+    let handle = application.stop_handle();
+    let running = tokio::spawn(application.run_until_stopped());
+    let sizes: Vec<usize> = [&pools.core, &pools.ai, &pools.ledger, &pools.analytics]
+        .iter()
+        .map(|pool| pool.usage().max)
+        .collect();
+    assert_eq!(sizes, vec![3, 16, 16, 2]);
+    // Ten concurrent statements on the core pool: never more than three connections.
+    let busy: Vec<_> = (0..10)
+        .map(|_| {
+            let pool = pools.core.primary().clone();
+            tokio::spawn(async move {
+                db_core::sqlx::query("SELECT pg_sleep(0.05)")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    let mut most = 0;
+    while busy.iter().any(|task| !task.is_finished()) {
+        most = most.max(pools.core.usage().in_use + pools.core.usage().idle);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!((1..=3).contains(&most), "{most} connections open");
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_api-server"))
+        .arg("--print-config")
+        .env("FODI__POOLS__CORE", "3")
+        .env("FODI__POOLS__ANALYTICS", "2")
+        .env_remove("FODI__DATABASE__URL")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(shown.contains("pool core (pools.core)"), "{shown}");
+    assert!(
+        shown.contains("pool ai (database.max_connections)"),
+        "{shown}"
+    );
+    // 91 by default, less 13 and 14.
+    assert!(
+        shown.contains("# PostgreSQL connections this instance may open at most: 64"),
+        "{shown}"
+    );
+}
+
 /// POSTs answered 503 so far, by `fodi_http_request_duration_seconds` (shared by the test
 /// process's servers; no other test's POST times out).
 async fn timed_out_posts(base: &str) -> f64 {
