@@ -91,6 +91,15 @@ fn describe_metrics() {
         "fodi_db_pool_max_connections",
         "The most connections a pool may open, by pool"
     );
+    describe_gauge!(
+        "fodi_db_replica_in_use",
+        "1 while a pool's lag-tolerant reads go to the replica, 0 while they go to the primary (replica down or behind database.replica_max_lag)"
+    );
+    describe_gauge!(
+        "fodi_db_replica_lag_seconds",
+        metrics::Unit::Seconds,
+        "How far the replica was behind the primary at its last check, by pool (NaN when unknown)"
+    );
     describe_gauge!("fodi_ws_clients", "WebSocket clients connected to /ws");
     describe_gauge!(
         "analytics_recorder_buffered_bytes",
@@ -124,6 +133,12 @@ impl ScrapeSources {
             record_pool(name, db.usage());
             if let Some(usage) = db.replica_usage() {
                 record_pool(&format!("{name}_replica"), usage);
+                let pool = (*name).to_owned();
+                metrics::gauge!("fodi_db_replica_in_use", "pool" => pool.clone())
+                    .set(if db.reads_from_replica() { 1.0 } else { 0.0 });
+                // Unknown (down, or beyond the samples): NaN, which no threshold matches.
+                let lag = db.replica_lag().map_or(f64::NAN, |lag| lag.as_secs_f64());
+                metrics::gauge!("fodi_db_replica_lag_seconds", "pool" => pool).set(lag);
             }
         }
         if let Some(ledger) = &self.ledger {

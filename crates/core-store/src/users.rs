@@ -97,11 +97,22 @@ impl Users for PgUsers {
     }
 
     async fn get(&self, id: UserId) -> Result<User, UserError> {
-        sqlx::query_as("SELECT id, email, display_name, created_at FROM public.users WHERE id = $1")
+        const SQL: &str =
+            "SELECT id, email, display_name, created_at FROM public.users WHERE id = $1";
+        let found: Option<User> = sqlx::query_as(SQL)
             .bind(id)
             .fetch_optional(self.db.read())
             .await
-            .map_err(DbError::from)?
-            .ok_or(UserError::NotFound(id))
+            .map_err(DbError::from)?;
+        // Not on a replica may mean not there yet: a user just created reads from the primary.
+        let found = match found {
+            None if self.db.reads_from_replica() => sqlx::query_as(SQL)
+                .bind(id)
+                .fetch_optional(self.db.primary())
+                .await
+                .map_err(DbError::from)?,
+            found => found,
+        };
+        found.ok_or(UserError::NotFound(id))
     }
 }

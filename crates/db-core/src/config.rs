@@ -21,6 +21,10 @@ pub struct DbConfig {
     pub url: Option<String>,
     /// A read replica for queries that tolerate replication lag. `None`: reads go to the primary.
     pub replica_url: Option<String>,
+    /// Reads go to the replica only while it is this close behind the primary (and answers);
+    /// otherwise to the primary, until it catches up. Checked every second.
+    #[serde(with = "humantime_serde")]
+    pub replica_max_lag: Duration,
     /// Connections kept open even when idle.
     pub min_connections: u32,
     /// Upper bound of the pool; every connection is a PostgreSQL backend process.
@@ -42,6 +46,7 @@ impl Default for DbConfig {
         Self {
             url: None,
             replica_url: None,
+            replica_max_lag: Duration::from_secs(5),
             min_connections: 0,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
@@ -56,6 +61,7 @@ impl DbConfig {
     /// Refuses a pool that could never hand out a connection.
     pub fn validate(&self) -> Result<(), crate::settings::InvalidSetting> {
         crate::settings::positive_duration("acquire_timeout", self.acquire_timeout)?;
+        crate::settings::positive_duration("replica_max_lag", self.replica_max_lag)?;
         crate::settings::at_least_one("max_connections", u64::from(self.max_connections))
     }
 
@@ -109,6 +115,7 @@ impl fmt::Debug for DbConfig {
         f.debug_struct("DbConfig")
             .field("url", &self.url.as_deref().map(redact_url))
             .field("replica_url", &self.replica_url.as_deref().map(redact_url))
+            .field("replica_max_lag", &self.replica_max_lag)
             .field("min_connections", &self.min_connections)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)

@@ -1,16 +1,27 @@
-//! The connection pools: one to the primary, optionally one to a read replica.
+//! The connection pools: one to the primary, optionally one to a read replica, which reads
+//! use only while it answers and keeps up ([`crate::replica`]).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
 use crate::config::DbConfig;
 use crate::error::DbError;
+use crate::replica::ReplicaState;
 
 /// The pools a data crate works with. Cheap to clone: clones share the pools.
 #[derive(Debug, Clone)]
 pub struct Db {
     primary: PgPool,
-    replica: Option<PgPool>,
+    replica: Option<Replica>,
+}
+
+#[derive(Debug, Clone)]
+struct Replica {
+    pool: PgPool,
+    state: Arc<ReplicaState>,
 }
 
 impl Db {
@@ -58,7 +69,17 @@ impl Db {
         let primary = open_pool(config, as_role(config.apply_session_settings(primary))).await?;
         let replica = match config.replica_options()? {
             Some(options) => {
-                Some(open_pool(config, as_role(config.apply_session_settings(options))).await?)
+                // Opened lazily: a replica that is down or behind at start (it may not have
+                // replayed the roles a migration just created) must not stop the server;
+                // until the monitor finds it usable, reads go to the primary.
+                let pool = pool_options(config)
+                    .connect_lazy_with(as_role(config.apply_session_settings(options)));
+                let state = crate::replica::spawn_monitor(
+                    primary.clone(),
+                    pool.clone(),
+                    config.replica_max_lag,
+                );
+                Some(Replica { pool, state })
             }
             None => None,
         };
@@ -78,10 +99,30 @@ impl Db {
         &self.primary
     }
 
-    /// The pool for reads that tolerate replication lag: the replica when configured,
-    /// else the primary.
+    /// The pool for reads that tolerate replication lag: the replica while it answers and is
+    /// at most `replica_max_lag` behind, else the primary. A read that must see the caller's
+    /// own write goes to [`primary`](Self::primary).
     pub fn read(&self) -> &PgPool {
-        self.replica.as_ref().unwrap_or(&self.primary)
+        match &self.replica {
+            Some(replica) if replica.state.usable() => &replica.pool,
+            _ => &self.primary,
+        }
+    }
+
+    /// Whether [`read`](Self::read) goes to the replica now.
+    pub fn reads_from_replica(&self) -> bool {
+        self.replica
+            .as_ref()
+            .is_some_and(|replica| replica.state.usable())
+    }
+
+    /// How far the replica was behind the primary at its last check (checked every second);
+    /// `None` without a replica, or when it could not be told (down, or further behind than
+    /// `replica_max_lag`).
+    pub fn replica_lag(&self) -> Option<Duration> {
+        self.replica
+            .as_ref()
+            .and_then(|replica| replica.state.lag())
     }
 
     /// The primary pool's connections now (for metrics).
@@ -91,7 +132,7 @@ impl Db {
 
     /// The replica pool's connections now, when there is one.
     pub fn replica_usage(&self) -> Option<crate::PoolUsage> {
-        self.replica.as_ref().map(usage_of)
+        self.replica.as_ref().map(|replica| usage_of(&replica.pool))
     }
 
     /// Whether a read replica is configured.
@@ -109,7 +150,7 @@ impl Db {
     pub async fn close(&self) {
         self.primary.close().await;
         if let Some(replica) = &self.replica {
-            replica.close().await;
+            replica.pool.close().await;
         }
     }
 }
@@ -120,7 +161,11 @@ async fn open_pool(config: &DbConfig, options: PgConnectOptions) -> Result<PgPoo
     // database name into a precise error at once.
     let probe = crate::target::connect(&options).await?;
     probe.close().await?;
-    Ok(PgPoolOptions::new()
+    Ok(pool_options(config).connect_with(options).await?)
+}
+
+fn pool_options(config: &DbConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
         // sqlx pings every connection it hands out unless told not to: a round trip per
         // query (its cost is in docs/benchmarks.md). A connection that broke
         // while idle fails its next query as ConnectionLost instead, which callers retry.
@@ -128,8 +173,6 @@ async fn open_pool(config: &DbConfig, options: PgConnectOptions) -> Result<PgPoo
         .min_connections(config.min_connections)
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
-        .connect_with(options)
-        .await?)
 }
 
 /// `options` for connections that act as `role` from their first statement (`SET ROLE` sent

@@ -24,6 +24,7 @@ mod error;
 mod ids;
 pub use ids::UserId;
 pub mod migrate;
+mod replica;
 mod retry;
 pub mod settings;
 mod target;

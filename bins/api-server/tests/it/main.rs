@@ -6,6 +6,7 @@ mod ai;
 mod analytics;
 mod ledger;
 mod live;
+mod replica;
 mod security;
 
 use api_server::Application;

@@ -1,0 +1,90 @@
+//! The api-server on a primary and a real streaming replica (`pg_basebackup -R`): lag-tolerant
+//! reads are served there, a user just created is found anyway, and stopping the replica
+//! changes no answer.
+
+use std::time::{Duration, Instant};
+
+use api_server::settings::Settings;
+use db_core::DbConfig;
+use db_core::sqlx;
+use db_core::testing::replica::ReplicatedClusters;
+use serde_json::{Value, json};
+
+async fn eventually(what: &str, mut holds: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !holds().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn user_reads_go_to_the_replica_and_survive_it_stopping() {
+    let mut clusters = ReplicatedClusters::start().await;
+    let mut settings = Settings {
+        database: DbConfig {
+            replica_url: Some(clusters.replica_url("postgres")),
+            replica_max_lag: Duration::from_secs(1),
+            ..DbConfig::with_url(clusters.primary_url("postgres"))
+        },
+        ..Settings::default()
+    };
+    settings.server.port = 0;
+    settings.migrations.apply_on_start = Some(true);
+    let application = api_server::Application::build(settings).await.unwrap();
+    let pools = application.pools().clone();
+    let base = format!("http://127.0.0.1:{}", application.port());
+    let handle = application.stop_handle();
+    let running = tokio::spawn(application.run_until_stopped());
+    let client = reqwest::Client::new();
+    let get = async |path: &str| -> (u16, Value) {
+        let answer = client.get(format!("{base}{path}")).send().await.unwrap();
+        (answer.status().as_u16(), answer.json().await.unwrap())
+    };
+
+    eventually("reads go to the replica", async || {
+        pools.core.reads_from_replica()
+    })
+    .await;
+    // Created on the primary and read at once: found, whether or not the replica has it yet.
+    let mut users = Vec::new();
+    for n in 0..5 {
+        let created: Value = client
+            .post(format!("{base}/api/v1/users"))
+            .json(&json!({ "email": format!("reader{n}@example.com") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (status, read) = get(&format!("/api/v1/users/{id}")).await;
+        assert_eq!((status, &read), (200, &created));
+        users.push(created);
+    }
+    // The core pool's sessions on the replica answered them.
+    let replica = sqlx::PgPool::connect(&clusters.replica_url("postgres"))
+        .await
+        .unwrap();
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fodi/core'",
+    )
+    .fetch_one(&replica)
+    .await
+    .unwrap();
+    assert!(sessions >= 1, "the core pool reads on the replica");
+    replica.close().await;
+
+    clusters.stop_replica();
+    eventually("reads leave the stopped replica", async || {
+        !pools.core.reads_from_replica()
+    })
+    .await;
+    for user in &users {
+        let (status, read) = get(&format!("/api/v1/users/{}", user["id"].as_str().unwrap())).await;
+        assert_eq!((status, &read), (200, user));
+    }
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+}

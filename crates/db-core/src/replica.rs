@@ -1,0 +1,136 @@
+//! Whether reads may go to the replica: it answers, and it has replayed what the primary had
+//! written `replica_max_lag` ago.
+//!
+//! Lag is measured in the primary's own WAL positions, not by the replica's replay timestamp
+//! (which grows on an idle primary although nothing is missing): every check samples the
+//! primary's current position; the replica's lag is the age of the newest sample it has
+//! replayed, zero when it has replayed the latest.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+/// How often the replica is checked.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What the monitor found last, shared with the [`Db`](crate::Db) handles.
+#[derive(Debug, Default)]
+pub(crate) struct ReplicaState {
+    usable: AtomicBool,
+    /// Milliseconds behind the primary at the last check (`u64::MAX`: unknown).
+    lag_ms: AtomicU64,
+}
+
+impl ReplicaState {
+    pub(crate) fn usable(&self) -> bool {
+        self.usable.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn lag(&self) -> Option<Duration> {
+        match self.lag_ms.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+}
+
+/// Checks the replica every [`CHECK_EVERY`] until either pool is closed.
+pub(crate) fn spawn_monitor(
+    primary: PgPool,
+    replica: PgPool,
+    max_lag: Duration,
+) -> Arc<ReplicaState> {
+    let state = Arc::new(ReplicaState {
+        usable: AtomicBool::new(false),
+        lag_ms: AtomicU64::new(u64::MAX),
+    });
+    let shared = state.clone();
+    tokio::spawn(async move {
+        let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
+        let mut ticks = tokio::time::interval(CHECK_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
+        loop {
+            ticks.tick().await;
+            if primary.is_closed() || replica.is_closed() {
+                return;
+            }
+            let checked = check(&primary, &replica, &mut samples, max_lag).await;
+            let was_usable = shared.usable();
+            let (usable, lag) = match checked {
+                Ok(lag) => (lag.is_some_and(|lag| lag <= max_lag), lag),
+                Err(reason) => {
+                    if was_usable || first {
+                        tracing::warn!(%reason, "reads go to the primary: the replica cannot be checked");
+                    }
+                    (false, None)
+                }
+            };
+            let lag_ms = lag.map_or(u64::MAX, |lag| {
+                u64::try_from(lag.as_millis()).unwrap_or(u64::MAX - 1)
+            });
+            shared.lag_ms.store(lag_ms, Ordering::Relaxed);
+            shared.usable.store(usable, Ordering::Relaxed);
+            match (was_usable, usable) {
+                (true, false) if lag.is_some() => tracing::warn!(
+                    lag_ms,
+                    max_lag_ms = max_lag.as_millis() as u64,
+                    "reads go to the primary: the replica lags behind"
+                ),
+                (false, true) => tracing::info!(lag_ms, "reads go to the replica"),
+                _ => {}
+            }
+            first = false;
+        }
+    });
+    state
+}
+
+/// The replica's lag (`None`: more than the samples cover), or why it cannot be told.
+async fn check(
+    primary: &PgPool,
+    replica: &PgPool,
+    samples: &mut VecDeque<(Instant, i64)>,
+    max_lag: Duration,
+) -> Result<Option<Duration>, String> {
+    let now = Instant::now();
+    let written: i64 = within(
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+            .fetch_one(primary),
+    )
+    .await
+    .map_err(|error| format!("the primary's WAL position: {error}"))?;
+    let replayed: Option<i64> = within(
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint")
+            .fetch_one(replica),
+    )
+    .await
+    .map_err(|error| format!("the replica's replay position: {error}"))?;
+    let replayed = replayed.ok_or("replica_url names a server that is not in recovery")?;
+    samples.push_back((now, written));
+    // Samples older than the bound (and one check) cannot change the verdict.
+    while samples
+        .front()
+        .is_some_and(|(at, _)| now.duration_since(*at) > max_lag + 2 * CHECK_EVERY)
+    {
+        samples.pop_front();
+    }
+    if replayed >= written {
+        return Ok(Some(Duration::ZERO));
+    }
+    Ok(samples
+        .iter()
+        .rev()
+        .find(|(_, position)| *position <= replayed)
+        .map(|(at, _)| now.duration_since(*at)))
+}
+
+async fn within<T>(query: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, String> {
+    match tokio::time::timeout(CHECK_EVERY, query).await {
+        Ok(answer) => answer.map_err(|error| error.to_string()),
+        Err(_) => Err("no answer within a second".to_owned()),
+    }
+}
