@@ -4,6 +4,7 @@
 mod admin;
 mod ai;
 mod analytics;
+mod instances;
 mod ledger;
 mod live;
 mod replica;
