@@ -22,6 +22,7 @@ pub struct Db {
 struct Replica {
     pool: PgPool,
     state: Arc<ReplicaState>,
+    max_lag: Duration,
 }
 
 impl Db {
@@ -79,7 +80,11 @@ impl Db {
                     pool.clone(),
                     config.replica_max_lag,
                 );
-                Some(Replica { pool, state })
+                Some(Replica {
+                    pool,
+                    state,
+                    max_lag: config.replica_max_lag,
+                })
             }
             None => None,
         };
@@ -99,12 +104,28 @@ impl Db {
         &self.primary
     }
 
-    /// The pool for reads that tolerate replication lag: the replica while it answers and is
-    /// at most `replica_max_lag` behind, else the primary. A read that must see the caller's
-    /// own write goes to [`primary`](Self::primary).
+    /// The pool for reads that tolerate replication lag: the replica while it answers and was
+    /// at most `replica_max_lag` behind at its last check (a second ago at most), else the
+    /// primary. A read that must see the caller's own write goes to [`primary`](Self::primary).
     pub fn read(&self) -> &PgPool {
         match &self.replica {
             Some(replica) if replica.state.usable() => &replica.pool,
+            _ => &self.primary,
+        }
+    }
+
+    /// The pool for a read of data as it was `age` ago (a balance at a past moment): the
+    /// replica when [`read`](Self::read) would use it and `age` exceeds what the replica can
+    /// lack (`replica_max_lag` at the last check, plus the checks' interval twice), so that the
+    /// replica surely holds it; else the primary. Such a read is exact, not merely lag-tolerant.
+    pub fn read_as_of(&self, age: Duration) -> &PgPool {
+        match &self.replica {
+            Some(replica)
+                if replica.state.usable()
+                    && age > replica.max_lag + 2 * crate::replica::CHECK_EVERY =>
+            {
+                &replica.pool
+            }
             _ => &self.primary,
         }
     }

@@ -3,8 +3,9 @@
 //!
 //! Lag is measured in the primary's own WAL positions, not by the replica's replay timestamp
 //! (which grows on an idle primary although nothing is missing): every check samples the
-//! primary's current position; the replica's lag is the age of the newest sample it has
-//! replayed, zero when it has replayed the latest.
+//! primary's insert position (everything committed, written to disk or not: with
+//! `synchronous_commit = off` the write position trails commits); the replica's lag is the
+//! age of the newest sample it has replayed, zero when it has replayed the latest.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -98,7 +99,7 @@ async fn check(
 ) -> Result<Option<Duration>, String> {
     let now = Instant::now();
     let written: i64 = within(
-        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint")
             .fetch_one(primary),
     )
     .await

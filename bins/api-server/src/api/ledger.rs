@@ -205,6 +205,9 @@ pub struct BalanceQuery {
 }
 
 /// A wallet's posted balance at a time (now by default)
+///
+/// Exact at any moment. With a read replica configured, a moment older than the replica's
+/// bound (`database.replica_max_lag`) is read there; the balance now is the primary's.
 #[utoipa::path(get, path = "/api/v1/ledger/wallets/{id}/balance", tag = "ledger", params(("id" = Uuid, Path), BalanceQuery),
     responses((status = 200, body = BalanceAt)))]
 pub async fn balance_at(

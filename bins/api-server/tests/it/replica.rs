@@ -74,6 +74,85 @@ async fn user_reads_go_to_the_replica_and_survive_it_stopping() {
     .await
     .unwrap();
     assert!(sessions >= 1, "the core pool reads on the replica");
+
+    // The ledger: the balance now and statements from the primary (they show the caller's
+    // own transfers at once, and pages continue one another); a past balance from the replica.
+    let api = crate::ledger::Api::new(&base);
+    let mut wallets = Vec::new();
+    for user in &users[..2] {
+        let (_, wallet) = api
+            .post("/api/v1/ledger/wallets", json!({ "user_id": user["id"] }))
+            .await;
+        wallets.push(wallet["id"].as_str().unwrap().to_owned());
+    }
+    let (status, _) = api
+        .post(
+            "/api/v1/ledger/issuance",
+            json!({ "to": wallets[0], "amount": "10" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for amount in ["1", "2"] {
+        let (status, _) = api
+            .post(
+                "/api/v1/ledger/transfers",
+                json!({ "debit": wallets[0], "credit": wallets[1], "amount": amount }),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let (_, now) = get(&format!("/api/v1/ledger/wallets/{}/balance", wallets[1])).await;
+    assert_eq!(
+        now["posted"], "3000000000",
+        "the caller's own transfers, at once"
+    );
+    let (_, first_page) = get(&format!(
+        "/api/v1/ledger/wallets/{}/statement?limit=1",
+        wallets[1]
+    ))
+    .await;
+    assert_eq!(first_page["entries"].as_array().unwrap().len(), 1);
+    eventually("the replica caught up", async || {
+        pools.ledger.reads_from_replica() && pools.ledger.replica_lag() == Some(Duration::ZERO)
+    })
+    .await;
+    let ledger_query_on_replica = async |text: &str| -> bool {
+        let queries: Vec<String> = sqlx::query_scalar(
+            "SELECT query FROM pg_stat_activity WHERE application_name = 'fodi/ledger'",
+        )
+        .fetch_all(&replica)
+        .await
+        .unwrap();
+        queries.iter().any(|query| query.contains(text))
+    };
+    let an_hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let (status, past) = client
+        .get(format!(
+            "{base}/api/v1/ledger/wallets/{}/balance",
+            wallets[1]
+        ))
+        .query(&[("at", an_hour_ago.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .map(|body| (200, body))
+        .unwrap();
+    assert_eq!((status, &past["posted"]), (200, &json!("0")), "{past}");
+    assert!(
+        ledger_query_on_replica("history_horizon").await,
+        "the past balance was read on the replica"
+    );
+    // A deeper page continues the first, on the primary.
+    let before = first_page["next_before"].as_i64().unwrap();
+    let (status, deeper) = get(&format!(
+        "/api/v1/ledger/wallets/{}/statement?limit=1&before={before}",
+        wallets[1]
+    ))
+    .await;
+    assert_eq!(status, 200, "{deeper}");
+    assert_eq!(deeper["entries"][0]["amount"], "1000000000", "{deeper}");
     replica.close().await;
 
     clusters.stop_replica();

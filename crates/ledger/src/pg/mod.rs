@@ -53,8 +53,11 @@ macro_rules! in_transaction {
 /// when that may succeed.
 macro_rules! on_connection {
     ($ledger:expr, |$connection:ident| $body:expr) => {
+        on_connection!($ledger, $ledger.db.primary(), |$connection| $body)
+    };
+    ($ledger:expr, $pool:expr, |$connection:ident| $body:expr) => {
         with_retry(&$ledger.config.retry, || async {
-            let mut pooled = $ledger.db.primary().acquire().await?;
+            let mut pooled = $pool.acquire().await?;
             let $connection: &mut PgConnection = &mut pooled;
             $body.await
         })
@@ -480,15 +483,19 @@ impl Ledger for PgLedger {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Statement, LedgerError> {
+        // On the primary: a page must show the caller's own transfers, and the next page must
+        // continue it (a deeper page's entries may be only milliseconds older than the first's).
         on_connection!(self, |connection| history::statement(
             connection, wallet, before, limit
         ))
     }
 
     async fn balance_at(&self, wallet: WalletId, at: DateTime<Utc>) -> Result<i64, LedgerError> {
-        on_connection!(self, |connection| history::balance_at(
-            connection, wallet, at
-        ))
+        // A moment the replica surely holds (older than its bound) is read there.
+        let age = (Utc::now() - at).to_std().unwrap_or_default();
+        on_connection!(self, self.db.read_as_of(age), |connection| {
+            history::balance_at(connection, wallet, at)
+        })
     }
 
     async fn pay_reward(&self, request: RewardRequest) -> Result<Reward, LedgerError> {
