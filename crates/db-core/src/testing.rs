@@ -418,6 +418,26 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// A new private directory for a cluster of one test (`<temp>/<prefix>-<pid>-<n>`), handed to
+/// the user PostgreSQL runs as; what a previous process of the same pid left there is removed.
+// A fixture that cannot be set up fails its test, with the step that failed.
+#[allow(clippy::expect_used)]
+fn cluster_dir(prefix: &str) -> (std::path::PathBuf, crate::cluster::server_user::ServerUser) {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let server_user =
+        crate::cluster::server_user::ServerUser::detect().expect("a user to run PostgreSQL as");
+    server_user
+        .create_private_dir(&dir)
+        .expect("the cluster's directory");
+    (dir, server_user)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,26 +13,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::ledger::Api;
 use crate::{metrics_text, spawn_binary, terminate};
-use test_support::{child_script, free_port};
+use test_support::{child_script, eventually, free_port};
 
 async fn backend_state(api: &Api) -> Value {
     let (status, body) = api.get("/api/v1/admin/backend/status").await;
     assert_eq!(status, 200, "{body}");
     body
-}
-
-/// Polls `holds` every 50 ms for up to `within`; true once it held.
-async fn eventually(within: Duration, mut holds: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if holds().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The sum of a counter's series (with `labels` in their label set) in a `/metrics` text.
@@ -61,7 +47,7 @@ async fn two_binaries_share_one_database() {
 
     // One of them supervises the backend.
     assert!(
-        eventually(Duration::from_secs(15), async || {
+        eventually(Duration::from_secs(15), || async {
             backend_state(&a).await["state"] == "running"
         })
         .await,
@@ -121,7 +107,7 @@ async fn two_binaries_share_one_database() {
         .await;
     assert!((200..300).contains(&status));
     assert!(
-        eventually(Duration::from_secs(5), async || {
+        eventually(Duration::from_secs(5), || async {
             let (_, read) = b.get(&entry).await;
             assert_eq!(read["value"], "v1");
             let metrics = metrics_text(&second).await;
@@ -136,7 +122,7 @@ async fn two_binaries_share_one_database() {
     assert!((200..300).contains(&status));
     let replaced = Instant::now();
     assert!(
-        eventually(Duration::from_secs(5), async || {
+        eventually(Duration::from_secs(5), || async {
             b.get(&entry).await.1["value"] == "v2"
         })
         .await,
@@ -184,7 +170,7 @@ async fn two_binaries_share_one_database() {
     let leader_pid = backend_state(&a).await["pid"].as_u64().unwrap();
     assert!(terminate(&mut first_process).await.success());
     assert!(
-        eventually(Duration::from_secs(15), async || {
+        eventually(Duration::from_secs(15), || async {
             let state = backend_state(&b).await;
             state["state"] == "running" && state["pid"].as_u64() != Some(leader_pid)
         })

@@ -5,9 +5,7 @@
 #![allow(clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::cluster::server_user::ServerUser;
 use crate::cluster::{Durability, LocalCluster, LocalClusterConfig, PgBinaries};
 
 /// A running primary and replica; stopped and removed when dropped.
@@ -24,17 +22,7 @@ impl ReplicatedClusters {
     /// # Panics
     /// When a step fails: a test cannot go on without its clusters.
     pub async fn start() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "fodi-replica-pg-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let server_user = ServerUser::detect().expect("a user to run PostgreSQL as");
-        server_user
-            .create_private_dir(&dir)
-            .expect("the clusters' directory");
+        let (dir, server_user) = super::cluster_dir("fodi-replica-pg");
         let config = |name: &str| {
             let mut config = LocalClusterConfig::new(dir.join(name));
             config.durability = Durability::Ephemeral;

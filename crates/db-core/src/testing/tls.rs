@@ -12,7 +12,6 @@
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
@@ -32,17 +31,7 @@ impl TlsCluster {
     /// # Panics
     /// When the certificates cannot be made or the server does not start: a test cannot go on.
     pub async fn start(tls: bool) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "fodi-tls-pg-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let server_user = ServerUser::detect().expect("a user to run PostgreSQL as");
-        server_user
-            .create_private_dir(&dir)
-            .expect("the cluster's directory");
+        let (dir, server_user) = super::cluster_dir("fodi-tls-pg");
         write_certificates(&dir, &server_user);
 
         let port = {
