@@ -21,6 +21,33 @@ async fn backend_state(api: &Api) -> Value {
     body
 }
 
+/// A binary that gets SIGTERM when the test ends, passed or failed: stopped so, it stops the
+/// backend it supervises, which the SIGKILL of `kill_on_drop` would leave running.
+struct Stopping(tokio::process::Child);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        // `id()` is gone once the test waited for the process itself.
+        let Some(pid) = self.0.id() else { return };
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while running(pid.as_raw()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Neither gone nor a zombie.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|state| state.trim_start().starts_with('Z'))
+    })
+}
+
 /// The sum of a counter's series (with `labels` in their label set) in a `/metrics` text.
 fn counter(text: &str, name: &str, labels: &str) -> f64 {
     text.lines()
@@ -41,8 +68,10 @@ async fn two_binaries_share_one_database() {
          partition_maintenance = \"500ms\"\nledger_audit = \"1s\"\n",
         child_script()
     );
-    let (first, mut first_process) = spawn_binary(&db, &config).await;
-    let (second, mut second_process) = spawn_binary(&db, &config).await;
+    let (first, first_process) = spawn_binary(&db, &config).await;
+    let mut first_process = Stopping(first_process);
+    let (second, second_process) = spawn_binary(&db, &config).await;
+    let mut second_process = Stopping(second_process);
     let (a, b) = (Api::new(&first), Api::new(&second));
 
     // One of them supervises the backend.
@@ -168,7 +197,7 @@ async fn two_binaries_share_one_database() {
 
     // The supervising binary stops: the other takes the backend over.
     let leader_pid = backend_state(&a).await["pid"].as_u64().unwrap();
-    assert!(terminate(&mut first_process).await.success());
+    assert!(terminate(&mut first_process.0).await.success());
     assert!(
         eventually(Duration::from_secs(15), || async {
             let state = backend_state(&b).await;
@@ -177,5 +206,5 @@ async fn two_binaries_share_one_database() {
         .await,
         "the second binary took the backend over"
     );
-    assert!(terminate(&mut second_process).await.success());
+    assert!(terminate(&mut second_process.0).await.success());
 }
