@@ -38,7 +38,8 @@ impl ReplicaState {
     }
 }
 
-/// Checks the replica every [`CHECK_EVERY`] until either pool is closed.
+/// Checks the replica every [`CHECK_EVERY`] until either pool is closed or every
+/// [`Db`](crate::Db) holding the returned state is gone.
 pub(crate) fn spawn_monitor(
     primary: PgPool,
     replica: PgPool,
@@ -56,10 +57,12 @@ pub(crate) fn spawn_monitor(
         let mut first = true;
         loop {
             ticks.tick().await;
-            if primary.is_closed() || replica.is_closed() {
+            // The task's own handle is the last: nobody reads through these pools any more.
+            if primary.is_closed() || replica.is_closed() || Arc::strong_count(&shared) == 1 {
                 return;
             }
             let checked = check(&primary, &replica, &mut samples, max_lag).await;
+            let answered = checked.is_ok();
             let was_usable = shared.usable();
             let (usable, lag) = match checked {
                 Ok(lag) => (lag.is_some_and(|lag| lag <= max_lag), lag),
@@ -76,9 +79,9 @@ pub(crate) fn spawn_monitor(
             shared.lag_ms.store(lag_ms, Ordering::Relaxed);
             shared.usable.store(usable, Ordering::Relaxed);
             match (was_usable, usable) {
-                (true, false) if lag.is_some() => tracing::warn!(
-                    lag_ms,
-                    max_lag_ms = max_lag.as_millis() as u64,
+                (true, false) if answered => tracing::warn!(
+                    lag = ?lag,
+                    max_lag = ?max_lag,
                     "reads go to the primary: the replica lags behind"
                 ),
                 (false, true) => tracing::info!(lag_ms, "reads go to the replica"),
