@@ -245,35 +245,31 @@ impl Recorder {
         &self,
         points: Vec<MetricPoint>,
     ) -> Result<Vec<Recorded>, AnalyticsError> {
-        let sizes = points
-            .iter()
-            .enumerate()
-            .map(|(index, point)| {
-                self.check_metric(point)
-                    .map_err(|error| at_row(index, error))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut outcomes = Vec::with_capacity(points.len());
-        for (point, size) in points.into_iter().zip(sizes) {
-            outcomes.push(self.submit(Row::Metric(point, size)).await?);
-        }
-        Ok(outcomes)
+        self.record_all(points, Self::check_metric, Row::Metric)
+            .await
     }
 
     /// Records every event, or none when one is invalid (the error names the first, and its
     /// place: `row 3: ...`, from 0).
     pub async fn record_events(&self, events: Vec<Event>) -> Result<Vec<Recorded>, AnalyticsError> {
-        let sizes = events
+        self.record_all(events, Self::check_event, Row::Event).await
+    }
+
+    /// Checks every item first, then submits each as `row` makes it.
+    async fn record_all<T>(
+        &self,
+        items: Vec<T>,
+        check: fn(&Self, &T) -> Result<usize, AnalyticsError>,
+        row: fn(T, usize) -> Row,
+    ) -> Result<Vec<Recorded>, AnalyticsError> {
+        let sizes = items
             .iter()
             .enumerate()
-            .map(|(index, event)| {
-                self.check_event(event)
-                    .map_err(|error| at_row(index, error))
-            })
+            .map(|(index, item)| check(self, item).map_err(|error| at_row(index, error)))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        for (event, size) in events.into_iter().zip(sizes) {
-            outcomes.push(self.submit(Row::Event(event, size)).await?);
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (item, size) in items.into_iter().zip(sizes) {
+            outcomes.push(self.submit(row(item, size)).await?);
         }
         Ok(outcomes)
     }
