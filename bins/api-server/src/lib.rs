@@ -143,9 +143,9 @@ fn start_jobs(
 /// One run of `ledger_audit`: the invariants and the sealed chain, exported as metrics; a
 /// violation or a broken block fails the run (and is logged with what was found).
 async fn audit_ledger(ledger: &PgLedger) -> anyhow::Result<String> {
-    let invariants = ledger.check_invariants().await?;
-    let chain = ledger.verify_chain().await?;
-    ledger::metrics::record_audit(&invariants, &chain);
+    let audit = ledger.audit().await?;
+    ledger::metrics::record_audit(&audit);
+    let ledger::Audit { invariants, chain } = audit;
     if let Some(invalid) = &chain.first_invalid {
         anyhow::bail!(
             "the sealed chain is broken at block {}: {:?}",

@@ -104,8 +104,10 @@ async fn main() -> anyhow::Result<()> {
 fn probe_health(settings: &Settings, url: Option<&str>) -> anyhow::Result<()> {
     let server = &settings.server;
     let host = match server.host.as_str() {
-        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
-        host => host,
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_owned(),
+        // An IPv6 literal is bracketed in a URL.
+        host if host.contains(':') && !host.starts_with('[') => format!("[{host}]"),
+        host => host.to_owned(),
     };
     let scheme = if server.tls.is_some() {
         "https"

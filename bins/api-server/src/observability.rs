@@ -18,6 +18,9 @@ use crate::live::LiveHub;
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How long a scrape waits for the readiness check before it reports not ready.
+const READINESS_WITHIN_SCRAPE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The process-wide recorder, installed on first use: Prometheus, and beside it the analytics
 /// bridge when one is given (the facade has one global recorder; several servers in one
 /// process, as in tests, share the first one installed).
@@ -179,8 +182,17 @@ pub async fn metrics_endpoint(
 ) -> Result<HttpResponse, crate::error::ApiError> {
     access.admit_metrics(&request)?;
     sources.record();
-    // Its answer is in the gauges it sets; why it is not ready is logged and on /ready.
-    let _ = crate::health::readiness(&readonly, &migrator, &jobs).await;
+    // Its answer is in the gauges it sets; why it is not ready is logged and on /ready. A
+    // database that does not answer must not hold up the rest of the scrape, when it is
+    // most wanted: past the bound, not ready.
+    let checked = tokio::time::timeout(
+        READINESS_WITHIN_SCRAPE,
+        crate::health::readiness(&readonly, &migrator, &jobs),
+    )
+    .await;
+    if checked.is_err() {
+        metrics::gauge!("fodi_ready").set(0.0);
+    }
     for (name, status) in jobs.statuses() {
         metrics::gauge!("fodi_job_alive", "job_name" => name).set(if status.alive {
             1.0

@@ -18,6 +18,16 @@ pub const EMBEDDED_LOGIN: &str = "fodi_app";
 /// deploy/roles.sql: the run-time login and its memberships.
 pub const ROLES_SQL: &str = include_str!("../../../deploy/roles.sql");
 
+/// The parts of the server with a pool of their own (with `per_crate`): the migration set it
+/// works on, the group role it acts as, its name (in `[pools]`, `/metrics` and
+/// `pg_stat_activity`).
+pub const PARTS: [(&str, &str, &str); 4] = [
+    ("core", "fodi_core", "core"),
+    ("ai", "fodi_ai", "ai"),
+    ("blockchain", "fodi_ledger", "ledger"),
+    ("analytics", "fodi_analytics", "analytics"),
+];
+
 /// One pool per part of the server. Without `per_crate`, all are the same pool.
 #[derive(Clone)]
 pub struct Pools {
@@ -54,18 +64,18 @@ impl Pools {
         )
         .await?;
         let mut opened = vec![("readonly", readonly.clone())];
-        let mut part = async |set: &str, role: &'static str, name: &'static str| {
-            if !settings.manages(set) {
-                return Ok::<_, anyhow::Error>(readonly.clone());
+        let mut parts = Vec::with_capacity(PARTS.len());
+        for (set, role, name) in PARTS {
+            if settings.manages(set) {
+                let db = open(&part_config(settings, name), options, role, name).await?;
+                opened.push((name, db.clone()));
+                parts.push(db);
+            } else {
+                parts.push(readonly.clone());
             }
-            let db = open(&part_config(settings, name), options, role, name).await?;
-            opened.push((name, db.clone()));
-            Ok(db)
-        };
-        let core = part("core", "fodi_core", "core").await?;
-        let ai = part("ai", "fodi_ai", "ai").await?;
-        let ledger = part("blockchain", "fodi_ledger", "ledger").await?;
-        let analytics = part("analytics", "fodi_analytics", "analytics").await?;
+        }
+        let [core, ai, ledger, analytics] = <[Db; 4]>::try_from(parts)
+            .unwrap_or_else(|_| unreachable!("one pool per entry of PARTS"));
         Ok(Self {
             core,
             ai,
@@ -81,15 +91,9 @@ impl Pools {
         &self.opened
     }
 
-    /// Closes every pool (a pool closed twice is harmless).
+    /// Closes every pool.
     pub async fn close(&self) {
-        for db in [
-            &self.core,
-            &self.ai,
-            &self.ledger,
-            &self.analytics,
-            &self.readonly,
-        ] {
+        for (_, db) in &self.opened {
             db.close().await;
         }
     }
@@ -105,11 +109,13 @@ fn part_config(settings: &Settings, name: &str) -> DbConfig {
     }
 }
 
-/// Readiness and the supervision lock need a connection or two, not a full pool.
+/// Readiness and the supervision lock need a connection or two, not a full pool, and the
+/// primary: no replica.
 fn readonly_config(database: &DbConfig) -> DbConfig {
     DbConfig {
         min_connections: database.min_connections.min(READONLY_CONNECTIONS),
         max_connections: database.max_connections.min(READONLY_CONNECTIONS),
+        replica_url: None,
         ..database.clone()
     }
 }
@@ -119,22 +125,15 @@ fn readonly_config(database: &DbConfig) -> DbConfig {
 /// for, times the instances.
 pub fn connection_budget(settings: &Settings) -> Vec<(String, usize)> {
     // A pool with a replica opens as many there as on the primary.
-    let servers = if settings.database.replica_url.is_some() {
-        2
-    } else {
-        1
+    let pool = |config: &DbConfig| {
+        let servers = if config.replica_url.is_some() { 2 } else { 1 };
+        config.max_connections as usize * servers
     };
-    let pool = |config: &DbConfig| config.max_connections as usize * servers;
     let mut parts = Vec::new();
     if settings.roles.per_crate {
         let readonly = pool(&readonly_config(&settings.database));
         parts.push(("pool readonly".to_owned(), readonly));
-        for (set, part) in [
-            ("core", "core"),
-            ("ai", "ai"),
-            ("blockchain", "ledger"),
-            ("analytics", "analytics"),
-        ] {
+        for (set, _, part) in PARTS {
             if settings.manages(set) {
                 let key = if settings.pools.of(part, &settings.database)
                     == settings.database.max_connections

@@ -308,6 +308,7 @@ impl Settings {
             ("jobs.ledger_sealer", self.jobs.ledger_sealer),
             ("jobs.hold_expiry", self.jobs.hold_expiry),
             ("jobs.history_settler", self.jobs.history_settler),
+            ("jobs.ledger_audit", self.jobs.ledger_audit),
             ("jobs.daily_stats_refresh", self.jobs.daily_stats_refresh),
             (
                 "jobs.partition_maintenance",
@@ -319,7 +320,8 @@ impl Settings {
             positive_duration(key, interval)?;
         }
         at_least_one("server.max_body_bytes", self.server.max_body_bytes as u64)?;
-        for part in ["core", "ai", "ledger", "analytics"] {
+        crate::access::client::TrustedProxies::parse(&self.server.trusted_proxies)?;
+        for (_, _, part) in crate::pools::PARTS {
             at_least_one(
                 &format!("pools.{part}"),
                 u64::from(self.pools.of(part, &self.database)),

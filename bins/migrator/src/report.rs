@@ -131,11 +131,11 @@ impl Report {
     pub fn ledger_check(
         &self,
         database: &str,
-        invariants: &ledger::InvariantReport,
-        chain: &ledger::ChainVerification,
+        audit: &ledger::Audit,
         sealing: &ledger::SealStatus,
     ) {
-        let valid = invariants.is_ok() && chain.is_valid();
+        let ledger::Audit { invariants, chain } = audit;
+        let valid = audit.is_ok();
         if self.json {
             let document = json!({
                 "database": database,

@@ -22,7 +22,6 @@ pub struct Db {
 struct Replica {
     pool: PgPool,
     state: Arc<ReplicaState>,
-    max_lag: Duration,
 }
 
 impl Db {
@@ -80,11 +79,7 @@ impl Db {
                     pool.clone(),
                     config.replica_max_lag,
                 );
-                Some(Replica {
-                    pool,
-                    state,
-                    max_lag: config.replica_max_lag,
-                })
+                Some(Replica { pool, state })
             }
             None => None,
         };
@@ -120,12 +115,7 @@ impl Db {
     /// replica surely holds it; else the primary. Such a read is exact, not merely lag-tolerant.
     pub fn read_as_of(&self, age: Duration) -> &PgPool {
         match &self.replica {
-            Some(replica)
-                if replica.state.usable()
-                    && age > replica.max_lag + 2 * crate::replica::CHECK_EVERY =>
-            {
-                &replica.pool
-            }
+            Some(replica) if age > replica.state.horizon() => self.read(),
             _ => &self.primary,
         }
     }
@@ -139,7 +129,7 @@ impl Db {
 
     /// How far the replica was behind the primary at its last check (checked every second);
     /// `None` without a replica, or when it could not be told (down, or further behind than
-    /// `replica_max_lag`).
+    /// the monitor's samples reach: `replica_max_lag` and two checks).
     pub fn replica_lag(&self) -> Option<Duration> {
         self.replica
             .as_ref()

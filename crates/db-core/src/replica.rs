@@ -9,25 +9,26 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
 /// How often the replica is checked.
-pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What the monitor found last, shared with the [`Db`](crate::Db) handles.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReplicaState {
-    usable: AtomicBool,
-    /// Milliseconds behind the primary at the last check (`u64::MAX`: unknown).
+    /// Milliseconds behind the primary at the last check (`u64::MAX`: unknown, or down).
     lag_ms: AtomicU64,
+    max_lag: Duration,
 }
 
 impl ReplicaState {
+    /// It answered at its last check, at most `replica_max_lag` behind.
     pub(crate) fn usable(&self) -> bool {
-        self.usable.load(Ordering::Relaxed)
+        self.lag().is_some_and(|lag| lag <= self.max_lag)
     }
 
     pub(crate) fn lag(&self) -> Option<Duration> {
@@ -35,6 +36,19 @@ impl ReplicaState {
             u64::MAX => None,
             ms => Some(Duration::from_millis(ms)),
         }
+    }
+
+    /// How old data must be for the replica to surely hold it, while [`usable`](Self::usable):
+    /// the bound at the last check, which is up to one interval old, plus one more interval.
+    pub(crate) fn horizon(&self) -> Duration {
+        self.max_lag + 2 * CHECK_EVERY
+    }
+
+    fn store(&self, lag: Option<Duration>) {
+        let lag_ms = lag.map_or(u64::MAX, |lag| {
+            u64::try_from(lag.as_millis()).unwrap_or(u64::MAX - 1)
+        });
+        self.lag_ms.store(lag_ms, Ordering::Relaxed);
     }
 }
 
@@ -46,8 +60,8 @@ pub(crate) fn spawn_monitor(
     max_lag: Duration,
 ) -> Arc<ReplicaState> {
     let state = Arc::new(ReplicaState {
-        usable: AtomicBool::new(false),
         lag_ms: AtomicU64::new(u64::MAX),
+        max_lag,
     });
     let shared = state.clone();
     tokio::spawn(async move {
@@ -61,30 +75,24 @@ pub(crate) fn spawn_monitor(
             if primary.is_closed() || replica.is_closed() || Arc::strong_count(&shared) == 1 {
                 return;
             }
-            let checked = check(&primary, &replica, &mut samples, max_lag).await;
+            let checked = check(&primary, &replica, &mut samples, shared.horizon()).await;
             let answered = checked.is_ok();
             let was_usable = shared.usable();
-            let (usable, lag) = match checked {
-                Ok(lag) => (lag.is_some_and(|lag| lag <= max_lag), lag),
-                Err(reason) => {
-                    if was_usable || first {
-                        tracing::warn!(%reason, "reads go to the primary: the replica cannot be checked");
-                    }
-                    (false, None)
+            let lag = checked.unwrap_or_else(|reason| {
+                if was_usable || first {
+                    tracing::warn!(%reason, "reads go to the primary: the replica cannot be checked");
                 }
-            };
-            let lag_ms = lag.map_or(u64::MAX, |lag| {
-                u64::try_from(lag.as_millis()).unwrap_or(u64::MAX - 1)
+                None
             });
-            shared.lag_ms.store(lag_ms, Ordering::Relaxed);
-            shared.usable.store(usable, Ordering::Relaxed);
+            shared.store(lag);
+            let usable = shared.usable();
             match (was_usable, usable) {
                 (true, false) if answered => tracing::warn!(
                     lag = ?lag,
                     max_lag = ?max_lag,
                     "reads go to the primary: the replica lags behind"
                 ),
-                (false, true) => tracing::info!(lag_ms, "reads go to the replica"),
+                (false, true) => tracing::info!(lag = ?lag, "reads go to the replica"),
                 _ => {}
             }
             first = false;
@@ -98,7 +106,7 @@ async fn check(
     primary: &PgPool,
     replica: &PgPool,
     samples: &mut VecDeque<(Instant, i64)>,
-    max_lag: Duration,
+    keep: Duration,
 ) -> Result<Option<Duration>, String> {
     let now = Instant::now();
     let written: i64 = within(
@@ -118,7 +126,7 @@ async fn check(
     // Samples older than the bound (and one check) cannot change the verdict.
     while samples
         .front()
-        .is_some_and(|(at, _)| now.duration_since(*at) > max_lag + 2 * CHECK_EVERY)
+        .is_some_and(|(at, _)| now.duration_since(*at) > keep)
     {
         samples.pop_front();
     }

@@ -8,8 +8,9 @@ use crate::error::LedgerError;
 use crate::ids::{NftId, TransferId, UserId, WalletId};
 use crate::metrics::SealStatus;
 use crate::model::{
-    Applied, BatchMode, FeedPage, InvariantReport, Issuance, MintNft, MoveNft, Nft, NftMovement,
-    Position, Reward, RewardRequest, Statement, SystemWallet, Transfer, TransferRequest, Wallet,
+    Applied, Audit, BatchMode, FeedPage, InvariantReport, Issuance, MintNft, MoveNft, Nft,
+    NftMovement, Position, Reward, RewardRequest, Statement, SystemWallet, Transfer,
+    TransferRequest, Wallet,
 };
 use crate::seal::proof::InclusionProof;
 use crate::seal::{Block, ChainVerification};
@@ -121,6 +122,14 @@ pub trait Ledger: Send + Sync {
         id: TransferId,
         pinned_height: Option<i64>,
     ) -> Result<Option<InclusionProof>, LedgerError>;
+    /// The invariants and the whole sealed chain, recomputed: what a periodic audit and a
+    /// check after a restore run.
+    async fn audit(&self) -> Result<Audit, LedgerError> {
+        Ok(Audit {
+            invariants: self.check_invariants().await?,
+            chain: self.verify_chain().await?,
+        })
+    }
     /// Recomputes the chain of blocks and names the first that does not match.
     async fn verify_chain(&self) -> Result<ChainVerification, LedgerError> {
         self.verify_blocks(0, None).await

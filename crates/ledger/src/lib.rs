@@ -31,7 +31,7 @@ pub use error::LedgerError;
 pub use ids::{NftId, NftTransferId, TransferId, UserId, WalletId};
 pub use metrics::SealStatus;
 pub use model::{
-    Applied, BatchMode, FeedPage, Instruction, InvariantReport, Issuance, MAX_HOLD_TIMEOUT,
+    Applied, Audit, BatchMode, FeedPage, Instruction, InvariantReport, Issuance, MAX_HOLD_TIMEOUT,
     MintNft, MoveNft, Nft, NftMovement, Position, Reward, RewardRequest, Statement, StatementEntry,
     SystemWallet, Transfer, TransferDetails, TransferKind, TransferRequest, Violation, Wallet,
     WalletOwner,

@@ -312,15 +312,27 @@ pub enum TransferKind {
 }
 
 impl TransferKind {
+    pub const ALL: [Self; 5] = [
+        Self::Transfer,
+        Self::Pending,
+        Self::Post,
+        Self::Void,
+        Self::Expire,
+    ];
+
+    /// Its name, as stored (`blockchain.fodi_transactions.kind`) and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transfer => "transfer",
+            Self::Pending => "pending",
+            Self::Post => "post",
+            Self::Void => "void",
+            Self::Expire => "expire",
+        }
+    }
+
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "transfer" => Self::Transfer,
-            "pending" => Self::Pending,
-            "post" => Self::Post,
-            "void" => Self::Void,
-            "expire" => Self::Expire,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 
     /// Whether it changes posted balances (rather than holds only).
@@ -504,6 +516,21 @@ pub struct Reward {
 }
 
 // --- invariants --------------------------------------------------------------------------
+
+/// What [`Ledger::audit`](crate::Ledger::audit) found: the invariants and the sealed chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    pub invariants: InvariantReport,
+    pub chain: crate::seal::ChainVerification,
+}
+
+impl Audit {
+    /// Every invariant holds and every sealed block matches its transfers.
+    pub fn is_ok(&self) -> bool {
+        self.invariants.is_ok() && self.chain.is_valid()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InvariantReport {
     pub assets: i64,

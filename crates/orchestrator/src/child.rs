@@ -47,11 +47,8 @@ pub(crate) fn spawn(spec: &ProcessSpec, logs: &Arc<ProcessLogs>) -> Result<Child
         .kill_on_drop(true)
         .env_clear()
         .envs(inherited(spec));
-    if let Some(path) = &spec.env_file {
-        for (key, value) in read_env_file(path)? {
-            command.env(key, value);
-        }
-    }
+    // The user's HOME, USER and LOGNAME replace the supervisor's; `env_file` and `env` may
+    // still set them. Its primary group only: supplementary groups are dropped.
     if let Some(user) = &spec.user {
         let run_as = RunAs::resolve(user)?;
         command
@@ -60,6 +57,11 @@ pub(crate) fn spawn(spec: &ProcessSpec, logs: &Arc<ProcessLogs>) -> Result<Child
             .env("HOME", &run_as.home)
             .env("USER", &run_as.name)
             .env("LOGNAME", &run_as.name);
+    }
+    if let Some(path) = &spec.env_file {
+        for (key, value) in read_env_file(path)? {
+            command.env(key, value);
+        }
     }
     command.envs(&spec.env);
     if let Some(dir) = &spec.working_dir {

@@ -54,13 +54,16 @@ where
 }
 
 /// An error and its causes, outermost first (`cannot refresh: connection refused`), each
-/// cause left out where the message before it already says it.
+/// cause left out where the message before it already says it: its words after any prefix of
+/// its own (`error returned from database: permission denied ...` once a message quoted
+/// `permission denied ...`).
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         let said = cause.to_string();
-        if !text.contains(&said) {
+        let words = said.rsplit(": ").next().unwrap_or(&said);
+        if !text.contains(words) {
             text.push_str(": ");
             text.push_str(&said);
         }
@@ -217,6 +220,15 @@ mod tests {
     #[error("cannot refresh the rollup: {0}")]
     struct Quoting(#[source] std::io::Error);
 
+    /// A message quoting its cause's words without the cause's own prefix.
+    #[derive(Debug, thiserror::Error)]
+    #[error("permission denied (permission denied for table daily_stats, SQLSTATE 42501)")]
+    struct Denied(#[source] Prefixed);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error returned from database: permission denied for table daily_stats")]
+    struct Prefixed;
+
     /// A job's failure names its cause, which the outer message alone would hide.
     #[tokio::test]
     async fn a_failed_run_reports_the_cause_chain() {
@@ -234,6 +246,11 @@ mod tests {
         assert_eq!(
             quoted().await.unwrap_err(),
             "cannot refresh the rollup: connection refused"
+        );
+        let denied = on((), |()| async { Err::<(), _>(Denied(Prefixed)) });
+        assert_eq!(
+            denied().await.unwrap_err(),
+            "permission denied (permission denied for table daily_stats, SQLSTATE 42501)"
         );
     }
 

@@ -33,6 +33,19 @@ impl TrustedProxies {
             .map(Self)
     }
 
+    /// Whether the request comes from this host: its peer is (a proxy on) this host, and
+    /// the client that peer reports too. A trusted proxy elsewhere reporting a loopback
+    /// client names its own host, not this one.
+    pub fn is_this_host(&self, request: &HttpRequest) -> bool {
+        let peer_local = request
+            .peer_addr()
+            .is_some_and(|peer| peer.ip().to_canonical().is_loopback());
+        peer_local
+            && self
+                .client_ip(request)
+                .is_some_and(|client| client.is_loopback())
+    }
+
     fn trusts(&self, address: IpAddr) -> bool {
         self.0.iter().any(|block| block.contains(&address))
     }
@@ -45,9 +58,11 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return Some(peer);
         }
+        // Split as bytes: what a client wrote left of the proxies' entries (not ASCII, say)
+        // must not make the entries the proxies appended unreadable.
         let mut entries = Vec::new();
         for value in request.headers().get_all("x-forwarded-for") {
-            entries.extend(value.to_str().ok()?.split(',').map(str::trim));
+            entries.extend(value.as_bytes().split(|byte| *byte == b','));
         }
         if entries.is_empty() {
             // No proxy forwarded this request: it comes from the proxy's host itself.
@@ -70,7 +85,8 @@ impl TrustedProxies {
 
 /// An `X-Forwarded-For` entry: an address, with a port after it as some proxies write it
 /// (`203.0.113.9:4711`, `[2001:db8::1]:4711`).
-fn forwarded_address(entry: &str) -> Option<IpAddr> {
+fn forwarded_address(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?.trim();
     let address = entry.parse::<IpAddr>().ok().or_else(|| {
         entry
             .parse::<std::net::SocketAddr>()
@@ -91,6 +107,18 @@ mod tests {
             request = request.append_header(("x-forwarded-for", *value));
         }
         request.to_http_request()
+    }
+
+    /// `/metrics` is open to this host only: a trusted proxy on another host reporting a
+    /// loopback client names its own host.
+    #[test]
+    fn only_a_loopback_client_through_a_loopback_peer_is_this_host() {
+        let proxies = TrustedProxies::parse(&["127.0.0.1".into(), "10.0.0.0/8".into()]).unwrap();
+        assert!(proxies.is_this_host(&request("127.0.0.1", &[])));
+        assert!(proxies.is_this_host(&request("127.0.0.1", &["127.0.0.1"])));
+        assert!(!proxies.is_this_host(&request("10.1.2.3", &["127.0.0.1"])));
+        assert!(!proxies.is_this_host(&request("127.0.0.1", &["203.0.113.5"])));
+        assert!(!TrustedProxies::default().is_this_host(&request("10.1.2.3", &[])));
     }
 
     #[test]
@@ -150,6 +178,17 @@ mod tests {
             proxies.client_ip(&request("127.0.0.1", &["unknown, 10.1.2.3"])),
             None
         );
+
+        // Bytes a client wrote that are not text do not hide what the proxy appended.
+        let forged = TestRequest::default()
+            .peer_addr("127.0.0.1:4000".parse().unwrap())
+            .append_header((
+                "x-forwarded-for",
+                actix_web::http::header::HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.7")
+                    .unwrap(),
+            ))
+            .to_http_request();
+        assert_eq!(proxies.client_ip(&forged), ip("198.51.100.7"));
 
         assert!(TrustedProxies::parse(&["not-an-address".into()]).is_err());
         let nobody = TrustedProxies::default();

@@ -304,10 +304,7 @@ impl Access {
     pub fn admit_metrics(&self, request: &HttpRequest) -> Result<(), ApiError> {
         // Behind a proxy on this host, the client is whoever the proxy reports (when it is
         // one of `server.trusted_proxies`), not the proxy.
-        let local = self
-            .proxies
-            .client_ip(request)
-            .is_some_and(|client| client.is_loopback());
+        let local = self.proxies.is_this_host(request);
         if self.open() || (local && self.metrics_open_on_loopback) {
             return Ok(());
         }

@@ -261,9 +261,8 @@ impl LedgerConn<'_> {
         requests: &[TransferRequest],
         mode: BatchMode,
     ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
-        let results = engine::submit(self.connection, requests, mode).await;
-        crate::metrics::count_transfers(requests.len(), &results);
-        results
+        // Not counted: the caller's transaction may still roll back.
+        engine::submit(self.connection, requests, mode).await
     }
 
     pub async fn pay_reward(&mut self, request: &RewardRequest) -> Result<Reward, LedgerError> {
@@ -470,7 +469,9 @@ impl Ledger for PgLedger {
     }
 
     async fn expire_holds(&self, limit: u32) -> Result<usize, LedgerError> {
-        on_connection!(self, |connection| expire_due_holds(connection, limit))
+        let expired = on_connection!(self, |connection| expire_due_holds(connection, limit))?;
+        crate::metrics::count_expired_holds(expired);
+        Ok(expired)
     }
 
     async fn settle_history(&self, max_seqs: u32) -> Result<u64, LedgerError> {
@@ -623,9 +624,7 @@ async fn expire_due_holds(connection: &mut PgConnection, limit: u32) -> Result<u
         .fetch_all(&mut *connection)
         .await?;
     let due: Vec<TransferId> = due.into_iter().map(TransferId).collect();
-    let expired = engine::expire_holds(connection, &due).await?;
-    crate::metrics::count_expired_holds(expired);
-    Ok(expired)
+    engine::expire_holds(connection, &due).await
 }
 
 /// Holds whose time has come, oldest first ($1 limit).
