@@ -8,7 +8,8 @@
 --
 -- Run as the schemas' owner after `migrator up`, then give the login a password:
 --   psql "$OWNER_URL" -f deploy/roles.sql
---   psql "$OWNER_URL" -c "ALTER ROLE fodi_app PASSWORD '...'"
+--   psql "$OWNER_URL" -c '\password fodi_app'
+-- (psql asks for it and sends it hashed: never on a command line or in the server's log)
 -- and set database.url to postgres://fodi_app:...@host/db?sslmode=verify-full.
 -- The embedded cluster runs this script itself. Idempotent.
 
