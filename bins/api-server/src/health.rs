@@ -91,13 +91,17 @@ pub async fn readiness(db: &Db, migrator: &Migrator, jobs: &Jobs) -> Result<Read
 }
 
 async fn check(db: &Db, migrator: &Migrator, jobs: &Jobs) -> Result<Ready, String> {
-    let mut connection = db.primary().acquire().await.map_err(|error| {
+    let mut unit = db.unit(db.primary()).await.map_err(|error| {
         tracing::warn!(%error, "readiness: database unreachable");
         "the database is unreachable".to_owned()
     })?;
-    let statuses = migrator.status(&mut connection).await.map_err(|error| {
+    let statuses = migrator.status(&mut unit).await.map_err(|error| {
         tracing::warn!(%error, "readiness: cannot read migration status");
         "the migration status cannot be read".to_owned()
+    })?;
+    unit.finish().await.map_err(|error| {
+        tracing::warn!(%error, "readiness: database unreachable");
+        "the database is unreachable".to_owned()
     })?;
     for status in &statuses {
         let set = status.set.clone();

@@ -249,7 +249,7 @@ impl Application {
         // With processes to supervise, the instance holding the lock runs them.
         let election = supervises.then(|| {
             leader::elect(
-                pools.readonly.primary().connect_options().as_ref().clone(),
+                pools.readonly.session_options().clone(),
                 supervisor.clone(),
                 leadership.clone(),
             )

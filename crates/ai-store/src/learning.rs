@@ -302,7 +302,9 @@ impl LearningLog for PgAiStore {
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64, AiError> {
         // Not retried: lines written before a failure cannot be taken back.
-        let mut connection = self.db.primary().acquire().await?;
-        export_on(&mut connection, scope, out).await
+        let mut unit = self.db.unit(self.db.primary()).await?;
+        let exported = export_on(&mut unit, scope, out).await?;
+        unit.finish().await?;
+        Ok(exported)
     }
 }

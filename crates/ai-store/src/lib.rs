@@ -12,8 +12,8 @@
 //! `db-core` only, never on HTTP or on another domain crate. Start reading at [`store`] and
 //! [`cache`].
 
-/// Runs `$body` (an async block using the connection `$connection`) on a pooled connection,
-/// retrying when that may succeed.
+/// Runs `$body` (an async block using the connection `$connection`) on a pooled connection
+/// as one [`db_core::Unit`], retrying when that may succeed.
 ///
 /// A macro rather than a function taking an async closure: the futures of `#[async_trait]`
 /// methods must be `Send`, which the compiler cannot yet prove through a closure that borrows
@@ -21,10 +21,12 @@
 macro_rules! on_connection {
     ($store:expr, |$connection:ident| $body:expr) => {
         db_core::with_retry(&$store.config.retry, || async {
-            let mut pooled = $store.db.primary().acquire().await?;
-            let $connection: &mut sqlx::PgConnection = &mut pooled;
+            let mut unit = $store.db.unit($store.db.primary()).await?;
+            let $connection: &mut sqlx::PgConnection = &mut unit;
             let result: Result<_, $crate::error::AiError> = $body.await;
-            result
+            let value = result?;
+            unit.finish().await?;
+            Ok::<_, $crate::error::AiError>(value)
         })
         .await
     };
@@ -35,7 +37,7 @@ macro_rules! on_connection {
 macro_rules! in_transaction {
     ($store:expr, |$connection:ident| $body:expr) => {
         db_core::with_retry(&$store.config.retry, || async {
-            let mut transaction = $store.db.primary().begin().await?;
+            let mut transaction = $store.db.begin().await?;
             let $connection: &mut sqlx::PgConnection = &mut transaction;
             let value = $body.await?;
             transaction.commit().await?;

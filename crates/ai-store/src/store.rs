@@ -144,13 +144,15 @@ impl PgAiStore {
         }
         // The planner's estimate: exact enough for a dashboard, and no scan of a large cache.
         // A table never analysed (-1) is small: counted.
+        let mut unit = self.db.unit(self.db.primary()).await?;
         let entries: i64 = sqlx::query_scalar(
             "SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint
                          ELSE (SELECT count(*) FROM ai.cache_entries) END
                FROM pg_class c WHERE c.oid = 'ai.cache_entries'::regclass",
         )
-        .fetch_one(self.db.primary())
+        .fetch_one(&mut *unit)
         .await?;
+        unit.finish().await?;
         metrics::gauge!("ai_cache_entries").set(entries as f64);
         Ok(report)
     }

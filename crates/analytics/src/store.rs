@@ -36,7 +36,7 @@ impl PgAnalytics {
         first_day: NaiveDate,
         days: u32,
     ) -> Result<u32, AnalyticsError> {
-        partitions::create(self.db.primary(), first_day, days).await
+        partitions::create(&self.db, first_day, days).await
     }
 }
 
@@ -127,14 +127,16 @@ impl Analytics for PgAnalytics {
                 format!("the range holds {buckets} buckets; at most {MAX_BUCKETS}"),
             ));
         }
+        let mut unit = self.db.unit(self.db.read()).await?;
         let rows: Vec<BucketRow> = sqlx::query_as(BUCKETS_SQL)
             .bind(&query.name)
             .bind(Json(&query.labels))
             .bind(i64::try_from(width).unwrap_or(i64::MAX))
             .bind(query.from)
             .bind(query.to)
-            .fetch_all(self.db.read())
+            .fetch_all(&mut *unit)
             .await?;
+        unit.finish().await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -166,6 +168,7 @@ impl Analytics for PgAnalytics {
     ) -> Result<Vec<EventCount>, AnalyticsError> {
         let (start, end) = day_range(from, to)?;
         check_kind(kind)?;
+        let mut unit = self.db.unit(self.db.read()).await?;
         let rows: Vec<(NaiveDate, String, i64, i64)> = sqlx::query_as(
             "SELECT (time AT TIME ZONE 'UTC')::date AS day, kind, count(*), count(DISTINCT user_id)
                FROM analytics.events
@@ -175,8 +178,9 @@ impl Analytics for PgAnalytics {
         .bind(start)
         .bind(end)
         .bind(kind)
-        .fetch_all(self.db.read())
+        .fetch_all(&mut *unit)
         .await?;
+        unit.finish().await?;
         Ok(rows.into_iter().map(event_count).collect())
     }
 
@@ -188,6 +192,7 @@ impl Analytics for PgAnalytics {
     ) -> Result<Vec<DailyStat>, AnalyticsError> {
         day_range(from, to)?;
         check_kind(kind)?;
+        let mut unit = self.db.unit(self.db.read()).await?;
         let rows: Vec<(NaiveDate, String, i64, i64)> = sqlx::query_as(
             "SELECT day, kind, events, unique_users FROM analytics.daily_stats
               WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR kind = $3)
@@ -196,14 +201,15 @@ impl Analytics for PgAnalytics {
         .bind(from)
         .bind(to)
         .bind(kind)
-        .fetch_all(self.db.read())
+        .fetch_all(&mut *unit)
         .await?;
+        unit.finish().await?;
         Ok(rows.into_iter().map(event_count).collect())
     }
 
     async fn refresh_daily_stats(&self) -> Result<RefreshOutcome, AnalyticsError> {
         let started = Instant::now();
-        let mut transaction = self.db.primary().begin().await?;
+        let mut transaction = self.db.begin().await?;
         // A full recomputation may take longer than requests are allowed to.
         sqlx::query("SET LOCAL statement_timeout = 0")
             .execute(&mut *transaction)
@@ -231,7 +237,7 @@ impl Analytics for PgAnalytics {
         // From yesterday: rows of a late hour before midnight still find their partition.
         let first = today.checked_sub_days(Days::new(1)).unwrap_or(today);
         let created = partitions::create(
-            self.db.primary(),
+            &self.db,
             first,
             self.partitions.days_ahead.saturating_add(2),
         )
@@ -241,7 +247,7 @@ impl Analytics for PgAnalytics {
                 self.partitions.retention_days.max(1) - 1,
             )))
             .unwrap_or(today);
-        let dropped = partitions::drop_before(self.db.primary(), keep_from).await?;
+        let dropped = partitions::drop_before(&self.db, keep_from).await?;
         Ok(PartitionReport { created, dropped })
     }
 }

@@ -82,37 +82,51 @@ impl PgUsers {
 impl Users for PgUsers {
     async fn create(&self, user: &NewUser) -> Result<User, UserError> {
         let email = user.validate()?;
-        sqlx::query_as(
+        let mut unit = self.db.unit(self.db.primary()).await?;
+        let created = sqlx::query_as(
             "INSERT INTO public.users (email, display_name) VALUES ($1, $2)
              RETURNING id, email, display_name, created_at",
         )
         .bind(email.as_str())
         .bind(&user.display_name)
-        .fetch_one(self.db.primary())
+        .fetch_one(&mut *unit)
         .await
         .map_err(|error| match DbError::from(error) {
             DbError::UniqueViolation { .. } => UserError::EmailTaken,
             other => other.into(),
-        })
+        })?;
+        unit.finish().await?;
+        Ok(created)
     }
 
     async fn get(&self, id: UserId) -> Result<User, UserError> {
         const SQL: &str =
             "SELECT id, email, display_name, created_at FROM public.users WHERE id = $1";
-        let found: Option<User> = sqlx::query_as(SQL)
-            .bind(id)
-            .fetch_optional(self.db.read())
-            .await
-            .map_err(DbError::from)?;
+        let on_replica = self.db.reads_from_replica();
+        let found = self.find(self.db.read(), SQL, id).await?;
         // Not on a replica may mean not there yet: a user just created reads from the primary.
         let found = match found {
-            None if self.db.reads_from_replica() => sqlx::query_as(SQL)
-                .bind(id)
-                .fetch_optional(self.db.primary())
-                .await
-                .map_err(DbError::from)?,
+            None if on_replica => self.find(self.db.primary(), SQL, id).await?,
             found => found,
         };
         found.ok_or(UserError::NotFound(id))
+    }
+}
+
+impl PgUsers {
+    async fn find(
+        &self,
+        pool: &sqlx::PgPool,
+        sql: &'static str,
+        id: UserId,
+    ) -> Result<Option<User>, UserError> {
+        let mut unit = self.db.unit(pool).await?;
+        let found = sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(&mut *unit)
+            .await
+            .map_err(DbError::from)?;
+        unit.finish().await?;
+        Ok(found)
     }
 }

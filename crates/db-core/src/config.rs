@@ -19,6 +19,15 @@ pub struct DbConfig {
     /// `postgres://user:password@host:port/database`; a socket directory can be given as
     /// `?host=/path`. `None` means "use the embedded cluster".
     pub url: Option<String>,
+    /// How the connections of `url` and `replica_url` reach PostgreSQL: `"session"` (directly,
+    /// or through a pooler in session mode) or `"transaction"` (through a pooler in transaction
+    /// mode such as PgBouncer's `pool_mode = transaction`; see docs/scaling.md).
+    pub pooling: crate::pooling::Pooling,
+    /// Where work that needs a session of its own connects (migrations and the supervision
+    /// election hold advisory locks, the AI cache's in-process tier listens for changes):
+    /// PostgreSQL itself, or a pooler in session mode. Defaults to `url`; required with
+    /// `pooling = "transaction"`.
+    pub session_url: Option<String>,
     /// A read replica for queries that tolerate replication lag. `None`: reads go to the primary.
     pub replica_url: Option<String>,
     /// Reads go to the replica only while it is this close behind the primary (and answers);
@@ -45,6 +54,8 @@ impl Default for DbConfig {
     fn default() -> Self {
         Self {
             url: None,
+            pooling: crate::pooling::Pooling::Session,
+            session_url: None,
             replica_url: None,
             replica_max_lag: Duration::from_secs(5),
             min_connections: 0,
@@ -62,7 +73,16 @@ impl DbConfig {
     pub fn validate(&self) -> Result<(), crate::settings::InvalidSetting> {
         crate::settings::positive_duration("acquire_timeout", self.acquire_timeout)?;
         crate::settings::positive_duration("replica_max_lag", self.replica_max_lag)?;
-        crate::settings::at_least_one("max_connections", u64::from(self.max_connections))
+        crate::settings::at_least_one("max_connections", u64::from(self.max_connections))?;
+        if self.pooling == crate::pooling::Pooling::Transaction && self.session_url.is_none() {
+            return Err(crate::settings::InvalidSetting::new(
+                "session_url",
+                "must name PostgreSQL itself (or a pooler in session mode) when pooling is \
+                 \"transaction\": migrations, the supervision election and the AI cache's \
+                 change notifications need a session of their own",
+            ));
+        }
+        Ok(())
     }
 
     /// A configuration for an explicit server URL, other settings at their defaults.
@@ -79,6 +99,14 @@ impl DbConfig {
             .as_deref()
             .map(|url| self.options_for(url))
             .transpose()
+    }
+
+    /// Connection options of `session_url`, or of `url` when it is not set.
+    pub fn session_options(&self) -> Result<Option<PgConnectOptions>, DbError> {
+        match &self.session_url {
+            Some(url) => self.options_for(url).map(Some),
+            None => self.primary_options(),
+        }
     }
 
     /// Connection options parsed from `replica_url`, if one is configured.
@@ -114,6 +142,8 @@ impl fmt::Debug for DbConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DbConfig")
             .field("url", &self.url.as_deref().map(redact_url))
+            .field("pooling", &self.pooling)
+            .field("session_url", &self.session_url.as_deref().map(redact_url))
             .field("replica_url", &self.replica_url.as_deref().map(redact_url))
             .field("replica_max_lag", &self.replica_max_lag)
             .field("min_connections", &self.min_connections)

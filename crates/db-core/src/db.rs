@@ -5,17 +5,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool};
+use sqlx::{AssertSqlSafe, Connection, PgPool, Postgres, Transaction};
 
 use crate::config::DbConfig;
 use crate::error::DbError;
+use crate::pooling::{Pooling, Unit, begin_statement, pooled_options};
 use crate::replica::ReplicaState;
 
 /// The pools a data crate works with. Cheap to clone: clones share the pools.
+///
+/// Statements go through [`unit`](Self::unit) or [`begin`](Self::begin), never straight to a
+/// pool, so that they stay correct behind a pooler in transaction mode
+/// ([`crate::pooling`]).
 #[derive(Debug, Clone)]
 pub struct Db {
     primary: PgPool,
     replica: Option<Replica>,
+    /// Behind a pooler in transaction mode, the statement every transaction begins with.
+    begin: Option<Arc<str>>,
+    /// Where session-bound work connects, acting as the pools' role.
+    session: Arc<PgConnectOptions>,
+    /// Connections of `session` (the primary pool itself when its connections are sessions).
+    session_pool: PgPool,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +68,32 @@ impl Db {
             Some(role) => acting_as(options, role),
             None => options,
         };
+        let pooled = config.pooling == Pooling::Transaction;
+        // On a session the role and the settings come with the startup packet; behind a
+        // pooler in transaction mode, with each transaction's BEGIN.
+        let prepare = |options: PgConnectOptions| {
+            if pooled {
+                pooled_options(options, &config.application_name)
+            } else {
+                as_role(config.apply_session_settings(options))
+            }
+        };
+        let begin = pooled.then(|| {
+            Arc::from(begin_statement(
+                role,
+                config.statement_timeout.map(|timeout| timeout.as_millis()),
+            ))
+        });
+        let session = if pooled {
+            config
+                .session_options()?
+                .ok_or_else(|| DbError::InvalidConfig {
+                    message: "pooling = \"transaction\" needs a session_url".into(),
+                })?
+        } else {
+            primary.clone()
+        };
+        let session = Arc::new(as_role(config.apply_session_settings(session)));
         if config.max_connections == 0 || config.min_connections > config.max_connections {
             return Err(DbError::InvalidConfig {
                 message: format!(
@@ -66,14 +103,13 @@ impl Db {
                 ),
             });
         }
-        let primary = open_pool(config, as_role(config.apply_session_settings(primary))).await?;
+        let primary = open_pool(config, prepare(primary)).await?;
         let replica = match config.replica_options()? {
             Some(options) => {
                 // Opened lazily: a replica that is down or behind at start (it may not have
                 // replayed the roles a migration just created) must not stop the server;
                 // until the monitor finds it usable, reads go to the primary.
-                let pool = pool_options(config)
-                    .connect_lazy_with(as_role(config.apply_session_settings(options)));
+                let pool = pool_options(config).connect_lazy_with(prepare(options));
                 let state = crate::replica::spawn_monitor(
                     primary.clone(),
                     pool.clone(),
@@ -83,15 +119,74 @@ impl Db {
             }
             None => None,
         };
-        Ok(Self { primary, replica })
+        let session_pool = if pooled {
+            // Opened on first use: only LISTEN takes one, and keeps it.
+            pool_options(config)
+                .min_connections(0)
+                .max_connections(SESSION_CONNECTIONS)
+                .connect_lazy_with(session.as_ref().clone())
+        } else {
+            primary.clone()
+        };
+        Ok(Self {
+            primary,
+            replica,
+            begin,
+            session,
+            session_pool,
+        })
     }
 
-    /// Wraps an existing pool (tests, or a service that manages its own pool).
+    /// Wraps an existing pool of sessions (tests, or a service that manages its own pool).
     pub fn from_pool(primary: PgPool) -> Self {
+        let session = Arc::new(primary.connect_options().as_ref().clone());
         Self {
+            session_pool: primary.clone(),
             primary,
             replica: None,
+            begin: None,
+            session,
         }
+    }
+
+    /// A transaction on the primary, for writes and for reads that must agree with each other.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, DbError> {
+        Ok(match &self.begin {
+            None => self.primary.begin().await?,
+            Some(begin) => {
+                self.primary
+                    .begin_with(AssertSqlSafe(begin.clone()))
+                    .await?
+            }
+        })
+    }
+
+    /// A connection of `pool` (one of this `Db`'s: [`primary`](Self::primary),
+    /// [`read`](Self::read), [`read_as_of`](Self::read_as_of)) for a read or a self-contained
+    /// statement; behind a pooler in transaction mode, a transaction. End it with
+    /// [`Unit::finish`].
+    pub async fn unit(&self, pool: &PgPool) -> Result<Unit, DbError> {
+        Unit::on(pool, self.begin.as_ref()).await
+    }
+
+    /// The statement that begins every transaction behind a pooler in transaction mode (the
+    /// part's role and the statement timeout), for connections opened outside the pools
+    /// ([`DirectPool`](crate::DirectPool)); `None` on sessions.
+    pub fn begin_statement(&self) -> Option<&str> {
+        self.begin.as_deref()
+    }
+
+    /// Options for a connection that keeps a session of its own (an advisory lock held
+    /// across transactions, `LISTEN`): `session_url` behind a pooler in transaction mode, the
+    /// pools' server otherwise; acting as the pools' role either way.
+    pub fn session_options(&self) -> &PgConnectOptions {
+        &self.session
+    }
+
+    /// A pool of such sessions (for `PgListener::connect_with`): the primary pool when its
+    /// connections are sessions, else a small one on `session_url`.
+    pub fn session_pool(&self) -> &PgPool {
+        &self.session_pool
     }
 
     /// The pool for writes and for reads that must see the latest committed state.
@@ -153,18 +248,23 @@ impl Db {
 
     /// Answers whether the primary accepts a query right now.
     pub async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1").execute(&self.primary).await?;
+        // The simple protocol: one message, safe behind a pooler in transaction mode.
+        sqlx::raw_sql("SELECT 1").execute(&self.primary).await?;
         Ok(())
     }
 
     /// Waits for checked-out connections to return, then closes every connection.
     pub async fn close(&self) {
         self.primary.close().await;
+        self.session_pool.close().await;
         if let Some(replica) = &self.replica {
             replica.pool.close().await;
         }
     }
 }
+
+/// Sessions of a pool behind a pooler in transaction mode, at most: a listener keeps one.
+const SESSION_CONNECTIONS: u32 = 2;
 
 async fn open_pool(config: &DbConfig, options: PgConnectOptions) -> Result<PgPool, DbError> {
     // A pool retries failed connection attempts until its acquire timeout and then reports

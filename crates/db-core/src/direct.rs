@@ -9,14 +9,17 @@
 //! is closed, and a new one is opened on demand.
 //!
 //! Use it for statements that are transactions of their own. Anything that keeps session
-//! state (a transaction, `SET`, a temporary table) belongs on the regular pool.
+//! state (a transaction, `SET`, a temporary table) belongs on the regular pool. Behind a
+//! pooler in transaction mode each statement still needs a transaction around it
+//! ([`crate::pooling`]): callers run it in a [`DirectConnection::scope`], which on a session
+//! is the connection itself.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::PgConnection;
 use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::DbError;
@@ -31,6 +34,8 @@ pub struct DirectPool {
 #[derive(Debug)]
 struct Inner {
     options: PgConnectOptions,
+    /// Behind a pooler in transaction mode: what each statement's transaction begins with.
+    begin: Option<Arc<str>>,
     size: usize,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<PgConnection>>,
@@ -39,9 +44,44 @@ struct Inner {
 
 impl DirectPool {
     pub fn new(options: PgConnectOptions, size: usize, acquire_timeout: Duration) -> Self {
+        Self::with_begin(options, None, size, acquire_timeout)
+    }
+
+    /// A pool to `db`'s primary connecting as its pool does (server, role, settings, pooler
+    /// mode), with `db`'s acquire timeout, and `settings` (run-time parameters, from this
+    /// code, not from users) on top: in the startup packet of a session, or `SET LOCAL` in
+    /// each transaction behind a pooler.
+    pub fn on(db: &crate::Db, size: usize, settings: &[(&str, &str)]) -> Self {
+        let options = db.primary().connect_options().as_ref().clone();
+        let (options, begin) = match db.begin_statement() {
+            None if settings.is_empty() => (options, None),
+            None => (options.options(settings.iter().copied()), None),
+            Some(begin) => {
+                let mut begin = begin.to_owned();
+                for (name, value) in settings {
+                    begin.push_str(&format!("; SET LOCAL {name} = '{value}'"));
+                }
+                (options, Some(Arc::from(begin)))
+            }
+        };
+        Self::with_begin(
+            options,
+            begin,
+            size,
+            db.primary().options().get_acquire_timeout(),
+        )
+    }
+
+    fn with_begin(
+        options: PgConnectOptions,
+        begin: Option<Arc<str>>,
+        size: usize,
+        acquire_timeout: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 options,
+                begin,
                 size: size.max(1),
                 permits: Arc::new(Semaphore::new(size.max(1))),
                 idle: Mutex::new(Vec::with_capacity(size)),
@@ -131,6 +171,55 @@ impl DirectConnection {
     pub fn release(mut self) {
         if let (Some(connection), Ok(mut idle)) = (self.connection.take(), self.pool.idle.lock()) {
             idle.push(connection);
+        }
+    }
+
+    /// This connection for one statement (or a few that belong together): itself on a
+    /// session, a transaction begun with the pool's role and settings behind a pooler in
+    /// transaction mode. End it with [`Scope::finish`] before [`release`](Self::release).
+    pub async fn scope(&mut self) -> Result<Scope<'_>, DbError> {
+        Ok(match self.pool.begin.clone() {
+            None => Scope::Session(self),
+            // Built from the configured role and settings only (DirectPool::on).
+            Some(begin) => Scope::Pooled(self.begin_with(sqlx::AssertSqlSafe(begin)).await?),
+        })
+    }
+}
+
+/// A [`DirectConnection`] for the statements of one call: see [`DirectConnection::scope`].
+/// Dropped unfinished, its transaction (behind a pooler) rolls back before the connection's
+/// next statement.
+pub enum Scope<'c> {
+    Session(&'c mut PgConnection),
+    Pooled(sqlx::Transaction<'c, sqlx::Postgres>),
+}
+
+impl Scope<'_> {
+    /// Commits the transaction behind a pooler (a failed commit is this call's error).
+    pub async fn finish(self) -> Result<(), DbError> {
+        if let Self::Pooled(transaction) = self {
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Deref for Scope<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Self::Session(connection) => connection,
+            Self::Pooled(transaction) => transaction,
+        }
+    }
+}
+
+impl DerefMut for Scope<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Self::Session(connection) => connection,
+            Self::Pooled(transaction) => transaction,
         }
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`DbConfig`] and [`Db`]: typed settings and the primary (plus optional read-replica) pools;
 //!   [`DirectPool`] for hot single statements that should not pay sqlx's ping on release.
+//! - [`pooling`]: working through a pooler in transaction mode (PgBouncer); statements run in
+//!   a [`Unit`] or a transaction from [`Db::begin`].
 //! - [`DbError`]: database failures classified into what a caller acts on, and
 //!   [`with_retry`] for the retryable ones (serialisation failures, deadlocks).
 //! - [`migrate`]: refinery driven over sqlx, one migration set and history table per schema
@@ -22,6 +24,7 @@ mod db;
 mod direct;
 mod error;
 mod ids;
+pub mod pooling;
 pub use ids::UserId;
 pub mod migrate;
 mod replica;
@@ -34,8 +37,9 @@ pub mod testing;
 pub use cluster::{ClusterError, Durability, LocalCluster, LocalClusterConfig};
 pub use config::{DbConfig, redact_url};
 pub use db::{Db, acting_as, describe_target};
-pub use direct::{DirectConnection, DirectPool, PoolUsage};
+pub use direct::{DirectConnection, DirectPool, PoolUsage, Scope};
 pub use error::{DbError, checked_column};
+pub use pooling::{Pooling, Unit};
 pub use retry::{RetryPolicy, RetryableError, with_retry};
 pub use target::{
     DatabaseTarget, EMBEDDED_DATABASE, connect, create_database_if_missing, quote_identifier,

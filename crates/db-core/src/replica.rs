@@ -109,16 +109,16 @@ async fn check(
     keep: Duration,
 ) -> Result<Option<Duration>, String> {
     let now = Instant::now();
-    let written: i64 = within(
-        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint")
-            .fetch_one(primary),
-    )
+    let written: i64 = within(simple_scalar(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint",
+        primary,
+    ))
     .await
     .map_err(|error| format!("the primary's WAL position: {error}"))?;
-    let replayed: Option<i64> = within(
-        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint")
-            .fetch_one(replica),
-    )
+    let replayed: Option<i64> = within(simple_scalar(
+        "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint",
+        replica,
+    ))
     .await
     .map_err(|error| format!("the replica's replay position: {error}"))?;
     let replayed = replayed.ok_or("replica_url names a server that is not in recovery")?;
@@ -138,6 +138,17 @@ async fn check(
         .rev()
         .find(|(_, position)| *position <= replayed)
         .map(|(at, _)| now.duration_since(*at)))
+}
+
+/// The first column of a one-row answer, by the simple protocol: these pools may be behind a
+/// pooler in transaction mode, where an extended-protocol statement outside a transaction is
+/// unsafe (crate::pooling).
+async fn simple_scalar<T>(sql: &'static str, pool: &PgPool) -> Result<T, sqlx::Error>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    let row = sqlx::raw_sql(sql).fetch_one(pool).await?;
+    sqlx::Row::try_get(&row, 0)
 }
 
 async fn within<T>(query: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, String> {

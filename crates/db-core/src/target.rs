@@ -17,7 +17,10 @@ pub const EMBEDDED_DATABASE: &str = "fodi";
 /// holds it: dropping the target stops the server if this process started it.
 #[derive(Debug)]
 pub struct DatabaseTarget {
+    /// Where the pools connect (`url`).
     pub options: PgConnectOptions,
+    /// Where work that needs a session of its own connects: `session_url`, else `url`.
+    pub session: PgConnectOptions,
     pub cluster: Option<LocalCluster>,
 }
 
@@ -27,15 +30,19 @@ impl DatabaseTarget {
     /// [`EMBEDDED_DATABASE`], created on first use.
     pub async fn resolve(config: &DbConfig) -> Result<Self, DbError> {
         if let Some(options) = config.primary_options()? {
+            let session = config.session_options()?.unwrap_or_else(|| options.clone());
             return Ok(Self {
                 options,
+                session,
                 cluster: None,
             });
         }
         let cluster = LocalCluster::start(LocalClusterConfig::new(&config.local_dir)).await?;
         create_database_if_missing(&cluster.connect_options("postgres"), EMBEDDED_DATABASE).await?;
+        let options = cluster.connect_options(EMBEDDED_DATABASE);
         Ok(Self {
-            options: cluster.connect_options(EMBEDDED_DATABASE),
+            session: options.clone(),
+            options,
             cluster: Some(cluster),
         })
     }
@@ -45,9 +52,10 @@ impl DatabaseTarget {
         describe_target(&self.options)
     }
 
-    /// One connection, outside any pool (for migrations, which hold a session lock).
+    /// One connection of its own, outside any pool, to the session endpoint (for migrations,
+    /// which hold a session lock).
     pub async fn connect(&self) -> Result<PgConnection, DbError> {
-        connect(&self.options).await
+        connect(&self.session).await
     }
 }
 
@@ -79,10 +87,13 @@ async fn warn_if_unencrypted(
     if !may_be_plaintext || options.get_socket().is_some() || WARNED.load(Ordering::Relaxed) {
         return Ok(());
     }
+    // The simple protocol: safe behind a pooler in transaction mode (crate::pooling).
     let encrypted: Option<bool> =
-        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        sqlx::raw_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
             .fetch_optional(connection)
-            .await?;
+            .await?
+            .map(|row| sqlx::Row::try_get(&row, 0))
+            .transpose()?;
     if encrypted != Some(true) && !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             target = %describe_target(options),

@@ -10,6 +10,7 @@
 //! each test in its own process). It keeps running after the tests so the next run starts at
 //! once; `pg_ctl -D <tmp>/fodi-test-pg-<uid>/data stop` (or `just db-stop`) stops it.
 
+pub mod pgbouncer;
 pub mod replica;
 pub mod tls;
 

@@ -81,7 +81,7 @@ enum Placed {
 /// acknowledgement, say) neither duplicates the order nor pays twice.
 async fn place_order(db: &Db, ledger: &PgLedger, order: &Order) -> Result<Placed, OrderError> {
     with_retry(&RetryPolicy::default(), || async move {
-        let mut transaction = db.primary().begin().await?;
+        let mut transaction = db.begin().await?;
         sqlx::query(
             "INSERT INTO shop.orders (id, customer_id, total_units, payment_id)
              VALUES ($1, $2, $3, $1) ON CONFLICT (id) DO NOTHING",
@@ -124,10 +124,12 @@ async fn place_order(db: &Db, ledger: &PgLedger, order: &Order) -> Result<Placed
 
 /// What the database holds for an order: its row, and its payment's transfer.
 async fn stored(db: &Db, ledger: &PgLedger, order: &Order) -> anyhow::Result<(bool, bool)> {
+    let mut unit = db.unit(db.primary()).await?;
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM shop.orders WHERE id = $1")
         .bind(order.id)
-        .fetch_one(db.primary())
+        .fetch_one(&mut *unit)
         .await?;
+    unit.finish().await?;
     let payment = ledger.get_transfer(TransferId(order.id)).await?;
     Ok((rows == 1, payment.is_some()))
 }
@@ -149,7 +151,8 @@ async fn run(db: &Db) -> anyhow::Result<()> {
         analytics::migration_set(),
         embedding_host::migration_set(),
     ])?;
-    let mut connection = db.primary().acquire().await?;
+    // A session of its own: the migration lock is held across transactions.
+    let mut connection = db.session_pool().acquire().await?;
     let report = migrator.up(&mut connection, UpOptions::default()).await?;
     drop(connection);
     let order_of_sets: Vec<&str> = migrator.sets().iter().map(|set| set.name()).collect();

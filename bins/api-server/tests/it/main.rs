@@ -7,6 +7,7 @@ mod analytics;
 mod instances;
 mod ledger;
 mod live;
+mod pgbouncer;
 mod replica;
 mod security;
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use db_core::Db;
 
 use crate::error::AiError;
 use crate::ids::UserId;
@@ -69,7 +69,7 @@ impl HitCounter {
     /// Adds the gathered hits to the entries, in one statement; returns how many entries it
     /// updated. Entries removed meanwhile are skipped. If the write fails, the hits are kept
     /// for the next flush.
-    pub(crate) async fn flush(&self, pool: &PgPool) -> Result<u64, AiError> {
+    pub(crate) async fn flush(&self, db: &Db) -> Result<u64, AiError> {
         let mut batch: Vec<((UserId, String), Pending)> =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
                 .into_iter()
@@ -85,22 +85,28 @@ impl HitCounter {
         let hits: Vec<i64> = batch.iter().map(|(_, pending)| pending.hits).collect();
         let last_hits: Vec<DateTime<Utc>> =
             batch.iter().map(|(_, pending)| pending.last_hit).collect();
-        let written = sqlx::query(
-            "UPDATE ai.cache_entries e
+        let written = async {
+            let mut unit = db.unit(db.primary()).await?;
+            let result = sqlx::query(
+                "UPDATE ai.cache_entries e
                 SET hit_count = e.hit_count + h.hits,
                     last_hit_at = greatest(e.last_hit_at, h.last_hit)
                FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::timestamptz[])
                         AS h(user_id, cache_key, hits, last_hit)
               WHERE e.user_id = h.user_id AND e.cache_key = h.cache_key",
-        )
-        .bind(&users)
-        .bind(&keys)
-        .bind(&hits)
-        .bind(&last_hits)
-        .execute(pool)
+            )
+            .bind(&users)
+            .bind(&keys)
+            .bind(&hits)
+            .bind(&last_hits)
+            .execute(&mut *unit)
+            .await?;
+            unit.finish().await?;
+            Ok::<_, AiError>(result.rows_affected())
+        }
         .await;
         match written {
-            Ok(result) => Ok(result.rows_affected()),
+            Ok(written) => Ok(written),
             Err(error) => {
                 let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
                 for (entry, unwritten) in batch {
@@ -111,7 +117,7 @@ impl HitCounter {
                     merged.hits += unwritten.hits;
                     merged.last_hit = merged.last_hit.max(unwritten.last_hit);
                 }
-                Err(error.into())
+                Err(error)
             }
         }
     }

@@ -251,14 +251,19 @@ macro_rules! on_statement_connection {
     ($inner:expr, |$connection:ident| $body:expr) => {
         with_retry(&$inner.config.retry, || async {
             let mut pooled = $inner.statements.acquire().await?;
-            let $connection: &mut PgConnection = &mut pooled;
+            let mut scope = pooled.scope().await?;
+            let $connection: &mut PgConnection = &mut scope;
             let result = $body.await;
-            let answered = match &result {
-                Err(AiError::Db(error)) => error.sqlstate().is_some(),
-                _ => true,
-            };
-            if answered {
-                pooled.release();
+            match &result {
+                Ok(_) => {
+                    scope.finish().await?;
+                    pooled.release();
+                }
+                Err(AiError::Db(error)) if error.sqlstate().is_none() => {}
+                Err(_) => {
+                    drop(scope);
+                    pooled.release();
+                }
             }
             result
         })
@@ -368,16 +373,10 @@ impl PgResponseCache {
         // read's generic plan does so too (see GET_MANY_SQL), whereas PostgreSQL's default
         // keeps planning it afresh for each call: the custom plan, knowing the batch size,
         // always looks cheaper, and planning costs more than the lookups.
-        let options = db
-            .primary()
-            .connect_options()
-            .as_ref()
-            .clone()
-            .options([("plan_cache_mode", "force_generic_plan")]);
-        let statements = DirectPool::new(
-            options,
+        let statements = DirectPool::on(
+            &db,
             config.cache.connections.max(1),
-            db.primary().options().get_acquire_timeout(),
+            &[("plan_cache_mode", "force_generic_plan")],
         );
         let local = match config.cache.local_entries {
             0 => None,
@@ -385,7 +384,7 @@ impl PgResponseCache {
         };
         let instance = Uuid::now_v7();
         let listener = match &local {
-            Some(tier) => Some(local::subscribe(db.primary(), tier).await?),
+            Some(tier) => Some(local::subscribe(db.session_pool(), tier).await?),
             None => None,
         };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
@@ -395,7 +394,7 @@ impl PgResponseCache {
             ))];
             if let (Some(tier), Some(listener)) = (&local, listener) {
                 tasks.push(tokio::spawn(local::apply_invalidations(
-                    db.primary().clone(),
+                    db.session_pool().clone(),
                     tier.clone(),
                     instance,
                     listener,
@@ -419,7 +418,7 @@ impl PgResponseCache {
     /// Writes the hit counts gathered so far; returns how many entries it updated. Runs
     /// periodically by itself; [`shutdown`](Self::shutdown) runs it a last time.
     pub async fn flush_hits(&self) -> Result<u64, AiError> {
-        self.inner.hits.flush(self.inner.db.primary()).await
+        self.inner.hits.flush(&self.inner.db).await
     }
 
     /// The cache's own statement connections now (`ai.cache.connections` at most).
@@ -621,7 +620,7 @@ async fn flush_hits_periodically(inner: std::sync::Weak<Inner>, interval: Durati
     loop {
         ticks.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        if let Err(error) = inner.hits.flush(inner.db.primary()).await {
+        if let Err(error) = inner.hits.flush(&inner.db).await {
             tracing::warn!(%error, "writing cache hit counts failed; they are kept for the next flush");
         }
     }
@@ -800,11 +799,13 @@ impl ResponseCache for PgResponseCache {
         let mut removed_total = 0_u64;
         loop {
             let removed: i64 = with_retry(&inner.config.retry, || async {
-                sqlx::query_scalar("SELECT ai.cleanup_expired_cache($1)")
+                let mut unit = inner.db.unit(inner.db.primary()).await?;
+                let removed: i64 = sqlx::query_scalar("SELECT ai.cleanup_expired_cache($1)")
                     .bind(i32::try_from(batch).unwrap_or(i32::MAX))
-                    .fetch_one(inner.db.primary())
-                    .await
-                    .map_err(AiError::from)
+                    .fetch_one(&mut *unit)
+                    .await?;
+                unit.finish().await?;
+                Ok::<_, AiError>(removed)
             })
             .await?;
             let removed = u64::try_from(removed).unwrap_or(0);

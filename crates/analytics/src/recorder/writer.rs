@@ -73,7 +73,8 @@ impl Writer {
         control: mpsc::Receiver<Control>,
     ) -> Self {
         Self {
-            options: db.primary().connect_options().as_ref().clone(),
+            // A session: its statements and COPYs run outside transactions.
+            options: db.session_options().clone(),
             connection: None,
             config,
             counters,

@@ -51,11 +51,11 @@ async fn partitions_are_created_ahead_and_dropped_whole_by_retention() {
     assert_eq!(report.created, 2 * 5, "{report:?}");
     let expected: Vec<NaiveDate> = (-1..=3).map(day).collect();
     assert_eq!(
-        partitions::days(fx.db.pool(), "events").await.unwrap(),
+        partitions::days(&fx.db.db(), "events").await.unwrap(),
         expected
     );
     assert_eq!(
-        partitions::days(fx.db.pool(), "metrics").await.unwrap(),
+        partitions::days(&fx.db.db(), "metrics").await.unwrap(),
         expected
     );
     let moved: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -89,7 +89,7 @@ async fn partitions_are_created_ahead_and_dropped_whole_by_retention() {
     let report = analytics.maintain_partitions().await.unwrap();
     assert_eq!(report.dropped, 2 * 5, "{report:?}");
     assert_eq!(
-        partitions::days(fx.db.pool(), "events").await.unwrap(),
+        partitions::days(&fx.db.db(), "events").await.unwrap(),
         expected
     );
     assert_eq!(fx.count("SELECT count(*) FROM analytics.events").await, 1);
@@ -127,7 +127,7 @@ async fn only_the_schema_s_partitioned_tables_are_accepted() {
         Some("22023")
     );
     assert!(
-        partitions::create(fx.db.pool(), Utc::now().date_naive(), 400)
+        partitions::create(&fx.db.db(), Utc::now().date_naive(), 400)
             .await
             .is_err()
     );

@@ -5,6 +5,7 @@ mod cluster;
 mod direct;
 mod errors;
 mod migrate;
+mod pooling;
 mod replica;
 mod support;
 mod test_db;

@@ -39,7 +39,7 @@ use rows::{TRANSFER_COLUMNS, TransferRow};
 macro_rules! in_transaction {
     ($ledger:expr, |$connection:ident| $body:expr) => {
         with_retry(&$ledger.config.retry, || async {
-            let mut transaction = $ledger.db.primary().begin().await?;
+            let mut transaction = $ledger.db.begin().await?;
             let $connection: &mut PgConnection = &mut transaction;
             let value = $body.await?;
             transaction.commit().await?;
@@ -49,17 +49,19 @@ macro_rules! in_transaction {
     };
 }
 
-/// Runs `$body` on a pooled connection (one read, or one self-contained statement), retrying
-/// when that may succeed.
+/// Runs `$body` on a pooled connection (one read, or one self-contained statement) as one
+/// [`db_core::Unit`], retrying when that may succeed.
 macro_rules! on_connection {
     ($ledger:expr, |$connection:ident| $body:expr) => {
         on_connection!($ledger, $ledger.db.primary(), |$connection| $body)
     };
     ($ledger:expr, $pool:expr, |$connection:ident| $body:expr) => {
         with_retry(&$ledger.config.retry, || async {
-            let mut pooled = $pool.acquire().await?;
-            let $connection: &mut PgConnection = &mut pooled;
-            $body.await
+            let mut unit = $ledger.db.unit($pool).await?;
+            let $connection: &mut PgConnection = &mut unit;
+            let value = $body.await?;
+            unit.finish().await?;
+            Ok::<_, LedgerError>(value)
         })
         .await
     };
@@ -148,12 +150,7 @@ pub struct PgLedger {
 
 impl PgLedger {
     pub fn new(db: Db, config: LedgerConfig) -> Self {
-        let options = db.primary().connect_options().as_ref().clone();
-        let engine = DirectPool::new(
-            options,
-            config.engine_connections,
-            db.primary().options().get_acquire_timeout(),
-        );
+        let engine = DirectPool::on(&db, config.engine_connections, &[]);
         Self { db, engine, config }
     }
 
@@ -177,16 +174,20 @@ impl PgLedger {
     ) -> Result<Vec<Result<Applied, LedgerError>>, LedgerError> {
         let results = with_retry(&self.config.retry, || async {
             let mut connection = self.engine.acquire().await?;
-            let results = engine::submit(&mut connection, requests, mode).await;
+            let mut scope = connection.scope().await?;
+            let results = engine::submit(&mut scope, requests, mode).await;
             // A statement the server answered, even with an error, leaves the connection
             // ready; anything else (a broken socket) closes it.
-            let answered = match &results {
-                Ok(_) => true,
-                Err(LedgerError::Db(error)) => error.sqlstate().is_some(),
-                Err(_) => true,
-            };
-            if answered {
-                connection.release();
+            match &results {
+                Ok(_) => {
+                    scope.finish().await?;
+                    connection.release();
+                }
+                Err(LedgerError::Db(error)) if error.sqlstate().is_none() => {}
+                Err(_) => {
+                    drop(scope);
+                    connection.release();
+                }
             }
             results
         })
