@@ -168,11 +168,22 @@ pub fn connection_budget(settings: &Settings) -> Vec<(String, usize)> {
             cache,
         ));
     }
+    // Sessions of their own: behind a pooler in transaction mode they go to session_url.
+    let session = match settings.database.pooling {
+        db_core::Pooling::Session => "",
+        db_core::Pooling::Transaction => ", database.session_url",
+    };
+    if settings.manages("ai") && settings.ai.cache.local_entries > 0 {
+        parts.push((
+            format!("AI cache change notifications (ai.cache.local_entries{session})"),
+            1,
+        ));
+    }
     if settings.manages("analytics") {
-        parts.push(("analytics recorder".to_owned(), 1));
+        parts.push((format!("analytics recorder (COPY{session})"), 1));
     }
     if settings.orchestrator.enabled {
-        parts.push(("supervision lock".to_owned(), 1));
+        parts.push((format!("supervision lock (advisory{session})"), 1));
     }
     parts
 }

@@ -83,7 +83,11 @@ async fn execute(cli: &Cli, report: &Report) -> Result<ExitCode, anyhow::Error> 
         migrations,
     } = app_config::load::<Settings>(cli.config.as_deref())?;
     if let Some(url) = &cli.database_url {
+        // The URL given is where the migrator works, as a session: a configuration's pooler
+        // and session_url are the api-server's.
         database.url = Some(url.clone());
+        database.session_url = None;
+        database.pooling = db_core::Pooling::Session;
     }
     let (sets, action) = match &cli.command {
         Command::Up {

@@ -16,7 +16,8 @@
 //! Architecture invariant: db-core depends on no crate of this workspace and knows nothing of
 //! HTTP or of any schema owner's tables (beyond embedding the core set's files). It reads no
 //! configuration itself; the only environment it consults is where PostgreSQL's programs are
-//! installed (`PG_BIN`, `PATH`) and, in the `testing` feature, `TEST_DATABASE_URL`.
+//! installed (`PG_BIN`, `PATH`) and, in the `testing` feature, `TEST_DATABASE_URL` and
+//! `PGBOUNCER`.
 
 pub mod cluster;
 mod config;
