@@ -13,7 +13,8 @@
 //!   writes, [`Unit`] for reads and self-contained statements.
 //! - **Session state does not stay.** A part's role and the statement timeout cannot come in the
 //!   startup packet (PgBouncer refuses its `options`), so each transaction starts with
-//!   `SET LOCAL` of both, in the `BEGIN`'s round trip ([`Db::begin_statement`](crate::Db::begin_statement)).
+//!   `SET LOCAL` of both, in the `BEGIN`'s round trip
+//!   ([`Db::begin_statement`](crate::Db::begin_statement)).
 //! - **Named prepared statements clash** (they belong to a server connection, not to the
 //!   client): the statement cache is off on pooled connections.
 //!
@@ -72,8 +73,9 @@ pub(crate) fn begin_statement(role: Option<&str>, statement_timeout_ms: Option<u
 }
 
 /// Statements that must meet one server session: a connection of the pool when connections are
-/// sessions, a transaction (begun by [`Db::begin_statement`](crate::Db::begin_statement)) behind a pooler in transaction mode.
-/// [`finish`](Self::finish) commits that transaction; dropped unfinished, it rolls back.
+/// sessions, a transaction (begun by [`Db::begin_statement`](crate::Db::begin_statement))
+/// behind a pooler in transaction mode. [`finish`](Self::finish) commits that transaction;
+/// dropped unfinished, it rolls back.
 pub struct Unit {
     inner: UnitInner,
 }
