@@ -176,7 +176,7 @@ impl DirectConnection {
 
     /// This connection for one statement (or a few that belong together): itself on a
     /// session, a transaction begun with the pool's role and settings behind a pooler in
-    /// transaction mode. End it with [`Scope::finish`] before [`release`](Self::release).
+    /// transaction mode. End it with [`Scope::end`] before [`release`](Self::release).
     pub async fn scope(&mut self) -> Result<Scope<'_>, DbError> {
         Ok(match self.pool.begin.clone() {
             None => Scope::Session(self),
@@ -187,20 +187,52 @@ impl DirectConnection {
 }
 
 /// A [`DirectConnection`] for the statements of one call: see [`DirectConnection::scope`].
-/// Dropped unfinished, its transaction (behind a pooler) rolls back before the connection's
-/// next statement.
+/// End it with [`end`](Self::end) before releasing the connection: one dropped unfinished
+/// rolls back only with the connection's next statement, and until then keeps its server
+/// connection from the pooler's other clients.
 pub enum Scope<'c> {
     Session(&'c mut PgConnection),
     Pooled(sqlx::Transaction<'c, sqlx::Postgres>),
 }
 
-impl Scope<'_> {
-    /// Commits the transaction behind a pooler (a failed commit is this call's error).
-    pub async fn finish(self) -> Result<(), DbError> {
-        if let Self::Pooled(transaction) = self {
-            transaction.commit().await?;
+/// How the statements of a [`Scope`] ended, as [`Scope::end`] needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// They completed: behind a pooler, their transaction is committed.
+    Completed,
+    /// The server refused one (it answered with an error): the connection is still good.
+    Refused,
+    /// No answer came (a broken socket, a cancelled call): the connection is not to be reused.
+    Broken,
+}
+
+impl Ended {
+    /// [`Completed`](Self::Completed) for `Ok`; for an error, [`Refused`](Self::Refused)
+    /// when `server_answered` says the server sent it, else [`Broken`](Self::Broken).
+    pub fn of<T, E>(result: &Result<T, E>, server_answered: impl FnOnce(&E) -> bool) -> Self {
+        match result {
+            Ok(_) => Self::Completed,
+            Err(error) if server_answered(error) => Self::Refused,
+            Err(_) => Self::Broken,
         }
-        Ok(())
+    }
+}
+
+impl Scope<'_> {
+    /// Ends the scope as its statements `ended`: commits behind a pooler what completed (a
+    /// failed commit is this call's error), rolls back what was refused. `Ok(true)`: the
+    /// connection stands ready for [`DirectConnection::release`]; `Ok(false)`: drop it, which
+    /// closes it (a broken one, or one that could not even roll back).
+    pub async fn end(self, ended: Ended) -> Result<bool, DbError> {
+        match (self, ended) {
+            (_, Ended::Broken) => Ok(false),
+            (Self::Session(_), _) => Ok(true),
+            (Self::Pooled(transaction), Ended::Completed) => {
+                transaction.commit().await?;
+                Ok(true)
+            }
+            (Self::Pooled(transaction), Ended::Refused) => Ok(transaction.rollback().await.is_ok()),
+        }
     }
 }
 

@@ -38,7 +38,7 @@ pub mod testing;
 pub use cluster::{ClusterError, Durability, LocalCluster, LocalClusterConfig};
 pub use config::{DbConfig, redact_url};
 pub use db::{Db, acting_as, describe_target};
-pub use direct::{DirectConnection, DirectPool, PoolUsage, Scope};
+pub use direct::{DirectConnection, DirectPool, Ended, PoolUsage, Scope};
 pub use error::{DbError, checked_column};
 pub use pooling::{Pooling, Unit};
 pub use retry::{RetryPolicy, RetryableError, with_retry};

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use db_core::{Db, DirectPool, with_retry};
+use db_core::{Db, DirectPool, Ended, with_retry};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -254,16 +254,12 @@ macro_rules! on_statement_connection {
             let mut scope = pooled.scope().await?;
             let $connection: &mut PgConnection = &mut scope;
             let result = $body.await;
-            match &result {
-                Ok(_) => {
-                    scope.finish().await?;
-                    pooled.release();
-                }
-                Err(AiError::Db(error)) if error.sqlstate().is_none() => {}
-                Err(_) => {
-                    drop(scope);
-                    pooled.release();
-                }
+            let ended = Ended::of(&result, |error| match error {
+                AiError::Db(error) => error.sqlstate().is_some(),
+                _ => true,
+            });
+            if scope.end(ended).await? {
+                pooled.release();
             }
             result
         })

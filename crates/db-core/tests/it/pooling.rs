@@ -7,7 +7,7 @@ use std::time::Duration;
 use db_core::sqlx;
 use db_core::testing::TestDb;
 use db_core::testing::pgbouncer::PgBouncer;
-use db_core::{Db, DbConfig, DirectPool, Pooling};
+use db_core::{Db, DbConfig, DirectPool, Ended, Pooling};
 
 /// A role the test login (a superuser) may act as without creating one.
 const ROLE: &str = "pg_read_all_stats";
@@ -110,9 +110,37 @@ async fn units_behind_pgbouncer_in_transaction_mode_answer_right_as_the_role() {
             .fetch_one(&mut *scope)
             .await
             .unwrap();
-    scope.finish().await.unwrap();
+    assert!(scope.end(Ended::Completed).await.unwrap());
     connection.release();
     assert_eq!((role.as_str(), work_mem.as_str()), (ROLE, "7MB"));
+    // A refused statement's transaction is rolled back before the connection goes back: the
+    // next caller of that connection (the only idle one) starts clean.
+    let mut connection = private.acquire().await.unwrap();
+    let mut scope = connection.scope().await.unwrap();
+    let refused = sqlx::query("SELECT 1 / $1")
+        .bind(0)
+        .execute(&mut *scope)
+        .await;
+    assert!(refused.is_err());
+    assert!(scope.end(Ended::Refused).await.unwrap());
+    connection.release();
+    // Idle, it holds no server connection (a transaction left open would pin one).
+    let pinned = bouncer
+        .show("POOLS")
+        .into_iter()
+        .find(|row| row.get("database").map(String::as_str) == Some(db.name()))
+        .and_then(|row| row.get("sv_active").cloned());
+    assert_eq!(pinned.as_deref(), Some("0"));
+    let mut connection = private.acquire().await.unwrap();
+    let mut scope = connection.scope().await.unwrap();
+    let answer: i32 = sqlx::query_scalar("SELECT $1::int")
+        .bind(7)
+        .fetch_one(&mut *scope)
+        .await
+        .unwrap();
+    assert!(scope.end(Ended::Completed).await.unwrap());
+    connection.release();
+    assert_eq!(answer, 7);
 
     // Session-bound work reaches the server itself: PgBouncer has no backend pid of its own
     // to give, and a session lock outlives transactions there.

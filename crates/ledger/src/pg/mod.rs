@@ -16,7 +16,7 @@ mod wallets;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use db_core::{Db, DirectPool, RetryPolicy, with_retry};
+use db_core::{Db, DirectPool, Ended, RetryPolicy, with_retry};
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::amount::Asset;
@@ -178,16 +178,12 @@ impl PgLedger {
             let results = engine::submit(&mut scope, requests, mode).await;
             // A statement the server answered, even with an error, leaves the connection
             // ready; anything else (a broken socket) closes it.
-            match &results {
-                Ok(_) => {
-                    scope.finish().await?;
-                    connection.release();
-                }
-                Err(LedgerError::Db(error)) if error.sqlstate().is_none() => {}
-                Err(_) => {
-                    drop(scope);
-                    connection.release();
-                }
+            let ended = Ended::of(&results, |error| match error {
+                LedgerError::Db(error) => error.sqlstate().is_some(),
+                _ => true,
+            });
+            if scope.end(ended).await? {
+                connection.release();
             }
             results
         })
