@@ -11,8 +11,9 @@
 //! each with wrk's p99, and the api-server's resident memory under that load; and
 //! `GET /health` by wrk, the HTTP work alone, from which the ceiling of the cache reads on
 //! this machine follows (see [`record_ceiling`]). The server is the
-//! release `api-server` binary (built by the benchmark if missing) with its default settings,
-//! pointed at the benchmark's cluster.
+//! release `api-server` binary (built by the benchmark from the current sources, or the one
+//! `FODI_BENCH_API_SERVER` names) with its default settings, pointed at the benchmark's
+//! cluster.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -51,7 +52,12 @@ const P99_TARGET_MS: f64 = 10.0;
 const RSS_TARGET_KIB: f64 = 100.0 * 1024.0;
 
 pub async fn run(options: &Options) -> anyhow::Result<Vec<Measurement>> {
-    let binary = release_binary("api-server")?;
+    // FODI_BENCH_API_SERVER=PATH measures that binary instead (another build, for an A/B of
+    // two commits in alternating runs); by default the current sources' release build.
+    let binary = match std::env::var_os("FODI_BENCH_API_SERVER") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => release_binary("api-server")?,
+    };
     which("wrk").context("wrk is needed (Debian: apt-get install wrk)")?;
     let bench = BenchCluster::start(
         vec![
