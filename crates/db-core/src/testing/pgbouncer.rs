@@ -24,6 +24,8 @@ pub struct PgBouncer {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// The first of its users, allowed on the admin console.
+    admin: String,
 }
 
 impl PgBouncer {
@@ -34,6 +36,7 @@ impl PgBouncer {
     /// # Panics
     /// When PgBouncer is not installed or does not start.
     pub async fn start(server: &PgConnectOptions, users: &[&str], pool_size: u32) -> Self {
+        let admin = (*users.first().expect("at least one user")).to_owned();
         let (dir, server_user) = super::cluster_dir("fodi-pgbouncer");
         let port = free_port();
         let server_host = match server.get_socket() {
@@ -63,18 +66,23 @@ impl PgBouncer {
              pidfile = {dir}/pgbouncer.pid\n",
             server_port = server.get_port(),
             dir = dir.display(),
-            admin = users.first().expect("at least one user"),
         );
         let ini_path = dir.join("pgbouncer.ini");
         write_owned(&server_user, &ini_path, &ini);
         let child = server_user
             .command(&program())
             .arg(&ini_path)
+            // It logs to its logfile and to standard error: the file is kept, read by `log`.
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .expect("pgbouncer starts (install Debian's pgbouncer, or set PGBOUNCER)");
-        let bouncer = Self { child, port, dir };
+        let bouncer = Self {
+            child,
+            port,
+            dir,
+            admin,
+        };
         bouncer.wait_until_listening().await;
         bouncer
     }
@@ -109,7 +117,7 @@ impl PgBouncer {
                 "--dbname=pgbouncer",
             ])
             .arg(format!("--port={}", self.port))
-            .arg(format!("--username={}", self.admin()))
+            .arg(format!("--username={}", self.admin))
             .arg(format!("--command=SHOW {what}"))
             .output()
             .expect("psql runs");
@@ -135,11 +143,6 @@ impl PgBouncer {
     /// Its log so far (connections, errors), for a failing test's message.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
-    }
-
-    fn admin(&self) -> String {
-        let userlist = std::fs::read_to_string(self.dir.join("userlist.txt")).unwrap_or_default();
-        userlist.split('"').nth(1).unwrap_or("postgres").to_owned()
     }
 
     async fn wait_until_listening(&self) {
