@@ -1,7 +1,8 @@
 //! The api-server with `database.url` on a real PgBouncer in transaction mode (four server
-//! connections for all its pools): users, wallets, concurrent transfers, the AI cache and
-//! conversations, analytics, and the background jobs work; the ledger's invariants and chain
-//! hold; PgBouncer's `SHOW STATS` proves the traffic went through it.
+//! connections for all its pools) and `session_url` on PostgreSQL: users, wallets, concurrent
+//! transfers, the AI cache (its in-process tier listening on a session) and conversations,
+//! analytics, the background jobs and the supervision election work; the ledger's invariants
+//! and chain hold; PgBouncer's `SHOW POOLS` and `SHOW STATS` prove the traffic went through it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,10 +49,31 @@ async fn the_server_works_through_pgbouncer_in_transaction_mode() {
     settings.jobs.partition_maintenance = Duration::from_millis(200);
     settings.jobs.ai_maintenance = Duration::from_millis(200);
     settings.ledger.block_size = 16;
+    // The session-bound parts: the supervision election (a supervised backend) and the AI
+    // cache's in-process tier (LISTEN).
+    let backend_port = test_support::free_port();
+    settings.orchestrator.enabled = true;
+    settings.orchestrator.binary = Some("/usr/bin/python3".into());
+    settings.orchestrator.args = vec![
+        test_support::child_script(),
+        "--port".into(),
+        backend_port.to_string(),
+    ];
+    settings.orchestrator.url = format!("http://127.0.0.1:{backend_port}");
+    settings.ai.cache.local_entries = 1_000;
     let (base, handle, running) = spawn(settings).await;
     let api = Arc::new(Api::new(&base));
     let (status, ready) = api.get("/ready").await;
     assert_eq!(status, 200, "{ready}\n{}", bouncer.log());
+    let supervising = test_support::eventually(Duration::from_secs(15), || async {
+        let (_, backend) = api.get("/api/v1/admin/backend/status").await;
+        backend["state"] == "running"
+    })
+    .await;
+    assert!(
+        supervising,
+        "the election (on session_url) never started the backend"
+    );
 
     // Six wallets of 10 tokens.
     const WALLETS: usize = 6;
@@ -146,6 +168,19 @@ async fn the_server_works_through_pgbouncer_in_transaction_mode() {
             (200, &json!({ "dishes": ["soup"] }))
         );
     }
+    // Replaced: the in-process tier, told by its LISTEN session, serves the new value.
+    let (status, _) = api
+        .put(
+            &entry,
+            json!({ "value": { "dishes": ["stew"] }, "ttl_seconds": 60 }),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let fresh = test_support::eventually(Duration::from_secs(5), || async {
+        api.get(&entry).await.1["value"] == json!({ "dishes": ["stew"] })
+    })
+    .await;
+    assert!(fresh, "the replaced entry was never served");
     let (status, conversation) = api
         .post(
             &format!("/api/v1/ai/users/{}/conversations", users[1]),
