@@ -19,14 +19,14 @@ pub struct DbConfig {
     /// `postgres://user:password@host:port/database`; a socket directory can be given as
     /// `?host=/path`. `None` means "use the embedded cluster".
     pub url: Option<String>,
-    /// How the connections of `url` and `replica_url` reach PostgreSQL: `"session"` (directly,
-    /// or through a pooler in session mode) or `"transaction"` (through a pooler in transaction
-    /// mode such as PgBouncer's `pool_mode = transaction`; see docs/scaling.md).
+    /// How the connections of `url` and `replica_url` reach PostgreSQL: `"session"` (directly)
+    /// or `"transaction"` (through a pooler such as PgBouncer, meant for its
+    /// `pool_mode = transaction`; see docs/scaling.md).
     pub pooling: crate::pooling::Pooling,
     /// Where work that needs a session of its own connects (migrations and the supervision
     /// election hold advisory locks, the AI cache's in-process tier listens for changes):
-    /// PostgreSQL itself, or a pooler in session mode. Defaults to `url`; required with
-    /// `pooling = "transaction"`.
+    /// PostgreSQL itself (its connections take their role and settings in the startup packet,
+    /// which PgBouncer refuses). Defaults to `url`; required with `pooling = "transaction"`.
     pub session_url: Option<String>,
     /// A read replica for queries that tolerate replication lag. `None`: reads go to the primary.
     pub replica_url: Option<String>,
@@ -77,7 +77,7 @@ impl DbConfig {
         if self.pooling == crate::pooling::Pooling::Transaction && self.session_url.is_none() {
             return Err(crate::settings::InvalidSetting::new(
                 "session_url",
-                "must name PostgreSQL itself (or a pooler in session mode) when pooling is \
+                "must name PostgreSQL itself when pooling is \
                  \"transaction\": migrations, the supervision election and the AI cache's \
                  change notifications need a session of their own",
             ));

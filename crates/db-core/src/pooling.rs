@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Acquire, AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 
 use crate::error::DbError;
 
@@ -35,13 +35,13 @@ use crate::error::DbError;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
-    /// Each connection is a session of its own: PostgreSQL itself, or a pooler in session
-    /// mode.
+    /// Each connection is a session of its own with PostgreSQL itself: the role and the
+    /// settings come in its startup packet.
     #[default]
     Session,
-    /// A pooler in transaction mode: every statement runs in a transaction that starts by
-    /// taking the part's role and the statement timeout; session-bound work goes to
-    /// `session_url`.
+    /// A pooler (PgBouncer, meant for transaction mode; it refuses the startup packet's
+    /// `options` in any mode): every statement runs in a transaction that starts by taking the
+    /// part's role and the statement timeout; session-bound work goes to `session_url`.
     Transaction,
 }
 
@@ -102,12 +102,6 @@ impl Unit {
             transaction.commit().await?;
         }
         Ok(())
-    }
-
-    /// A transaction on this unit's connection, for statements that must apply together.
-    pub async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, DbError> {
-        // Behind a pooler this is a savepoint in the unit's transaction.
-        Ok((&mut **self).begin().await?)
     }
 }
 
