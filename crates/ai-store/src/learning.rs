@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use sqlx::types::Json;
-use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::error::AiError;
@@ -190,13 +190,13 @@ fn check_example(example: &NewExample) -> Result<serde_json::Value, AiError> {
 
 /// Writes the scope's examples from `connection`, which holds no transaction yet.
 async fn export_on(
-    connection: &mut PgConnection,
+    transaction: &mut PgConnection,
     scope: &ExportScope,
     out: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<u64, AiError> {
-    // A cursor lives in a transaction; read only, and at one snapshot, so the export is
-    // consistent however long it takes.
-    let mut transaction = connection.begin().await?;
+    // `transaction` has just begun (a cursor lives in a transaction): read only, and at one
+    // snapshot, so the export is consistent however long it takes. Not a savepoint of its
+    // own, where the isolation level can no longer be set.
     sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *transaction)
         .await?;
@@ -235,7 +235,6 @@ async fn export_on(
         }
     }
     out.flush().await.map_err(AiError::Export)?;
-    transaction.commit().await?;
     Ok(written)
 }
 
@@ -302,9 +301,9 @@ impl LearningLog for PgAiStore {
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<u64, AiError> {
         // Not retried: lines written before a failure cannot be taken back.
-        let mut unit = self.db.unit(self.db.primary()).await?;
-        let exported = export_on(&mut unit, scope, out).await?;
-        unit.finish().await?;
+        let mut transaction = self.db.begin().await?;
+        let exported = export_on(&mut transaction, scope, out).await?;
+        transaction.commit().await?;
         Ok(exported)
     }
 }

@@ -9,6 +9,12 @@
 //! test, process and run (it works the same under `cargo test` and `cargo nextest`, which runs
 //! each test in its own process). It keeps running after the tests so the next run starts at
 //! once; `pg_ctl -D <tmp>/fodi-test-pg-<uid>/data stop` (or `just db-stop`) stops it.
+//!
+//! With `TEST_PGBOUNCER_URL` set (a URL with `{database}` standing for the database's name, of
+//! a PgBouncer in transaction mode in front of that server), [`TestDb::db`] is a
+//! `pooling = "transaction"` [`Db`] through it, its `session_url` the server itself: the code
+//! under test then runs through the pooler, while [`TestDb::pool`] (the tests' own setup and
+//! checks) stays direct. `.ci/pooled-suite` runs the crates' suites so.
 
 pub mod pgbouncer;
 pub mod replica;
@@ -100,6 +106,8 @@ impl TestServer {
 pub struct TestDb {
     name: String,
     pool: PgPool,
+    /// Through `TEST_PGBOUNCER_URL`, when it is set.
+    pooled: Option<Db>,
     server: &'static TestServer,
     dropped: bool,
 }
@@ -153,9 +161,14 @@ impl TestDb {
             .max_connections(POOL_SIZE)
             .test_before_acquire(false)
             .connect_lazy_with(server.admin.clone().database(&name));
+        let pooled = match std::env::var("TEST_PGBOUNCER_URL") {
+            Ok(pattern) => Some(through_pgbouncer(&pattern, server, &name).await),
+            Err(_) => None,
+        };
         Self {
             name,
             pool,
+            pooled,
             server,
             dropped: false,
         }
@@ -183,9 +196,12 @@ impl TestDb {
         crate::UserId(id)
     }
 
-    /// A [`Db`] over this database's pool.
+    /// A [`Db`] over this database's pool; through PgBouncer with `TEST_PGBOUNCER_URL`.
     pub fn db(&self) -> Db {
-        Db::from_pool(self.pool.clone())
+        match &self.pooled {
+            Some(pooled) => pooled.clone(),
+            None => Db::from_pool(self.pool.clone()),
+        }
     }
 
     /// Connection options for this database (for extra pools or single connections).
@@ -201,6 +217,9 @@ impl TestDb {
     /// Closes the pool and drops the database, waiting for both.
     pub async fn close(mut self) {
         self.pool.close().await;
+        if let Some(pooled) = &self.pooled {
+            pooled.close().await;
+        }
         let statement = format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_identifier(&self.name)
@@ -417,6 +436,20 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A `pooling = "transaction"` [`Db`] of database `name` through the PgBouncer of `pattern`
+/// (`{database}` standing for the name), its sessions on `server` itself.
+async fn through_pgbouncer(pattern: &str, server: &TestServer, name: &str) -> Db {
+    let config = crate::DbConfig {
+        pooling: crate::Pooling::Transaction,
+        session_url: Some(server.url(name)),
+        max_connections: POOL_SIZE,
+        ..crate::DbConfig::with_url(pattern.replace("{database}", name))
+    };
+    Db::connect(&config)
+        .await
+        .unwrap_or_else(|error| panic!("cannot reach {name} through TEST_PGBOUNCER_URL: {error}"))
 }
 
 /// A new private directory for a cluster of one test (`<temp>/<prefix>-<pid>-<n>`), handed to

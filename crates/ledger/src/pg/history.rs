@@ -220,28 +220,22 @@ pub(crate) const BALANCE_AT_SQL: &str = "WITH horizon AS (
                                           AND (counted.before_lower OR counted.created_at <= $2)), 0))::bigint
                 END";
 
-/// Settles the history up to the newest final entry, at most `max_seqs` sequence numbers per
-/// step and `max_steps` steps, writing the wallets' checkpoints; returns how many sequence
-/// numbers it settled. A mark taken by one call becomes final once every transaction running
-/// at that moment has ended, so the next call settles what this one saw.
-pub(crate) async fn settle(
+/// One step of settling the history up to the newest final entry: at most `max_seqs` sequence
+/// numbers, writing the wallets' checkpoints; returns how many it settled (0: nothing left).
+/// `blockchain.advance_history` refuses to share its transaction, so `connection` must hold
+/// none of this caller's work: each step is a transaction (a unit) of its own. A mark taken by
+/// one step becomes final once every transaction running at that moment has ended, so a later
+/// step settles what this one saw.
+pub(crate) async fn settle_step(
     connection: &mut PgConnection,
     max_seqs: u32,
-    max_steps: u32,
 ) -> Result<u64, LedgerError> {
-    let mut settled = 0u64;
-    for _ in 0..max_steps {
-        let step: i64 = sqlx::query_scalar("SELECT blockchain.advance_history($1, $2)")
-            .bind(i64::from(max_seqs.max(1)))
-            .bind(CHECKPOINT_EVERY)
-            .fetch_one(&mut *connection)
-            .await?;
-        if step == 0 {
-            break;
-        }
-        settled += step as u64;
-    }
-    Ok(settled)
+    let step: i64 = sqlx::query_scalar("SELECT blockchain.advance_history($1, $2)")
+        .bind(i64::from(max_seqs.max(1)))
+        .bind(CHECKPOINT_EVERY)
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(u64::try_from(step).unwrap_or(0))
 }
 
 /// Entries between two checkpoints of a wallet, at most: what a history read scans beyond

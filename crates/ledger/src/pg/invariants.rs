@@ -12,15 +12,16 @@
 //! consistent ledger look inconsistent. It reads the whole history: meant for tests, audits and
 //! periodic checks, not for the request path.
 
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::LedgerError;
 use crate::ids::WalletId;
 use crate::model::{InvariantReport, Violation};
 
-pub(crate) async fn check(connection: &mut PgConnection) -> Result<InvariantReport, LedgerError> {
-    let mut transaction = connection.begin().await?;
+/// Runs on `transaction`, just begun (by the caller: the isolation level is set here, which a
+/// savepoint could no longer do).
+pub(crate) async fn check(transaction: &mut PgConnection) -> Result<InvariantReport, LedgerError> {
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *transaction)
         .await?;
@@ -180,7 +181,6 @@ pub(crate) async fn check(connection: &mut PgConnection) -> Result<InvariantRepo
     )
     .fetch_one(&mut *transaction)
     .await?;
-    transaction.commit().await?;
     Ok(InvariantReport {
         assets: assets.len() as i64,
         wallets,

@@ -472,7 +472,19 @@ impl Ledger for PgLedger {
     }
 
     async fn settle_history(&self, max_seqs: u32) -> Result<u64, LedgerError> {
-        on_connection!(self, |connection| history::settle(connection, max_seqs, 10))
+        /// Steps of one call, each a unit of its own.
+        const STEPS: u32 = 10;
+        let mut settled = 0;
+        for _ in 0..STEPS {
+            let step = on_connection!(self, |connection| history::settle_step(
+                connection, max_seqs
+            ))?;
+            if step == 0 {
+                break;
+            }
+            settled += step;
+        }
+        Ok(settled)
     }
 
     async fn statement(
@@ -531,7 +543,8 @@ impl Ledger for PgLedger {
     }
 
     async fn check_invariants(&self) -> Result<InvariantReport, LedgerError> {
-        on_connection!(self, |connection| invariants::check(connection))
+        // Each of these three sets its snapshot's isolation first: a transaction of its own.
+        in_transaction!(self, |connection| invariants::check(connection))
     }
 
     async fn seal_status(&self) -> Result<crate::SealStatus, LedgerError> {
@@ -556,7 +569,7 @@ impl Ledger for PgLedger {
         id: TransferId,
         pinned_height: Option<i64>,
     ) -> Result<Option<seal::proof::InclusionProof>, LedgerError> {
-        on_connection!(self, |connection| seal::inclusion_proof(
+        in_transaction!(self, |connection| seal::inclusion_proof(
             connection,
             id,
             pinned_height
@@ -568,7 +581,7 @@ impl Ledger for PgLedger {
         from_height: i64,
         to_height: Option<i64>,
     ) -> Result<ChainVerification, LedgerError> {
-        on_connection!(self, |connection| seal::verify(
+        in_transaction!(self, |connection| seal::verify(
             connection,
             from_height,
             to_height

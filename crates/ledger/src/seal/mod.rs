@@ -265,8 +265,11 @@ pub(crate) async fn blocks(
 /// transfers as they are now; stops at the first mismatch. A range starting above zero takes
 /// the block before it as it is stored (verified by an earlier run), so a periodic check can
 /// go on from where the last one stopped. A range ending before it starts is empty.
+///
+/// Runs on `transaction`, just begun by the caller (the isolation level is set here, which a
+/// savepoint could no longer do).
 pub(crate) async fn verify(
-    connection: &mut PgConnection,
+    transaction: &mut PgConnection,
     from_height: i64,
     to_height: Option<i64>,
 ) -> Result<ChainVerification, LedgerError> {
@@ -276,7 +279,6 @@ pub(crate) async fn verify(
             reason: "heights are 0 or more".into(),
         });
     }
-    let mut transaction = connection.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *transaction)
         .await?;
@@ -287,7 +289,7 @@ pub(crate) async fn verify(
     };
     let mut previous: Option<Block> = match from_height {
         0 => None,
-        from => blocks(&mut transaction, from - 1, 1)
+        from => blocks(&mut *transaction, from - 1, 1)
             .await?
             .into_iter()
             .find(|block| block.height == from - 1),
@@ -295,7 +297,6 @@ pub(crate) async fn verify(
     if from_height > 0 && previous.is_none() {
         // The block the range follows is not there: the chain is shorter than the caller knew
         // it (blocks deleted), or the range starts past its end.
-        transaction.commit().await?;
         report.first_invalid = Some(InvalidBlock {
             height: from_height - 1,
             problem: BlockProblem::MissingHeight,
@@ -304,7 +305,7 @@ pub(crate) async fn verify(
     }
     let mut next_height = from_height;
     'pages: loop {
-        let page = blocks(&mut transaction, next_height, 200).await?;
+        let page = blocks(&mut *transaction, next_height, 200).await?;
         if page.is_empty() {
             break;
         }
@@ -313,7 +314,7 @@ pub(crate) async fn verify(
                 break 'pages;
             }
             let problem =
-                check_block(&mut transaction, &block, previous.as_ref(), &mut report).await?;
+                check_block(&mut *transaction, &block, previous.as_ref(), &mut report).await?;
             report.blocks_checked += 1;
             if let Some(problem) = problem {
                 report.first_invalid = Some(InvalidBlock {
@@ -326,7 +327,6 @@ pub(crate) async fn verify(
             previous = Some(block);
         }
     }
-    transaction.commit().await?;
     Ok(report)
 }
 
@@ -388,12 +388,13 @@ async fn block_transfers(
 /// own block when `None`; never an earlier one, which commits to nothing after it).
 /// `Ok(None)`: no such transfer. `NotSealed`: not in a block yet, or the pinned block does not
 /// exist yet.
+///
+/// Runs on `transaction`, just begun by the caller, as [`verify`].
 pub(crate) async fn inclusion_proof(
-    connection: &mut PgConnection,
+    transaction: &mut PgConnection,
     id: crate::ids::TransferId,
     pinned_height: Option<i64>,
 ) -> Result<Option<proof::InclusionProof>, LedgerError> {
-    let mut transaction = connection.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *transaction)
         .await?;
@@ -449,8 +450,7 @@ pub(crate) async fn inclusion_proof(
         .find(|previous| previous.height == block.height - 1)
         .map_or(Position::START, |previous| previous.last_position);
     run.retain(|candidate| candidate.height >= low);
-    let transfers = block_transfers(&mut transaction, after, &block).await?;
-    transaction.commit().await?;
+    let transfers = block_transfers(&mut *transaction, after, &block).await?;
     let encodings: Vec<Vec<u8>> = transfers.iter().map(encoding::transfer).collect();
     let leaves: Vec<Hash> = encodings.iter().map(|bytes| merkle::leaf(bytes)).collect();
     let index = transfers
