@@ -108,6 +108,27 @@ impl Api {
 
 const TOKEN: u64 = 1_000_000_000;
 
+/// The balances (in tokens) of `wallets` wallets that started with `start` each, once the
+/// transfers the `clients` applied (`(from, to, amount)` by wallet index) have moved it; and
+/// how many they applied.
+pub(crate) async fn expected_balances(
+    clients: Vec<tokio::task::JoinHandle<Vec<(usize, usize, i64)>>>,
+    wallets: usize,
+    start: i64,
+) -> (std::collections::HashMap<usize, i64>, usize) {
+    let mut expected: std::collections::HashMap<usize, i64> =
+        (0..wallets).map(|wallet| (wallet, start)).collect();
+    let mut count = 0;
+    for client in clients {
+        for (from, to, amount) in client.await.unwrap() {
+            *expected.get_mut(&from).unwrap() -= amount;
+            *expected.get_mut(&to).unwrap() += amount;
+            count += 1;
+        }
+    }
+    (expected, count)
+}
+
 #[tokio::test]
 async fn a_ledger_flow_over_http() {
     let db = TestDb::new(api_server::all_sets()).await;
@@ -545,7 +566,6 @@ async fn writes_need_a_token_and_reads_too_unless_configured() {
 /// acknowledged transfers say.
 #[tokio::test]
 async fn concurrent_transfers_apply_once_and_never_overdraw() {
-    use std::collections::HashMap;
     use std::sync::Arc;
 
     let db = TestDb::new(api_server::all_sets()).await;
@@ -599,15 +619,7 @@ async fn concurrent_transfers_apply_once_and_never_overdraw() {
             })
         })
         .collect();
-    let mut expected: HashMap<usize, i64> = (0..WALLETS).map(|wallet| (wallet, 10)).collect();
-    let mut count = 0;
-    for client in clients {
-        for (from, to, amount) in client.await.unwrap() {
-            *expected.get_mut(&from).unwrap() -= amount;
-            *expected.get_mut(&to).unwrap() += amount;
-            count += 1;
-        }
-    }
+    let (expected, count) = expected_balances(clients, WALLETS, 10).await;
     assert!(count > 100, "only {count} transfers applied");
     for (index, wallet) in wallets.iter().enumerate() {
         let (status, balance) = api.get(&format!("/api/v1/ledger/wallets/{wallet}")).await;

@@ -4,7 +4,6 @@
 //! analytics, the background jobs and the supervision election work; the ledger's invariants
 //! and chain hold; PgBouncer's `SHOW POOLS` and `SHOW STATS` prove the traffic went through it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,15 +121,7 @@ async fn the_server_works_through_pgbouncer_in_transaction_mode() {
             })
         })
         .collect();
-    let mut expected: HashMap<usize, i64> = (0..WALLETS).map(|wallet| (wallet, 10)).collect();
-    let mut count = 0;
-    for client in clients {
-        for (from, to, amount) in client.await.unwrap() {
-            *expected.get_mut(&from).unwrap() -= amount;
-            *expected.get_mut(&to).unwrap() += amount;
-            count += 1;
-        }
-    }
+    let (expected, count) = crate::ledger::expected_balances(clients, WALLETS, 10).await;
     assert!(count > 50, "only {count} transfers applied");
     for (index, wallet) in wallets.iter().enumerate() {
         let (status, balance) = api.get(&format!("/api/v1/ledger/wallets/{wallet}")).await;
