@@ -91,18 +91,16 @@ pub async fn readiness(db: &Db, migrator: &Migrator, jobs: &Jobs) -> Result<Read
 }
 
 async fn check(db: &Db, migrator: &Migrator, jobs: &Jobs) -> Result<Ready, String> {
-    let mut unit = db.unit(db.primary()).await.map_err(|error| {
+    let unreachable = |error: db_core::DbError| {
         tracing::warn!(%error, "readiness: database unreachable");
         "the database is unreachable".to_owned()
-    })?;
+    };
+    let mut unit = db.unit(db.primary()).await.map_err(unreachable)?;
     let statuses = migrator.status(&mut unit).await.map_err(|error| {
         tracing::warn!(%error, "readiness: cannot read migration status");
         "the migration status cannot be read".to_owned()
     })?;
-    unit.finish().await.map_err(|error| {
-        tracing::warn!(%error, "readiness: database unreachable");
-        "the database is unreachable".to_owned()
-    })?;
+    unit.finish().await.map_err(unreachable)?;
     for status in &statuses {
         let set = status.set.clone();
         metrics::gauge!("fodi_migrations_pending", "set" => set.clone())

@@ -372,12 +372,7 @@ impl Settings {
         if let Some(jwt) = shown.auth.jwt.as_mut() {
             jwt.hs256_secret = jwt.hs256_secret.as_ref().map(|_| "***".into());
         }
-        shown.database.url = shown.database.url.as_deref().map(db_core::redact_url);
-        shown.database.replica_url = shown
-            .database
-            .replica_url
-            .as_deref()
-            .map(db_core::redact_url);
+        shown.database = shown.database.redacted();
         // The backend's environment is where its own secrets are handed over.
         for value in shown.orchestrator.env.values_mut() {
             *value = "***".into();

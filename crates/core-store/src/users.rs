@@ -100,13 +100,11 @@ impl Users for PgUsers {
     }
 
     async fn get(&self, id: UserId) -> Result<User, UserError> {
-        const SQL: &str =
-            "SELECT id, email, display_name, created_at FROM public.users WHERE id = $1";
         let on_replica = self.db.reads_from_replica();
-        let found = self.find(self.db.read(), SQL, id).await?;
+        let found = self.find(self.db.read(), id).await?;
         // Not on a replica may mean not there yet: a user just created reads from the primary.
         let found = match found {
-            None if on_replica => self.find(self.db.primary(), SQL, id).await?,
+            None if on_replica => self.find(self.db.primary(), id).await?,
             found => found,
         };
         found.ok_or(UserError::NotFound(id))
@@ -114,18 +112,16 @@ impl Users for PgUsers {
 }
 
 impl PgUsers {
-    async fn find(
-        &self,
-        pool: &sqlx::PgPool,
-        sql: &'static str,
-        id: UserId,
-    ) -> Result<Option<User>, UserError> {
+    /// User `id` as `pool` (one of `self.db`'s) has it.
+    async fn find(&self, pool: &sqlx::PgPool, id: UserId) -> Result<Option<User>, UserError> {
         let mut unit = self.db.unit(pool).await?;
-        let found = sqlx::query_as(sql)
-            .bind(id)
-            .fetch_optional(&mut *unit)
-            .await
-            .map_err(DbError::from)?;
+        let found = sqlx::query_as(
+            "SELECT id, email, display_name, created_at FROM public.users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *unit)
+        .await
+        .map_err(DbError::from)?;
         unit.finish().await?;
         Ok(found)
     }

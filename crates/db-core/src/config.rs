@@ -93,6 +93,17 @@ impl DbConfig {
         }
     }
 
+    /// This configuration with the password of every URL replaced (for printing it).
+    pub fn redacted(&self) -> Self {
+        let redact = |url: &Option<String>| url.as_deref().map(redact_url);
+        Self {
+            url: redact(&self.url),
+            session_url: redact(&self.session_url),
+            replica_url: redact(&self.replica_url),
+            ..self.clone()
+        }
+    }
+
     /// Connection options parsed from `url` (session settings are applied by [`Db`](crate::Db)).
     pub fn primary_options(&self) -> Result<Option<PgConnectOptions>, DbError> {
         self.url

@@ -436,6 +436,10 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
             "FODI__DATABASE__URL",
             "postgres://fodi@db.internal/fodi?password=hunter2",
         )
+        .env(
+            "FODI__DATABASE__SESSION_URL",
+            "postgres://fodi:hunter3@db.internal/fodi",
+        )
         .env("FODI__ORCHESTRATOR__ENV__BACKEND_DB_PASSWORD", "swordfish")
         .output()
         .unwrap();
@@ -462,6 +466,7 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
         toml::Value::try_from(["https://a.example", "https://b.example"]).unwrap()
     );
     assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains("hunter3"), "database.session_url: {shown}");
     assert!(
         !shown.contains("swordfish"),
         "the backend's environment: {shown}"
