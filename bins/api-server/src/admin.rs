@@ -10,7 +10,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use admin_api::AdminState;
 use orchestrator::{HealthCheck, HealthProbe, ProcessSpec, Supervisor};
 
-use crate::access::Access;
+use access::Access;
+
+use crate::admission::Http;
 use crate::error::{ApiError, ApiResult};
 use crate::leader::Leadership;
 use crate::settings::OrchestratorSettings;
@@ -52,7 +54,7 @@ pub fn admin_state(
     AdminState {
         supervisor,
         authorise: Arc::new(move |request| {
-            access.admit_routed(request)?;
+            access.admit(&Http(request)).map_err(ApiError::from)?;
             match &leadership {
                 Some(leadership) if request.method() == Method::POST && !leadership.is_leader() => {
                     Err(ApiError::not_leader()

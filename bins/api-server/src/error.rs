@@ -8,6 +8,7 @@
 //! api-server raises itself have a named constructor here, so no kind or title is spelled
 //! anywhere else.
 
+use access::Refusal;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use ai_store::AiError;
@@ -374,6 +375,30 @@ impl From<&UserError> for ApiError {
             UserError::Db(error) => error.into(),
             // The enum is non-exhaustive: a new variant is a failure until it is mapped here.
             other => Self::internal(other),
+        }
+    }
+}
+
+/// Refusals of the access policy: 401, 403, 429, or the 404 of a resource the caller may not
+/// learn exists.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let detail = refusal.to_string();
+        match refusal {
+            Refusal::MissingToken => Self::missing_token(),
+            Refusal::InvalidToken(None) => Self::invalid_token(),
+            Refusal::InvalidToken(Some(why)) => Self::invalid_token().with_detail(why),
+            Refusal::Forbidden(why) => Self::forbidden().with_detail(why),
+            Refusal::HiddenWallet(wallet) => Self::from(LedgerError::WalletNotFound(wallet)),
+            Refusal::HiddenNft(nft) => Self::from(LedgerError::NftNotFound(nft)),
+            Refusal::HiddenTransfer => Self::transfer_not_found(),
+            Refusal::InvalidPath => Self::invalid_path(),
+            Refusal::RateLimited { wait, .. } => {
+                Self::rate_limited().with_detail(detail).retry_after(wait)
+            }
+            Refusal::Ledger(error) => Self::from(error),
+            // A route without a rule, or a refusal not mapped yet: the server's fault.
+            other => Self::internal(&other),
         }
     }
 }

@@ -15,8 +15,8 @@
 //! translate HTTP to calls and errors to problem documents ([`error`]); no domain rule lives
 //! here.
 
-pub mod access;
 pub mod admin;
+pub mod admission;
 pub mod api;
 pub mod error;
 pub mod health;
@@ -207,11 +207,9 @@ impl Application {
         let ledger_data: Option<web::Data<dyn Ledger>> = ledger
             .clone()
             .map(|ledger| web::Data::from(ledger as Arc<dyn Ledger>));
-        let owners_data = ledger_data.as_ref().map(|ledger| {
-            web::Data::new(access::owners::WalletOwners::new(
-                ledger.clone().into_inner(),
-            ))
-        });
+        let owners_data = ledger_data
+            .as_ref()
+            .map(|ledger| web::Data::new(access::WalletOwners::new(ledger.clone().into_inner())));
         let analytics = settings.manages("analytics").then(|| {
             PgAnalytics::new(
                 pools.analytics.clone(),
@@ -240,7 +238,7 @@ impl Application {
             analytics,
         ));
 
-        let proxies = access::client::TrustedProxies::parse(&settings.server.trusted_proxies)?;
+        let proxies = access::TrustedProxies::parse(&settings.server.trusted_proxies)?;
         let access = Access::new(&settings.auth, &settings.limits, proxies)?;
         let processes = admin::processes(&settings.orchestrator);
         let supervises = !processes.is_empty();

@@ -29,7 +29,9 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::access::{Caller, Identity};
+use access::Identity;
+
+use crate::admission::Caller;
 use crate::error::ApiError;
 
 /// Events a client may lag behind before it is disconnected.

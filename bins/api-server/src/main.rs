@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
             token.trim().len() >= 32,
             "a service token should be at least 32 characters (e.g. `openssl rand -hex 32`)"
         );
-        println!("{}", api_server::access::tokens::hash_token(&token));
+        println!("{}", access::tokens::hash_token(&token));
         return Ok(());
     }
     let mut settings: Settings = app_config::load(cli.config.as_deref())?;

@@ -14,7 +14,7 @@ use actix_web::http::{Method, StatusCode};
 
 use crate::error::ApiError;
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::{HttpMessage, ResponseError, web};
 use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -36,12 +36,14 @@ pub async fn observe(
     let (method, path) = (request.method().clone(), request.path().to_owned());
     // The metric's labels come from closed sets, whatever a client sends: the route pattern
     // (`/api/v1/ledger/wallets/{id}`), not the path; a known method or `other`.
-    let route = request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let matched = request.match_pattern();
+    let route = matched.clone().unwrap_or_else(|| "unmatched".to_owned());
+    // Kept for the access rule's lookup: matching the path against every route again costs
+    // more than the handler's own work on cheap requests.
+    request.extensions_mut().insert(MatchedRoute(matched));
     // Every event logged while serving the request (a handler's warning, a 500's cause, the
     // request's own line) carries these fields.
-    // `caller` is filled in once the request's token is checked (see `access`).
+    // `caller` is filled in once the request's token is checked (see `admission`).
     let span = tracing::info_span!("request", request_id = %id, %method, %path, caller = tracing::field::Empty);
     let answered = Answered {
         id: &id,
@@ -80,6 +82,10 @@ pub async fn observe(
         }
     }
 }
+
+/// The route pattern the request's path matched (`None`: none), as `observe` found it.
+#[derive(Clone)]
+pub struct MatchedRoute(pub Option<String>);
 
 /// What every answer gets: the request's id echoed, its log line (a warning when the
 /// request timed out) and its duration in `fodi_http_request_duration_seconds`.

@@ -175,12 +175,12 @@ pub async fn metrics_endpoint(
     request: actix_web::HttpRequest,
     prometheus: web::Data<PrometheusHandle>,
     jobs: web::Data<Jobs>,
-    access: web::Data<crate::access::Access>,
+    access: web::Data<access::Access>,
     sources: web::Data<ScrapeSources>,
     readonly: web::Data<Db>,
     migrator: web::Data<Migrator>,
 ) -> Result<HttpResponse, crate::error::ApiError> {
-    access.admit_metrics(&request)?;
+    access.admit_metrics(&crate::admission::Http(&request))?;
     sources.record();
     // Its answer is in the gauges it sets; why it is not ready is logged and on /ready. A
     // database that does not answer must not hold up the rest of the scrape, when it is

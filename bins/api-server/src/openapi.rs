@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use http_problem::Problem;
 
-use crate::access::rules;
+use access::rules;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -88,7 +88,7 @@ use crate::access::rules;
 )]
 pub struct ApiDoc;
 
-/// Each operation's security from the access table (`crate::access::rules`): open routes
+/// Each operation's security from the access table (`access::rules`): open routes
 /// need nothing; the others a service token with the scope named, or, where end users may
 /// call them, a user's JWT.
 struct BearerTokens;

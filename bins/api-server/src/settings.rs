@@ -1,6 +1,5 @@
 //! The api-server's configuration, loaded in layers by `app-config`.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,10 +9,6 @@ use db_core::DbConfig;
 use db_core::settings::{at_least_one, positive_duration};
 use ledger::LedgerConfig;
 use serde::{Deserialize, Serialize};
-
-use crate::access::jwt::JwtSettings;
-use crate::access::limits::LimitSettings;
-use crate::access::tokens::ServiceToken;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -26,9 +21,10 @@ pub struct Settings {
     pub pools: PoolSizes,
     pub migrations: MigrationSettings,
     pub log: LogSettings,
-    pub auth: AuthSettings,
+    /// Who may call (the `access` crate's configuration).
+    pub auth: access::AuthConfig,
     /// Per-caller rate limits on writes and costly reads.
-    pub limits: LimitSettings,
+    pub limits: access::LimitConfig,
     pub orchestrator: OrchestratorSettings,
     pub jobs: JobSettings,
     /// The AI store's own configuration (`[ai.cache]`, `[ai.retention]`, `[ai.retry]`).
@@ -108,49 +104,6 @@ impl Default for AnalyticsSettings {
             recorder: RecorderConfig::default(),
             partitions: PartitionConfig::default(),
         }
-    }
-}
-
-/// Who may call: named service tokens with scopes, end users' JWTs, and what needs neither.
-/// Without tokens and JWT key the server serves its own host only, open (development).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    /// `[[auth.tokens]]`: `name`, `sha256` (of the token; `api-server hash-token`), `scopes`.
-    pub tokens: Vec<ServiceToken>,
-    /// `[auth.jwt]`: end users' tokens, signed by the core backend.
-    pub jwt: Option<JwtSettings>,
-    /// Reads need a token (anonymous callers get 401). Health, readiness and the API's
-    /// documents stay open.
-    pub read_requires_token: bool,
-    /// `/metrics` answers this host without a token; any other needs the `metrics` scope.
-    /// `false`: every scrape needs the scope.
-    pub metrics_open_on_loopback: bool,
-    /// Replaced by `tokens`; present only to refuse with directions (see `Settings::check`).
-    #[serde(skip_serializing)]
-    pub admin_tokens: Option<toml::Value>,
-    /// Replaced by `tokens`, as `admin_tokens`.
-    #[serde(skip_serializing)]
-    pub api_tokens: Option<toml::Value>,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            tokens: Vec::new(),
-            jwt: None,
-            read_requires_token: true,
-            metrics_open_on_loopback: true,
-            admin_tokens: None,
-            api_tokens: None,
-        }
-    }
-}
-
-impl AuthSettings {
-    /// No credential configured: the open development server.
-    pub fn is_open(&self) -> bool {
-        self.tokens.is_empty() && self.jwt.is_none()
     }
 }
 
@@ -256,15 +209,7 @@ impl Settings {
 
     /// Refuses settings the server must not run with.
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.auth.admin_tokens.is_some() || self.auth.api_tokens.is_some() {
-            anyhow::bail!(
-                "auth.admin_tokens and auth.api_tokens were replaced by named tokens with scopes: \
-                 for each token add [[auth.tokens]] with name = \"...\", sha256 = \"<api-server \
-                 hash-token>\" and scopes (an admin token: every scope; an API token: \"read\", \
-                 \"users:write\", \"ai:write\", \"ledger:write\", \"rewards\", \
-                 \"analytics:write\"); see docs/security.md"
-            );
-        }
+        self.auth.validate()?;
         let loopback = matches!(self.server.host.as_str(), "127.0.0.1" | "::1" | "localhost");
         if !loopback && self.auth.is_open() {
             anyhow::bail!(
@@ -272,35 +217,6 @@ impl Settings {
                  end users), or bind 127.0.0.1",
                 self.server.host
             );
-        }
-        if self.auth.jwt.is_some() && !self.auth.read_requires_token {
-            anyhow::bail!(
-                "auth.read_requires_token = false with [auth.jwt]: anonymous reads would show \
-                 every user what end users may see of themselves only"
-            );
-        }
-        let (mut names, mut hashes) = (HashSet::new(), HashSet::new());
-        for token in &self.auth.tokens {
-            // `user:` and `anonymous` name other kinds of callers (idempotency keys and rate
-            // limits are scoped by the name).
-            let reserved = token.name.starts_with("user:") || token.name == "anonymous";
-            if token.name.is_empty()
-                || token.name.len() > 64
-                || reserved
-                || !names.insert(&token.name)
-            {
-                anyhow::bail!(
-                    "auth.tokens: name {:?} must be 1 to 64 characters, unique, and neither \
-                     \"anonymous\" nor start with \"user:\"",
-                    token.name
-                );
-            }
-            if !hashes.insert(token.sha256.to_ascii_lowercase()) {
-                anyhow::bail!(
-                    "auth.tokens: {:?} repeats another token's sha256",
-                    token.name
-                );
-            }
         }
         let intervals = [
             ("server.request_timeout", self.server.request_timeout),
@@ -320,7 +236,7 @@ impl Settings {
             positive_duration(key, interval)?;
         }
         at_least_one("server.max_body_bytes", self.server.max_body_bytes as u64)?;
-        crate::access::client::TrustedProxies::parse(&self.server.trusted_proxies)?;
+        access::TrustedProxies::parse(&self.server.trusted_proxies)?;
         for (_, _, part) in crate::pools::PARTS {
             at_least_one(
                 &format!("pools.{part}"),
@@ -369,9 +285,7 @@ impl Settings {
     /// environment values replaced.
     pub fn redacted(&self) -> Self {
         let mut shown = self.clone();
-        if let Some(jwt) = shown.auth.jwt.as_mut() {
-            jwt.hs256_secret = jwt.hs256_secret.as_ref().map(|_| "***".into());
-        }
+        shown.auth = shown.auth.redacted();
         shown.database = shown.database.redacted();
         // The backend's environment is where its own secrets are handed over.
         for value in shown.orchestrator.env.values_mut() {

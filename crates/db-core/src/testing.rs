@@ -265,8 +265,14 @@ impl Drop for TestDb {
     }
 }
 
+/// The advisory lock under which templates are built: "fodi:tpl" as a number.
+const TEMPLATE_LOCK_KEY: i64 = 0x666f_6469_3a74_706c;
+
 /// Creates and migrates the template once per cluster, under an advisory lock so concurrent
-/// test processes build it once and never clone a half-migrated template.
+/// test processes build it once and never clone a half-migrated template. One lock for every
+/// template: the migrations create cluster-wide group roles, and two templates migrating at
+/// once can undo each other's (a set's first migration creates two roles in one block, and a
+/// concurrent creation of the second rolls the first back with it).
 async fn ensure_template(
     server: &TestServer,
     template: &str,
@@ -281,7 +287,7 @@ async fn ensure_template(
         return Ok(());
     }
     let mut admin = connect(&server.admin).await.map_err(|e| error_chain(&e))?;
-    let lock_key = stable_hash(template) as i64;
+    let lock_key = TEMPLATE_LOCK_KEY;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(lock_key)
         .execute(&mut admin)

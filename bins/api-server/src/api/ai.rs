@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::Caller;
+use crate::admission::Caller;
 use crate::api::body::Body;
 use crate::api::cache_reads::CacheReads;
 use crate::error::{ApiError, ApiResult};

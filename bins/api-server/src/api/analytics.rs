@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::Caller;
+use crate::admission::Caller;
 use crate::api::body::Body;
 use crate::error::{ApiError, ApiResult};
 

@@ -19,10 +19,10 @@ use ledger::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::access::Caller;
-use crate::access::owners::WalletOwners;
+use crate::admission::Caller;
 use crate::api::body::Body;
 use crate::error::{ApiError, ApiResult};
+use access::WalletOwners;
 
 /// Entries or rows a read returns when the query names no `limit`.
 const DEFAULT_PAGE: u32 = 50;

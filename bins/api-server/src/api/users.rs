@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use core_store::{NewUser, User, UserId, Users};
 use uuid::Uuid;
 
-use crate::access::Caller;
+use crate::admission::Caller;
 use crate::api::body::Body;
 use crate::error::ApiResult;
 

@@ -4,13 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use api_server::settings::{AuthSettings, OrchestratorSettings, Settings};
+use access::AuthConfig;
+use api_server::settings::{OrchestratorSettings, Settings};
 use db_core::testing::TestDb;
 use serde_json::Value;
 
 use crate::live::next_frame;
-use api_server::access::Scope;
-use api_server::access::tokens::hash_token;
+use access::Scope;
+use access::tokens::hash_token;
 
 use crate::{
     BACKEND_SCOPES, documented_fields, fields, get_json, metrics_text, openapi_document, service,
@@ -35,13 +36,13 @@ fn backend(port: u16) -> OrchestratorSettings {
 
 fn secured(db: &TestDb) -> Settings {
     Settings {
-        auth: AuthSettings {
+        auth: AuthConfig {
             tokens: vec![
                 service("ops", ADMIN, &Scope::ALL),
                 service("go-backend", API, &BACKEND_SCOPES),
             ],
             read_requires_token: false,
-            ..AuthSettings::default()
+            ..AuthConfig::default()
         },
         ..with_database(db)
     }
@@ -328,7 +329,7 @@ fn settings_refuse_an_open_public_bind_and_redact_secrets() {
         assert!(refused.contains(name), "{name}: {refused}");
         settings.auth.tokens.pop();
     }
-    settings.auth.jwt = Some(api_server::access::jwt::JwtSettings {
+    settings.auth.jwt = Some(access::jwt::JwtConfig {
         issuer: "core".into(),
         audience: "api".into(),
         algorithm: "HS256".into(),

@@ -16,11 +16,7 @@ const ADMIN: &str = "admin-token-0123456789";
 async fn the_ai_store_over_http() {
     let db = TestDb::new(api_server::all_sets()).await;
     let mut settings = with_database(&db);
-    settings.auth.tokens = vec![crate::service(
-        "ops",
-        ADMIN,
-        &api_server::access::Scope::ALL,
-    )];
+    settings.auth.tokens = vec![crate::service("ops", ADMIN, &access::Scope::ALL)];
     let (base, handle, running) = spawn(settings).await;
     let api = Api::new(&base).with_token(ADMIN);
     let (alice, bob) = (

@@ -552,7 +552,7 @@ async fn writes_need_a_token_and_reads_too_unless_configured() {
     running.await.unwrap().unwrap();
 
     settings.auth.read_requires_token = true;
-    assert!(api_server::settings::AuthSettings::default().read_requires_token);
+    assert!(access::AuthConfig::default().read_requires_token);
     let (base, handle, running) = spawn(settings).await;
     let anonymous = Api::new(&base);
     let (status, _) = anonymous.get(&format!("/api/v1/users/{user}")).await;

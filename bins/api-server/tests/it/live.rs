@@ -285,11 +285,7 @@ async fn where_reads_need_a_token_so_does_the_stream() {
     let db = TestDb::new(api_server::all_sets()).await;
     let mut settings = with_database(&db);
     let token = "reader-token-0123456789";
-    settings.auth.tokens = vec![crate::service(
-        "reader",
-        token,
-        &[api_server::access::Scope::Read],
-    )];
+    settings.auth.tokens = vec![crate::service("reader", token, &[access::Scope::Read])];
     let (base, handle, running) = spawn(settings).await;
     let url = format!("{}/ws?topics=transfers", base.replace("http://", "ws://"));
 

@@ -11,9 +11,9 @@ mod pgbouncer;
 mod replica;
 mod security;
 
+use access::Scope;
+use access::tokens::{ServiceToken, hash_token};
 use api_server::Application;
-use api_server::access::Scope;
-use api_server::access::tokens::{ServiceToken, hash_token};
 use api_server::settings::Settings;
 use db_core::DbConfig;
 use db_core::testing::TestDb;

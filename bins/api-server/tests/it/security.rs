@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use api_server::access::Scope;
-use api_server::access::jwt::JwtSettings;
-use api_server::access::rules::{self, Owner, Users};
+use access::Scope;
+use access::jwt::JwtConfig;
+use access::rules::{self, Owner, Users};
 use api_server::settings::Settings;
 use db_core::sqlx;
 use db_core::testing::TestDb;
@@ -44,7 +44,7 @@ fn secured(db: &TestDb) -> Settings {
         DESK,
         &[Scope::LedgerWrite, Scope::Treasury],
     ));
-    settings.auth.jwt = Some(JwtSettings {
+    settings.auth.jwt = Some(JwtConfig {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
         algorithm: "HS256".into(),

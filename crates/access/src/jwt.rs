@@ -7,15 +7,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use ledger::UserId;
+
+use crate::config::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// `[auth.jwt]`.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JwtSettings {
+pub struct JwtConfig {
     /// The `iss` every token must carry (the core backend's name).
     pub issuer: String,
     /// The `aud` every token must carry (this API's name).
@@ -38,10 +39,10 @@ fn default_leeway() -> Duration {
 }
 
 /// Shows everything but the secret.
-impl std::fmt::Debug for JwtSettings {
+impl std::fmt::Debug for JwtConfig {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
-            .debug_struct("JwtSettings")
+            .debug_struct("JwtConfig")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("algorithm", &self.algorithm)
@@ -63,43 +64,56 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
-    pub fn new(settings: &JwtSettings) -> anyhow::Result<Self> {
-        let (algorithm, key) = match settings.algorithm.as_str() {
+    pub fn new(config: &JwtConfig) -> Result<Self, ConfigError> {
+        let invalid =
+            |key: &str, reason: String| ConfigError::new(&format!("auth.jwt.{key}"), reason);
+        let (algorithm, key) = match config.algorithm.as_str() {
             "HS256" => {
-                let secret = settings
+                let secret = config
                     .hs256_secret
                     .as_deref()
-                    .context("auth.jwt: HS256 needs hs256_secret")?;
-                anyhow::ensure!(
-                    secret.len() >= 32,
-                    "auth.jwt.hs256_secret: at least 32 bytes"
-                );
-                (
-                    Algorithm::HS256,
-                    DecodingKey::from_secret(secret.as_bytes())?,
-                )
+                    .ok_or_else(|| invalid("hs256_secret", "HS256 needs it".into()))?;
+                if secret.len() < 32 {
+                    return Err(invalid("hs256_secret", "at least 32 bytes".into()));
+                }
+                let key = DecodingKey::from_secret(secret.as_bytes())
+                    .map_err(|error| invalid("hs256_secret", error.to_string()))?;
+                (Algorithm::HS256, key)
             }
             name @ ("RS256" | "EdDSA") => {
-                let path = settings
+                let path = config
                     .public_key_file
                     .as_ref()
-                    .with_context(|| format!("auth.jwt: {name} needs public_key_file"))?;
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("auth.jwt.public_key_file {}", path.display()))?;
-                if name == "RS256" {
-                    (Algorithm::RS256, DecodingKey::from_rsa_pem(&pem)?)
+                    .ok_or_else(|| invalid("public_key_file", format!("{name} needs it")))?;
+                let unreadable = |error: &dyn std::fmt::Display| {
+                    invalid("public_key_file", format!("{}: {error}", path.display()))
+                };
+                let pem = std::fs::read(path).map_err(|error| unreadable(&error))?;
+                let key = if name == "RS256" {
+                    DecodingKey::from_rsa_pem(&pem)
                 } else {
-                    (Algorithm::EdDSA, DecodingKey::from_ed_pem(&pem)?)
-                }
+                    DecodingKey::from_ed_pem(&pem)
+                };
+                let algorithm = if name == "RS256" {
+                    Algorithm::RS256
+                } else {
+                    Algorithm::EdDSA
+                };
+                (algorithm, key.map_err(|error| unreadable(&error))?)
             }
-            other => anyhow::bail!("auth.jwt.algorithm {other:?}: HS256, RS256 or EdDSA"),
+            other => {
+                return Err(invalid(
+                    "algorithm",
+                    format!("{other:?}: HS256, RS256 or EdDSA"),
+                ));
+            }
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&[&settings.audience]);
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&[&config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = settings.leeway.as_secs();
+        validation.leeway = config.leeway.as_secs();
         Ok(Self { key, validation })
     }
 

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Identity, Scope};
+use crate::config::ConfigError;
+use crate::{Identity, Scope};
 
 /// One `[[auth.tokens]]` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,18 +27,21 @@ pub fn hash_token(token: &str) -> String {
 }
 
 #[derive(Clone, Default)]
-pub(super) struct ServiceTokens {
+pub(crate) struct ServiceTokens {
     tokens: Arc<[(Vec<u8>, Identity)]>,
 }
 
 impl ServiceTokens {
-    pub(super) fn new(configured: &[ServiceToken]) -> anyhow::Result<Self> {
+    pub(crate) fn new(configured: &[ServiceToken]) -> Result<Self, ConfigError> {
         let mut tokens = Vec::new();
         for token in configured {
-            let hash = <[u8; 32] as hex::FromHex>::from_hex(&token.sha256).with_context(|| {
-                format!(
-                    "auth.tokens {:?}: sha256 must be 64 hex digits (api-server hash-token)",
-                    token.name
+            let hash = <[u8; 32] as hex::FromHex>::from_hex(&token.sha256).map_err(|_| {
+                ConfigError::new(
+                    "auth.tokens",
+                    format!(
+                        "{:?}: sha256 must be 64 hex digits (api-server hash-token)",
+                        token.name
+                    ),
                 )
             })?;
             tokens.push((
@@ -54,13 +57,13 @@ impl ServiceTokens {
         })
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
 
     /// The service whose token `offered` is. Every configured hash is compared, in constant
     /// time, so the time taken does not tell which one matched or how closely.
-    pub(super) fn identify(&self, offered: &str) -> Option<Identity> {
+    pub(crate) fn identify(&self, offered: &str) -> Option<Identity> {
         let offered = Sha256::digest(offered.as_bytes());
         let mut found = None;
         for (hash, identity) in self.tokens.iter() {

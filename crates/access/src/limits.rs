@@ -11,14 +11,13 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::{Deserialize, Serialize};
 
-use super::rules::Rule;
-use super::{Caller, Identity};
-use crate::error::ApiError;
+use crate::rules::Rule;
+use crate::{Caller, Identity, Refusal};
 
 /// `[limits]`: requests per second per caller; 0 turns a limit off.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LimitSettings {
+pub struct LimitConfig {
     /// Writes (anything but GET) per end user, and per anonymous caller.
     pub user_writes_per_second: u32,
     /// Costly reads (statements, balances at a time, proofs, exports, rollups) per end user,
@@ -30,7 +29,7 @@ pub struct LimitSettings {
     pub service_costly_reads_per_second: u32,
 }
 
-impl Default for LimitSettings {
+impl Default for LimitConfig {
     fn default() -> Self {
         Self {
             user_writes_per_second: 10,
@@ -87,7 +86,7 @@ fn limiter(per_second: u32) -> Option<Limiter> {
 }
 
 #[derive(Clone, Default)]
-pub struct Limits {
+pub(crate) struct Limits {
     user_writes: Option<Limiter>,
     user_costly: Option<Limiter>,
     service_writes: Option<Limiter>,
@@ -96,7 +95,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(settings: &LimitSettings) -> Self {
+    pub(crate) fn new(settings: &LimitConfig) -> Self {
         Self {
             user_writes: limiter(settings.user_writes_per_second),
             user_costly: limiter(settings.user_costly_reads_per_second),
@@ -106,8 +105,14 @@ impl Limits {
         }
     }
 
-    /// `Ok` when `caller` may make this request now; else 429 with the wait.
-    pub fn check(&self, caller: &Caller, rule: &Rule, peer: Option<&str>) -> Result<(), ApiError> {
+    /// `Ok` when `caller` may make this request now; else the wait. `client`: the caller's
+    /// address, which keys anonymous callers.
+    pub(crate) fn check(
+        &self,
+        caller: &Caller,
+        rule: &Rule,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(), Refusal> {
         let service = matches!(caller.identity, Identity::Service { .. });
         let limiter = match (cost(rule), service) {
             (Cost::Read, _) => None,
@@ -127,14 +132,15 @@ impl Limits {
         }
         // Anonymous callers share a key per address.
         let key = match &caller.identity {
-            Identity::Anonymous => format!("anonymous:{}", peer.unwrap_or("?")),
+            Identity::Anonymous => match client {
+                Some(address) => format!("anonymous:{address}"),
+                None => "anonymous:?".to_owned(),
+            },
             _ => caller.name(),
         };
         limiter.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::rate_limited()
-                .with_detail(format!("{key}: try again in {} ms", wait.as_millis()))
-                .retry_after(wait)
+            Refusal::RateLimited { key, wait }
         })
     }
 }

@@ -1,5 +1,5 @@
 //! The address a request comes from: the peer, unless the peer is one of
-//! `server.trusted_proxies`; then the address those proxies report in `X-Forwarded-For`, read
+//! the trusted proxies (the api-server's `server.trusted_proxies`); then the address those proxies report in `X-Forwarded-For`, read
 //! from the right and skipping the trusted proxies themselves. Nobody else's forwarded headers
 //! are believed: a client cannot choose the address its rate limit is counted under, nor pass
 //! for this host. A trusted proxy's header that cannot be read leaves the client unknown,
@@ -7,8 +7,9 @@
 
 use std::net::IpAddr;
 
-use actix_web::HttpRequest;
 use ipnet::IpNet;
+
+use crate::config::ConfigError;
 
 /// The proxies whose `X-Forwarded-For` is believed (addresses or CIDR blocks).
 #[derive(Debug, Clone, Default)]
@@ -16,7 +17,7 @@ pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// Parses `server.trusted_proxies` (`"127.0.0.1"`, `"10.0.0.0/8"`, `"::1"`).
-    pub fn parse(entries: &[String]) -> anyhow::Result<Self> {
+    pub fn parse(entries: &[String]) -> Result<Self, ConfigError> {
         entries
             .iter()
             .map(|entry| {
@@ -24,25 +25,24 @@ impl TrustedProxies {
                     .parse::<IpNet>()
                     .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
                     .map_err(|_| {
-                        anyhow::anyhow!(
-                            "server.trusted_proxies: {entry:?} is not an address or a CIDR block"
+                        ConfigError::new(
+                            "server.trusted_proxies",
+                            format!("{entry:?} is not an address or a CIDR block"),
                         )
                     })
             })
-            .collect::<anyhow::Result<_>>()
+            .collect::<Result<_, _>>()
             .map(Self)
     }
 
     /// Whether the request comes from this host: its peer is (a proxy on) this host, and
     /// the client that peer reports too. A trusted proxy elsewhere reporting a loopback
     /// client names its own host, not this one.
-    pub fn is_this_host(&self, request: &HttpRequest) -> bool {
-        let peer_local = request
-            .peer_addr()
-            .is_some_and(|peer| peer.ip().to_canonical().is_loopback());
+    pub fn is_this_host(&self, peer: Option<IpAddr>, forwarded: &[&[u8]]) -> bool {
+        let peer_local = peer.is_some_and(|peer| peer.to_canonical().is_loopback());
         peer_local
             && self
-                .client_ip(request)
+                .client_ip(peer, forwarded)
                 .is_some_and(|client| client.is_loopback())
     }
 
@@ -50,19 +50,20 @@ impl TrustedProxies {
         self.0.iter().any(|block| block.contains(&address))
     }
 
-    /// The client's address: see the module documentation. `None` when it is unknown: no
-    /// peer address (a request made in a test without a connection), or a trusted proxy's
-    /// `X-Forwarded-For` that cannot be read.
-    pub fn client_ip(&self, request: &HttpRequest) -> Option<IpAddr> {
-        let peer = request.peer_addr()?.ip().to_canonical();
+    /// The client's address: see the module documentation. `peer`: the connection's other
+    /// end; `forwarded`: the values of its `X-Forwarded-For` headers, in order. `None` when
+    /// the client is unknown: no peer address (a request made in a test without a
+    /// connection), or a trusted proxy's `X-Forwarded-For` that cannot be read.
+    pub fn client_ip(&self, peer: Option<IpAddr>, forwarded: &[&[u8]]) -> Option<IpAddr> {
+        let peer = peer?.to_canonical();
         if !self.trusts(peer) {
             return Some(peer);
         }
         // Split as bytes: what a client wrote left of the proxies' entries (not ASCII, say)
         // must not make the entries the proxies appended unreadable.
         let mut entries = Vec::new();
-        for value in request.headers().get_all("x-forwarded-for") {
-            entries.extend(value.as_bytes().split(|byte| *byte == b','));
+        for value in forwarded {
+            entries.extend(value.split(|byte| *byte == b','));
         }
         if entries.is_empty() {
             // No proxy forwarded this request: it comes from the proxy's host itself.
@@ -99,14 +100,25 @@ fn forwarded_address(entry: &[u8]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test::TestRequest;
 
-    fn request(peer: &str, forwarded: &[&str]) -> HttpRequest {
-        let mut request = TestRequest::default().peer_addr(format!("{peer}:4000").parse().unwrap());
-        for value in forwarded {
-            request = request.append_header(("x-forwarded-for", *value));
+    /// A request's peer and `X-Forwarded-For` values, as [`TrustedProxies`] takes them.
+    struct Seen(Option<IpAddr>, Vec<Vec<u8>>);
+
+    fn request(peer: &str, forwarded: &[&str]) -> Seen {
+        let values = forwarded.iter().map(|value| value.as_bytes().to_vec());
+        Seen(Some(peer.parse().unwrap()), values.collect())
+    }
+
+    impl TrustedProxies {
+        fn client_of(&self, seen: &Seen) -> Option<IpAddr> {
+            let forwarded: Vec<&[u8]> = seen.1.iter().map(Vec::as_slice).collect();
+            self.client_ip(seen.0, &forwarded)
         }
-        request.to_http_request()
+
+        fn is_this_host_for(&self, seen: &Seen) -> bool {
+            let forwarded: Vec<&[u8]> = seen.1.iter().map(Vec::as_slice).collect();
+            self.is_this_host(seen.0, &forwarded)
+        }
     }
 
     /// `/metrics` is open to this host only: a trusted proxy on another host reporting a
@@ -114,11 +126,11 @@ mod tests {
     #[test]
     fn only_a_loopback_client_through_a_loopback_peer_is_this_host() {
         let proxies = TrustedProxies::parse(&["127.0.0.1".into(), "10.0.0.0/8".into()]).unwrap();
-        assert!(proxies.is_this_host(&request("127.0.0.1", &[])));
-        assert!(proxies.is_this_host(&request("127.0.0.1", &["127.0.0.1"])));
-        assert!(!proxies.is_this_host(&request("10.1.2.3", &["127.0.0.1"])));
-        assert!(!proxies.is_this_host(&request("127.0.0.1", &["203.0.113.5"])));
-        assert!(!TrustedProxies::default().is_this_host(&request("10.1.2.3", &[])));
+        assert!(proxies.is_this_host_for(&request("127.0.0.1", &[])));
+        assert!(proxies.is_this_host_for(&request("127.0.0.1", &["127.0.0.1"])));
+        assert!(!proxies.is_this_host_for(&request("10.1.2.3", &["127.0.0.1"])));
+        assert!(!proxies.is_this_host_for(&request("127.0.0.1", &["203.0.113.5"])));
+        assert!(!TrustedProxies::default().is_this_host_for(&request("10.1.2.3", &[])));
     }
 
     #[test]
@@ -128,72 +140,65 @@ mod tests {
 
         // A client talking directly cannot pick its address.
         assert_eq!(
-            proxies.client_ip(&request("203.0.113.9", &["127.0.0.1"])),
+            proxies.client_of(&request("203.0.113.9", &["127.0.0.1"])),
             ip("203.0.113.9")
         );
         // Through the local proxy: the address it reports.
         assert_eq!(
-            proxies.client_ip(&request("127.0.0.1", &["198.51.100.7"])),
+            proxies.client_of(&request("127.0.0.1", &["198.51.100.7"])),
             ip("198.51.100.7")
         );
         // A client's own forged entry sits left of what the proxies appended: ignored.
         assert_eq!(
-            proxies.client_ip(&request(
+            proxies.client_of(&request(
                 "127.0.0.1",
                 &["127.0.0.1, 198.51.100.7, 10.1.2.3"]
             )),
             ip("198.51.100.7")
         );
         assert_eq!(
-            proxies.client_ip(&request("127.0.0.1", &["1.1.1.1", "198.51.100.7"])),
+            proxies.client_of(&request("127.0.0.1", &["1.1.1.1", "198.51.100.7"])),
             ip("198.51.100.7"),
             "several headers read as one list"
         );
         // Ports, as some proxies write them; IPv4 in IPv6 notation.
         assert_eq!(
-            proxies.client_ip(&request("127.0.0.1", &["198.51.100.7:4711"])),
+            proxies.client_of(&request("127.0.0.1", &["198.51.100.7:4711"])),
             ip("198.51.100.7")
         );
         assert_eq!(
-            proxies.client_ip(&request("127.0.0.1", &["[2001:db8::1]:4711"])),
+            proxies.client_of(&request("127.0.0.1", &["[2001:db8::1]:4711"])),
             ip("2001:db8::1")
         );
         assert_eq!(
-            proxies.client_ip(&request("127.0.0.1", &["::ffff:198.51.100.7"])),
+            proxies.client_of(&request("127.0.0.1", &["::ffff:198.51.100.7"])),
             ip("198.51.100.7")
         );
         // A request from the proxy's own host, not forwarded: that host.
         assert_eq!(
-            proxies.client_ip(&request("127.0.0.1", &[])),
+            proxies.client_of(&request("127.0.0.1", &[])),
             ip("127.0.0.1")
         );
         // Forwarded through the trusted proxies only: the first of them.
         assert_eq!(
-            proxies.client_ip(&request("127.0.0.1", &["127.0.0.1"])),
+            proxies.client_of(&request("127.0.0.1", &["127.0.0.1"])),
             ip("127.0.0.1")
         );
         // What cannot be read leaves the client unknown, never the (loopback) proxy.
-        assert_eq!(proxies.client_ip(&request("127.0.0.1", &["garbage"])), None);
+        assert_eq!(proxies.client_of(&request("127.0.0.1", &["garbage"])), None);
         assert_eq!(
-            proxies.client_ip(&request("127.0.0.1", &["unknown, 10.1.2.3"])),
+            proxies.client_of(&request("127.0.0.1", &["unknown, 10.1.2.3"])),
             None
         );
 
         // Bytes a client wrote that are not text do not hide what the proxy appended.
-        let forged = TestRequest::default()
-            .peer_addr("127.0.0.1:4000".parse().unwrap())
-            .append_header((
-                "x-forwarded-for",
-                actix_web::http::header::HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.7")
-                    .unwrap(),
-            ))
-            .to_http_request();
-        assert_eq!(proxies.client_ip(&forged), ip("198.51.100.7"));
+        let forged = Seen(ip("127.0.0.1"), vec![b"\xff\xfe, 198.51.100.7".to_vec()]);
+        assert_eq!(proxies.client_of(&forged), ip("198.51.100.7"));
 
         assert!(TrustedProxies::parse(&["not-an-address".into()]).is_err());
         let nobody = TrustedProxies::default();
         assert_eq!(
-            nobody.client_ip(&request("127.0.0.1", &["198.51.100.7"])),
+            nobody.client_of(&request("127.0.0.1", &["198.51.100.7"])),
             ip("127.0.0.1")
         );
     }

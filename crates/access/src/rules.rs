@@ -2,7 +2,7 @@
 //! prints it ([`markdown`]); a test calls every operation of the OpenAPI document as every
 //! kind of caller and holds the answers to it.
 
-use super::Scope;
+use crate::Scope;
 
 /// What end users (JWT callers) may do on a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
