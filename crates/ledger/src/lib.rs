@@ -20,6 +20,7 @@ pub mod amount;
 mod api;
 mod error;
 mod ids;
+pub mod maintenance;
 pub mod metrics;
 mod model;
 pub mod pg;

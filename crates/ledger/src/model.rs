@@ -529,6 +529,27 @@ impl Audit {
     pub fn is_ok(&self) -> bool {
         self.invariants.is_ok() && self.chain.is_valid()
     }
+
+    /// What a periodic audit reports: a summary when everything holds, else the first broken
+    /// block or the first violation (with how many there are).
+    pub fn verdict(&self) -> Result<String, String> {
+        if let Some(invalid) = &self.chain.first_invalid {
+            return Err(format!(
+                "the sealed chain is broken at block {}: {:?}",
+                invalid.height, invalid.problem
+            ));
+        }
+        if let Some(first) = self.invariants.violations.first() {
+            return Err(format!(
+                "{} invariant violation(s), the first: {first:?}",
+                self.invariants.violations.len()
+            ));
+        }
+        Ok(format!(
+            "{} transfers balance, {} blocks intact",
+            self.invariants.transfers, self.chain.blocks_checked
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -92,6 +92,8 @@ async fn tampering_with_a_sealed_transfer_names_its_block() {
     }
     let blocks = seal_everything(&fx).await;
     assert_eq!(blocks.len(), 3);
+    let audit = ledger::maintenance::audit(&fx.ledger).await.unwrap();
+    assert!(audit.verdict().is_ok(), "{audit:?}");
     // Blocks: [mint, 1, 2], [3, 4, 5], [6]. The third payment opens block 1.
     sqlx::query("UPDATE blockchain.fodi_transactions SET amount = amount + 1 WHERE id = $1")
         .bind(victims[2].as_uuid())
@@ -104,6 +106,10 @@ async fn tampering_with_a_sealed_transfer_names_its_block() {
         (invalid.height, invalid.problem),
         (1, BlockProblem::MerkleRootMismatch)
     );
+    // The periodic audit fails its run on it, naming the block.
+    let audit = ledger::maintenance::audit(&fx.ledger).await.unwrap();
+    let verdict = audit.verdict().unwrap_err();
+    assert!(verdict.contains("broken at block 1"), "{verdict}");
 
     // Undo it; then delete a transfer of the last block instead.
     sqlx::query("UPDATE blockchain.fodi_transactions SET amount = amount - 1 WHERE id = $1")
