@@ -10,11 +10,10 @@ use std::pin::Pin;
 
 use access::{Access, Owner, Users, WalletOwners};
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest, web};
 use ledger::Ledger;
 
 use crate::error::ApiError;
-use crate::middleware::MatchedRoute;
 
 /// What the policy reads of an actix-web request.
 pub struct Http<'a>(pub &'a HttpRequest);
@@ -25,11 +24,8 @@ impl access::Request for Http<'_> {
     }
 
     fn route(&self) -> Option<String> {
-        // As `observe` matched it, unless the request did not pass through it.
-        match self.0.extensions().get::<MatchedRoute>() {
-            Some(MatchedRoute(route)) => route.clone(),
-            None => self.0.match_pattern(),
-        }
+        // Routed: actix finds the pattern by the resource's index, without matching again.
+        self.0.match_pattern()
     }
 
     fn bearer(&self) -> Option<&str> {

@@ -82,15 +82,6 @@ pub struct Application {
     cluster: Option<LocalCluster>,
 }
 
-/// Blocks one run of the sealer seals at most, so that a run stays short after a backlog.
-const SEALED_BLOCKS_PER_RUN: u32 = 100;
-
-/// Holds one run of the expiry job releases at most (one batch of the engine per run).
-const EXPIRED_HOLDS_PER_RUN: u32 = 1_000;
-
-/// Sequence numbers one step of the history settler settles at most (ten steps per run).
-const SETTLED_SEQS_PER_STEP: u32 = 50_000;
-
 /// The background jobs of the sets the deployment manages.
 fn start_jobs(
     settings: &JobSettings,
@@ -104,22 +95,24 @@ fn start_jobs(
         jobs.spawn("ai_maintenance", settings.ai_maintenance, maintain);
     }
     if let Some(ledger) = ledger {
+        use ledger::maintenance;
+        // Each run is bounded by the ledger (see `ledger::maintenance`).
         let seal = jobs::on(ledger.clone(), |ledger| async move {
-            let sealed = ledger.seal_final_blocks(SEALED_BLOCKS_PER_RUN).await?;
-            ledger.seal_status().await?.record();
-            Ok::<_, ledger::LedgerError>(sealed)
+            maintenance::seal(ledger.as_ref()).await
         });
         jobs.spawn("ledger_sealer", settings.ledger_sealer, seal);
         let expire = jobs::on(ledger.clone(), |ledger| async move {
-            ledger.expire_holds(EXPIRED_HOLDS_PER_RUN).await
+            maintenance::expire_holds(ledger.as_ref()).await
         });
         jobs.spawn("hold_expiry", settings.hold_expiry, expire);
         let settle = jobs::on(ledger.clone(), |ledger| async move {
-            ledger.settle_history(SETTLED_SEQS_PER_STEP).await
+            maintenance::settle_history(ledger.as_ref()).await
         });
         jobs.spawn("history_settler", settings.history_settler, settle);
+        // A violation or a broken block fails the run, logged with what was found.
         let audit = jobs::on(ledger, |ledger| async move {
-            audit_ledger(ledger.as_ref()).await
+            let audit = maintenance::audit(ledger.as_ref()).await?;
+            audit.verdict().map_err(anyhow::Error::msg)
         });
         jobs.spawn("ledger_audit", settings.ledger_audit, audit);
     }
@@ -140,30 +133,17 @@ fn start_jobs(
     jobs
 }
 
-/// One run of `ledger_audit`: the invariants and the sealed chain, exported as metrics; a
-/// violation or a broken block fails the run (and is logged with what was found).
-async fn audit_ledger(ledger: &PgLedger) -> anyhow::Result<String> {
-    let audit = ledger.audit().await?;
-    ledger::metrics::record_audit(&audit);
-    let ledger::Audit { invariants, chain } = audit;
-    if let Some(invalid) = &chain.first_invalid {
-        anyhow::bail!(
-            "the sealed chain is broken at block {}: {:?}",
-            invalid.height,
-            invalid.problem
-        );
+/// `server.workers` when unset: a thread per core, or half the cores when PostgreSQL runs on
+/// this machine. A worker gathers its concurrent cache reads into one statement; where
+/// PostgreSQL (and its clients) share the cores, fewer workers gather more reads per
+/// statement and leave PostgreSQL its cores (docs/benchmarks.md has the measurements).
+fn default_workers(database_on_this_host: bool) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if database_on_this_host {
+        (cores / 2).max(1)
+    } else {
+        cores
     }
-    if !invariants.is_ok() {
-        anyhow::bail!(
-            "{} invariant violation(s), the first: {:?}",
-            invariants.violations.len(),
-            invariants.violations[0]
-        );
-    }
-    Ok(format!(
-        "{} transfers balance, {} blocks intact",
-        invariants.transfers, chain.blocks_checked
-    ))
 }
 
 impl Application {
@@ -305,6 +285,8 @@ impl Application {
             .then(|| web::Data::new(middleware::LoopbackHostsOnly));
         let access_data = web::Data::new(access);
         let jobs_data = jobs.clone();
+        let workers =
+            (settings.server.workers).unwrap_or_else(|| default_workers(target.is_on_this_host()));
         let server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap(actix_web::middleware::from_fn(middleware::observe))
@@ -356,7 +338,8 @@ impl Application {
         // Responses, streamed lines and WebSocket frames leave as soon as they are written:
         // with Nagle's algorithm (the OS default) a write behind unacknowledged bytes waits for
         // the client's ACK, which clients delay by 40 ms or more.
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .workers(workers);
         let server = match tls {
             Some(config) => server.listen_rustls_0_23(listener, config)?,
             None => server.listen(listener)?,
@@ -370,6 +353,7 @@ impl Application {
             address = %format!("{scheme}://{}:{port}", settings.server.host),
             database = %target.describe(),
             embedded,
+            workers,
             "api-server listening"
         );
         let DatabaseTarget { cluster, .. } = target;

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 
 use crate::error::ApiError;
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, ResponseError, web};
+use actix_web::{ResponseError, web};
 use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -34,13 +34,6 @@ pub async fn observe(
         .app_data::<web::Data<RequestTimeout>>()
         .map_or(Duration::from_secs(30), |timeout| timeout.0);
     let (method, path) = (request.method().clone(), request.path().to_owned());
-    // The metric's labels come from closed sets, whatever a client sends: the route pattern
-    // (`/api/v1/ledger/wallets/{id}`), not the path; a known method or `other`.
-    let matched = request.match_pattern();
-    let route = matched.clone().unwrap_or_else(|| "unmatched".to_owned());
-    // Kept for the access rule's lookup: matching the path against every route again costs
-    // more than the handler's own work on cheap requests.
-    request.extensions_mut().insert(MatchedRoute(matched));
     // Every event logged while serving the request (a handler's warning, a 500's cause, the
     // request's own line) carries these fields.
     // `caller` is filled in once the request's token is checked (see `admission`).
@@ -48,7 +41,6 @@ pub async fn observe(
     let answered = Answered {
         id: &id,
         method: method_label(&method),
-        route: &route,
         docs: path == "/docs" || path.starts_with("/docs/"),
         span: &span,
         started: Instant::now(),
@@ -59,22 +51,23 @@ pub async fn observe(
         let mut response = request
             .into_response(ApiError::host_not_allowed().error_response())
             .map_into_boxed_body();
-        let status = response.status();
-        finish(&answered, status, response.headers_mut(), false);
+        let (status, route) = (response.status(), route_of(response.request()));
+        finish(&answered, &route, status, response.headers_mut(), false);
         return Ok(response);
     }
     let served = next.call(request).instrument(span.clone());
     match tokio::time::timeout(timeout, served).await {
         Ok(response) => {
             let mut response = response?.map_into_boxed_body();
-            let status = response.status();
-            finish(&answered, status, response.headers_mut(), false);
+            let (status, route) = (response.status(), route_of(response.request()));
+            finish(&answered, &route, status, response.headers_mut(), false);
             Ok(response)
         }
         Err(_) => {
             let mut response = ApiError::timeout().error_response();
             let status = response.status();
-            finish(&answered, status, response.headers_mut(), true);
+            let route = timed_out_route(&method, &path);
+            finish(&answered, &route, status, response.headers_mut(), true);
             // An error carrying its finished response, rendered as it is: the request it
             // belonged to went with the abandoned call, and a `ServiceResponse` needs one
             // (routing holds the only reference, so it cannot be kept aside beforehand).
@@ -83,17 +76,47 @@ pub async fn observe(
     }
 }
 
-/// The route pattern the request's path matched (`None`: none), as `observe` found it.
-#[derive(Clone)]
-pub struct MatchedRoute(pub Option<String>);
+/// The metric's route label, from a closed set whatever a client sends: the route pattern
+/// (`/api/v1/ledger/wallets/{id}`), not the path; `unmatched` for a path no route takes.
+/// Asked once the request is routed, actix finds the pattern by the routed resource's index;
+/// asked before, it would match the path against the routes a second time.
+fn route_of(request: &actix_web::HttpRequest) -> String {
+    request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned())
+}
+
+/// [`route_of`] for a request that timed out, which went with the abandoned call: the route of
+/// the access table whose method and pattern match, matched as actix matches it. (`/metrics`,
+/// not in the table, answers within its own bound.)
+fn timed_out_route(method: &Method, path: &str) -> String {
+    static ROUTES: std::sync::LazyLock<Vec<(&str, ResourceDef)>> = std::sync::LazyLock::new(|| {
+        let rules = access::rules::RULES.iter();
+        rules
+            .map(|rule| (rule.method, ResourceDef::new(rule.path)))
+            .collect()
+    });
+    let found = ROUTES
+        .iter()
+        .find(|(routed, pattern)| *routed == method.as_str() && pattern.is_match(path));
+    found.map_or_else(
+        || "unmatched".to_owned(),
+        |(_, pattern)| pattern.pattern().unwrap_or("unmatched").to_owned(),
+    )
+}
 
 /// What every answer gets: the request's id echoed, its log line (a warning when the
 /// request timed out) and its duration in `fodi_http_request_duration_seconds`.
-fn finish(request: &Answered<'_>, status: StatusCode, headers: &mut HeaderMap, timed_out: bool) {
+fn finish(
+    request: &Answered<'_>,
+    route: &str,
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    timed_out: bool,
+) {
     let Answered {
         id,
         method,
-        route,
         docs,
         span,
         started,
@@ -178,7 +201,6 @@ fn loopback_host(host: Option<&HeaderValue>) -> bool {
 struct Answered<'a> {
     id: &'a str,
     method: &'static str,
-    route: &'a str,
     docs: bool,
     span: &'a tracing::Span,
     started: Instant,

@@ -236,6 +236,9 @@ impl Settings {
             positive_duration(key, interval)?;
         }
         at_least_one("server.max_body_bytes", self.server.max_body_bytes as u64)?;
+        if let Some(workers) = self.server.workers {
+            at_least_one("server.workers", workers as u64)?;
+        }
         access::TrustedProxies::parse(&self.server.trusted_proxies)?;
         for (_, _, part) in crate::pools::PARTS {
             at_least_one(
@@ -326,6 +329,11 @@ pub struct ServerSettings {
     /// forwarded header is read, and from nobody else.
     #[serde(deserialize_with = "app_config::list")]
     pub trusted_proxies: Vec<String>,
+    /// Threads serving HTTP, each with its own connections and queue of gathered cache reads.
+    /// Unset: one per CPU core, or half the cores (at least one) when the database runs on
+    /// this machine (the embedded cluster, a Unix socket, a loopback address), which needs
+    /// the rest; see docs/benchmarks.md.
+    pub workers: Option<usize>,
 }
 
 impl Default for ServerSettings {
@@ -339,6 +347,7 @@ impl Default for ServerSettings {
             max_body_bytes: crate::api::body::MAX_BODY_BYTES,
             tls: None,
             trusted_proxies: Vec::new(),
+            workers: None,
         }
     }
 }

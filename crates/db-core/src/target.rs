@@ -52,6 +52,20 @@ impl DatabaseTarget {
         describe_target(&self.options)
     }
 
+    /// Whether the database runs on this machine (the embedded cluster, a Unix socket or a
+    /// loopback address), where it takes its share of the cores: a server sizes its threads
+    /// by it.
+    pub fn is_on_this_host(&self) -> bool {
+        let host = self.options.get_host();
+        self.cluster.is_some()
+            || self.options.get_socket().is_some()
+            || host.starts_with('/')
+            || host == "localhost"
+            || (host.trim_start_matches('[').trim_end_matches(']'))
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback())
+    }
+
     /// One connection of its own, outside any pool, to the session endpoint (for migrations,
     /// which hold a session lock).
     pub async fn connect(&self) -> Result<PgConnection, DbError> {
@@ -137,4 +151,36 @@ pub async fn create_database_if_missing(
 /// Quotes an identifier for SQL, doubling embedded quotes.
 pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> DatabaseTarget {
+        let options: PgConnectOptions = url.parse().unwrap();
+        DatabaseTarget {
+            session: options.clone(),
+            options,
+            cluster: None,
+        }
+    }
+
+    #[test]
+    fn a_database_on_this_host_is_told_from_a_remote_one() {
+        for local in [
+            "postgres://app@localhost/fodi",
+            "postgres://app@127.0.0.1:6432/fodi",
+            "postgres://app@[::1]/fodi",
+            "postgres:///fodi?host=/var/run/postgresql",
+        ] {
+            assert!(target(local).is_on_this_host(), "{local}");
+        }
+        for remote in [
+            "postgres://app@db.internal/fodi",
+            "postgres://app@10.0.0.7/fodi",
+        ] {
+            assert!(!target(remote).is_on_this_host(), "{remote}");
+        }
+    }
 }
