@@ -9,8 +9,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use ai_store::PgAiStore;
 use analytics::Recorder;
+use db_core::Db;
 use db_core::migrate::Migrator;
-use db_core::{Db, PoolUsage};
 use ledger::PgLedger;
 use orchestrator::jobs::Jobs;
 
@@ -53,6 +53,7 @@ pub fn prometheus(bridge: Option<&analytics::MetricsBridge>) -> PrometheusHandle
 /// Help texts of every metric this server exports (Prometheus and `promtool` want them).
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    db_core::metrics::describe_metrics();
     ai_store::describe_metrics();
     analytics::describe_metrics();
     orchestrator::describe_metrics();
@@ -86,32 +87,7 @@ fn describe_metrics() {
         "fodi_migrations_drifted",
         "Applied migrations whose name or checksum differ from this build's, by set"
     );
-    describe_gauge!(
-        "fodi_db_pool_connections",
-        "Connections of a pool, by pool and state (in_use, idle)"
-    );
-    describe_gauge!(
-        "fodi_db_pool_max_connections",
-        "The most connections a pool may open, by pool"
-    );
-    describe_gauge!(
-        "fodi_db_replica_in_use",
-        "1 while a pool's lag-tolerant reads go to the replica, 0 while they go to the primary (replica down or behind database.replica_max_lag)"
-    );
-    describe_gauge!(
-        "fodi_db_replica_lag_seconds",
-        metrics::Unit::Seconds,
-        "How far the replica was behind the primary at its last check, by pool (NaN when unknown)"
-    );
     describe_gauge!("fodi_ws_clients", "WebSocket clients connected to /ws");
-    describe_gauge!(
-        "analytics_recorder_buffered_bytes",
-        "Bytes of analytics rows accepted and not written yet"
-    );
-    describe_gauge!(
-        "analytics_recorder_buffer_capacity_bytes",
-        "The most the recorder buffers (analytics.recorder.buffer_bytes); beyond it rows are dropped"
-    );
     for reason in ["lagging", "not_reading"] {
         metrics::counter!("fodi_ws_slow_clients_dropped_total", "reason" => reason).increment(0);
     }
@@ -133,39 +109,19 @@ pub struct ScrapeSources {
 impl ScrapeSources {
     fn record(&self) {
         for (name, db) in &self.pools {
-            record_pool(name, db.usage());
-            if let Some(usage) = db.replica_usage() {
-                record_pool(&format!("{name}_replica"), usage);
-                let pool = (*name).to_owned();
-                metrics::gauge!("fodi_db_replica_in_use", "pool" => pool.clone())
-                    .set(if db.reads_from_replica() { 1.0 } else { 0.0 });
-                // Unknown (down, or beyond the samples): NaN, which no threshold matches.
-                let lag = db.replica_lag().map_or(f64::NAN, |lag| lag.as_secs_f64());
-                metrics::gauge!("fodi_db_replica_lag_seconds", "pool" => pool).set(lag);
-            }
+            db_core::metrics::record_db(name, db);
         }
         if let Some(ledger) = &self.ledger {
-            record_pool("ledger_engine", ledger.engine_usage());
+            db_core::metrics::record_pool("ledger_engine", ledger.engine_usage());
         }
         if let Some(ai) = &self.ai {
-            record_pool("ai_cache", ai.cache().statements_usage());
+            db_core::metrics::record_pool("ai_cache", ai.cache().statements_usage());
         }
         if let Some(recorder) = &self.recorder {
-            let (buffered, capacity) = recorder.buffered_bytes();
-            metrics::gauge!("analytics_recorder_buffered_bytes").set(buffered as f64);
-            metrics::gauge!("analytics_recorder_buffer_capacity_bytes").set(capacity as f64);
+            recorder.record_gauges();
         }
         metrics::gauge!("fodi_ws_clients").set(self.live.clients() as f64);
     }
-}
-
-fn record_pool(name: &str, usage: PoolUsage) {
-    let pool = name.to_owned();
-    metrics::gauge!("fodi_db_pool_connections", "pool" => pool.clone(), "state" => "in_use")
-        .set(usage.in_use as f64);
-    metrics::gauge!("fodi_db_pool_connections", "pool" => pool.clone(), "state" => "idle")
-        .set(usage.idle as f64);
-    metrics::gauge!("fodi_db_pool_max_connections", "pool" => pool).set(usage.max as f64);
 }
 
 /// Open to this host (unless `auth.metrics_open_on_loopback` is off); from any other host

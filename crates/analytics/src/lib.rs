@@ -56,7 +56,15 @@ pub fn migration_set() -> db_core::migrate::MigrationSet {
 /// Describes this crate's metrics to the installed `metrics` recorder (their help texts in
 /// Prometheus). Call once, after installing the recorder.
 pub fn describe_metrics() {
-    use metrics::{describe_counter, describe_histogram};
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "analytics_recorder_buffered_bytes",
+        "Bytes of analytics rows accepted and not written yet"
+    );
+    describe_gauge!(
+        "analytics_recorder_buffer_capacity_bytes",
+        "The most the recorder buffers (analytics.recorder.buffer_bytes); beyond it rows are dropped"
+    );
     describe_counter!(
         "analytics_recorder_accepted_total",
         "Rows accepted into the recorder's buffer, by kind"

@@ -25,6 +25,7 @@ mod db;
 mod direct;
 mod error;
 mod ids;
+pub mod metrics;
 pub mod pooling;
 pub use ids::UserId;
 pub mod migrate;

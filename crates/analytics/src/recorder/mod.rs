@@ -360,6 +360,14 @@ impl Recorder {
         )
     }
 
+    /// Sets `analytics_recorder_buffered_bytes` and `analytics_recorder_buffer_capacity_bytes`
+    /// (a host calls it when its metrics are scraped).
+    pub fn record_gauges(&self) {
+        let (buffered, capacity) = self.buffered_bytes();
+        metrics::gauge!("analytics_recorder_buffered_bytes").set(buffered as f64);
+        metrics::gauge!("analytics_recorder_buffer_capacity_bytes").set(capacity as f64);
+    }
+
     /// Whether the recorder was closed (it accepts nothing more).
     pub fn is_closed(&self) -> bool {
         self.rows.is_closed()
