@@ -285,8 +285,11 @@ impl Application {
             .then(|| web::Data::new(middleware::LoopbackHostsOnly));
         let access_data = web::Data::new(access);
         let jobs_data = jobs.clone();
-        let workers =
-            (settings.server.workers).unwrap_or_else(|| default_workers(target.is_on_this_host()));
+        let on_this_host = target.is_on_this_host();
+        let workers = settings
+            .server
+            .workers
+            .unwrap_or_else(|| default_workers(on_this_host));
         let server = HttpServer::new(move || {
             let mut app = App::new()
                 .wrap(actix_web::middleware::from_fn(middleware::observe))
