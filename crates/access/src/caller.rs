@@ -92,6 +92,19 @@ impl Identity {
         }
     }
 
+    /// Records [`Identity::name`] as the span's `caller` field (without building the name of
+    /// a service: the span is the request's, recorded on every request).
+    pub fn record_on(&self, span: &tracing::Span) {
+        match self {
+            Identity::Anonymous => span.record("caller", "anonymous"),
+            Identity::Service { name, .. } => span.record("caller", &**name),
+            Identity::User(user) => span.record(
+                "caller",
+                tracing::field::display(format_args!("user:{}", user.as_uuid())),
+            ),
+        };
+    }
+
     /// See [`Caller::name`].
     pub fn name(&self) -> String {
         match self {

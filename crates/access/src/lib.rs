@@ -103,7 +103,7 @@ impl Access {
     /// recorded on the current span as `caller`.
     pub fn identify(&self, request: &impl Request) -> Result<Identity, Refusal> {
         let identity = self.identity_of(request.bearer())?;
-        tracing::Span::current().record("caller", identity.name().as_str());
+        identity.record_on(&tracing::Span::current());
         Ok(identity)
     }
 
@@ -138,9 +138,10 @@ impl Access {
                 route,
             })?;
         let caller = self.admit_by(request, rule)?;
-        let client = self
-            .proxies
-            .client_ip(request.peer(), &request.forwarded_for());
+        let client = || {
+            self.proxies
+                .client_ip(request.peer(), &request.forwarded_for())
+        };
         self.limits.check(&caller, rule, client)?;
         Ok((caller, rule))
     }

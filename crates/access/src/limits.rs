@@ -106,12 +106,12 @@ impl Limits {
     }
 
     /// `Ok` when `caller` may make this request now; else the wait. `client`: the caller's
-    /// address, which keys anonymous callers.
+    /// address, which keys anonymous callers (asked only then: most requests need no limit).
     pub(crate) fn check(
         &self,
         caller: &Caller,
         rule: &Rule,
-        client: Option<std::net::IpAddr>,
+        client: impl FnOnce() -> Option<std::net::IpAddr>,
     ) -> Result<(), Refusal> {
         let service = matches!(caller.identity, Identity::Service { .. });
         let limiter = match (cost(rule), service) {
@@ -132,7 +132,7 @@ impl Limits {
         }
         // Anonymous callers share a key per address.
         let key = match &caller.identity {
-            Identity::Anonymous => match client {
+            Identity::Anonymous => match client() {
                 Some(address) => format!("anonymous:{address}"),
                 None => "anonymous:?".to_owned(),
             },
