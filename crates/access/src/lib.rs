@@ -8,7 +8,8 @@
 //! ([`limits`]) to what a server reads of a request (the [`Request`] trait; the api-server
 //! implements it over actix-web's request); [`Caller::owns`] checks what the path names in
 //! the ledger, and [`Caller::may_act_for`] and [`Caller::may_debit`] what a body names.
-//! Refusals are [`Refusal`]s, which the server answers as 401, 403, 404 or 429.
+//! Refusals are [`Refusal`]s: most are the caller's (401, 403, 429, or the 404 of a resource
+//! that is not theirs to know of); a lookup that failed or a route without a rule is not.
 //!
 //! Without any token or JWT key configured (a loopback-only development server) every caller
 //! is the service `local` with every scope. Token hashes are compared in constant time;
