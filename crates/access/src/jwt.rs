@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use ledger::UserId;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
-use serde::{Deserialize, Serialize};
 
 /// `[auth.jwt]`.
 #[derive(Clone, Serialize, Deserialize)]
