@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
-use access::{Access, Owner, Users, WalletOwners};
+use access::{Access, Identity, Owner, Users, WalletOwners};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use ledger::Ledger;
@@ -73,8 +73,11 @@ impl FromRequest for Caller {
                 .app_data::<web::Data<Access>>()
                 .ok_or_else(|| ApiError::internal(&"no access rules configured"))?;
             let (caller, rule) = access.admit(&Http(&request))?;
-            if let Users::Own(owner @ (Owner::PathWallet | Owner::PathNft | Owner::PathTransfer)) =
-                rule.users
+            // Only an end user's ownership of what the path names needs the ledger.
+            if let (
+                Identity::User(_),
+                Users::Own(owner @ (Owner::PathWallet | Owner::PathNft | Owner::PathTransfer)),
+            ) = (&caller.identity, rule.users)
             {
                 let ledger = request
                     .app_data::<web::Data<dyn Ledger>>()

@@ -52,7 +52,7 @@ pub async fn observe(
             .into_response(ApiError::host_not_allowed().error_response())
             .map_into_boxed_body();
         let (status, route) = (response.status(), route_of(response.request()));
-        finish(&answered, &route, status, response.headers_mut(), false);
+        finish(&answered, route, status, response.headers_mut(), false);
         return Ok(response);
     }
     let served = next.call(request).instrument(span.clone());
@@ -60,14 +60,14 @@ pub async fn observe(
         Ok(response) => {
             let mut response = response?.map_into_boxed_body();
             let (status, route) = (response.status(), route_of(response.request()));
-            finish(&answered, &route, status, response.headers_mut(), false);
+            finish(&answered, route, status, response.headers_mut(), false);
             Ok(response)
         }
         Err(_) => {
             let mut response = ApiError::timeout().error_response();
             let status = response.status();
             let route = timed_out_route(&method, &path);
-            finish(&answered, &route, status, response.headers_mut(), true);
+            finish(&answered, route, status, response.headers_mut(), true);
             // An error carrying its finished response, rendered as it is: the request it
             // belonged to went with the abandoned call, and a `ServiceResponse` needs one
             // (routing holds the only reference, so it cannot be kept aside beforehand).
@@ -109,7 +109,7 @@ fn timed_out_route(method: &Method, path: &str) -> String {
 /// request timed out) and its duration in `fodi_http_request_duration_seconds`.
 fn finish(
     request: &Answered<'_>,
-    route: &str,
+    route: String,
     status: StatusCode,
     headers: &mut HeaderMap,
     timed_out: bool,
@@ -136,7 +136,7 @@ fn finish(
     metrics::histogram!(
         "fodi_http_request_duration_seconds",
         "method" => *method,
-        "route" => route.to_string(),
+        "route" => route,
         "status" => status_code.to_string()
     )
     .record(elapsed.as_secs_f64());

@@ -95,22 +95,22 @@ impl Identity {
     /// Records [`Identity::name`] as the span's `caller` field (without building the name of
     /// a service: the span is the request's, recorded on every request).
     pub fn record_on(&self, span: &tracing::Span) {
-        match self {
-            Identity::Anonymous => span.record("caller", "anonymous"),
-            Identity::Service { name, .. } => span.record("caller", &**name),
-            Identity::User(user) => span.record(
-                "caller",
-                tracing::field::display(format_args!("user:{}", user.as_uuid())),
-            ),
-        };
+        span.record("caller", tracing::field::display(self));
     }
 
     /// See [`Caller::name`].
     pub fn name(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The name: `anonymous`, the service's, or `user:<id>`.
+impl std::fmt::Display for Identity {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Identity::Anonymous => "anonymous".into(),
-            Identity::Service { name, .. } => name.to_string(),
-            Identity::User(user) => format!("user:{}", user.as_uuid()),
+            Identity::Anonymous => formatter.write_str("anonymous"),
+            Identity::Service { name, .. } => formatter.write_str(name),
+            Identity::User(user) => write!(formatter, "user:{}", user.as_uuid()),
         }
     }
 }

@@ -97,6 +97,17 @@ impl Api {
         assert_eq!(status, 201, "{issued}");
     }
 
+    /// A new user's wallet paid `tokens` from the rewards pool (funded beforehand).
+    pub async fn funded_wallet(&self, email: &str, tokens: &str) -> (String, String) {
+        let user = self.user(email).await;
+        let wallet = self.wallet(&user).await;
+        let reward =
+            json!({ "user_id": user, "reason": "seed", "reference": "r", "amount": tokens });
+        let (status, paid) = self.post("/api/v1/ledger/rewards", reward).await;
+        assert_eq!(status, 200, "{paid}");
+        (user, wallet)
+    }
+
     async fn wallet(&self, user: &str) -> String {
         let (status, wallet) = self
             .post("/api/v1/ledger/wallets", json!({ "user_id": user }))
@@ -575,11 +586,9 @@ async fn concurrent_transfers_apply_once_and_never_overdraw() {
     const WALLETS: usize = 6;
     let mut wallets = Vec::new();
     for n in 0..WALLETS {
-        let user = api.user(&format!("gather-{n}@example.com")).await;
-        let wallet = api.wallet(&user).await;
-        let reward = json!({ "user_id": user, "reason": "seed", "reference": "r", "amount": "10" });
-        let (status, paid) = api.post("/api/v1/ledger/rewards", reward).await;
-        assert_eq!(status, 200, "{paid}");
+        let (_, wallet) = api
+            .funded_wallet(&format!("gather-{n}@example.com"), "10")
+            .await;
         wallets.push(wallet);
     }
     let wallets = Arc::new(wallets);

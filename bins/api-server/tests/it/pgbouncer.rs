@@ -80,15 +80,10 @@ async fn the_server_works_through_pgbouncer_in_transaction_mode() {
     let mut users = Vec::new();
     let mut wallets = Vec::new();
     for n in 0..WALLETS {
-        let user = api.user(&format!("bouncer-{n}@example.com")).await;
-        let (status, wallet) = api
-            .post("/api/v1/ledger/wallets", json!({ "user_id": user }))
+        let (user, wallet) = api
+            .funded_wallet(&format!("bouncer-{n}@example.com"), "10")
             .await;
-        assert_eq!(status, 200, "{wallet}");
-        let reward = json!({ "user_id": user, "reason": "seed", "reference": "r", "amount": "10" });
-        let (status, paid) = api.post("/api/v1/ledger/rewards", reward).await;
-        assert_eq!(status, 200, "{paid}");
-        wallets.push(wallet["id"].as_str().unwrap().to_owned());
+        wallets.push(wallet);
         users.push(user);
     }
     let wallets = Arc::new(wallets);
