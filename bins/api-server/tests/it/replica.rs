@@ -153,6 +153,37 @@ async fn user_reads_go_to_the_replica_and_survive_it_stopping() {
     .await;
     assert_eq!(status, 200, "{deeper}");
     assert_eq!(deeper["entries"][0]["amount"], "1000000000", "{deeper}");
+
+    // A wallet opened after the moment asked for, not on the replica yet (its replay paused):
+    // its past balance is 0, read again on the primary, not "no such wallet".
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&replica)
+        .await
+        .unwrap();
+    let (_, late) = api
+        .post(
+            "/api/v1/ledger/wallets",
+            json!({ "user_id": users[2]["id"] }),
+        )
+        .await;
+    let late = late["id"].as_str().unwrap().to_owned();
+    let on_replica: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM blockchain.wallets WHERE id = $1::uuid")
+            .bind(&late)
+            .fetch_one(&replica)
+            .await
+            .unwrap();
+    assert_eq!(on_replica, 0, "the replica has not replayed the new wallet");
+    let (status, past) = get(&format!(
+        "/api/v1/ledger/wallets/{late}/balance?at={}",
+        an_hour_ago.replace('+', "%2B")
+    ))
+    .await;
+    assert_eq!((status, &past["posted"]), (200, &json!("0")), "{past}");
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&replica)
+        .await
+        .unwrap();
     replica.close().await;
 
     clusters.stop_replica();

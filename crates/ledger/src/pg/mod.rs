@@ -503,9 +503,19 @@ impl Ledger for PgLedger {
     async fn balance_at(&self, wallet: WalletId, at: DateTime<Utc>) -> Result<i64, LedgerError> {
         // A moment the replica surely holds (older than its bound) is read there.
         let age = (Utc::now() - at).to_std().unwrap_or_default();
-        on_connection!(self, self.db.read_as_of(age), |connection| {
+        let pool = self.db.read_as_of(age);
+        let read = on_connection!(self, pool, |connection| {
             history::balance_at(connection, wallet, at)
-        })
+        });
+        match read {
+            // The replica holds the moment, but a wallet opened since may not have reached it.
+            Err(LedgerError::WalletNotFound(_)) if !std::ptr::eq(pool, self.db.primary()) => {
+                on_connection!(self, |connection| history::balance_at(
+                    connection, wallet, at
+                ))
+            }
+            read => read,
+        }
     }
 
     async fn pay_reward(&self, request: RewardRequest) -> Result<Reward, LedgerError> {
