@@ -22,6 +22,8 @@ use chrono::{DateTime, Utc};
 use db_core::{Db, DirectPool, Ended, with_retry};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use sqlx::PgConnection;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -90,11 +92,14 @@ impl Ttl {
 }
 
 /// A cached value and what is known of its entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(as = CacheEntry))]
 pub struct CachedValue {
-    pub value: serde_json::Value,
+    /// The JSON text as stored: a hit hands it on without building a tree of it, which a
+    /// server answering with it would only write out again. [`CachedValue::parse`] reads it.
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
+    pub value: Box<RawValue>,
     /// `None`: never expires.
     pub expires_at: Option<DateTime<Utc>>,
     /// Set for sliding entries: each hit moves the expiry to this long after it.
@@ -104,6 +109,29 @@ pub struct CachedValue {
     /// answer came from the in-process tier).
     pub hit_count: i64,
     pub created_at: DateTime<Utc>,
+}
+
+impl CachedValue {
+    /// The value as a `T` (a [`serde_json::Value`] for any shape).
+    pub fn parse<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.value.get())
+    }
+}
+
+/// Equal values, not equal texts: `{"a":1,"b":2}` equals `{"b": 2, "a": 1}`.
+impl PartialEq for CachedValue {
+    fn eq(&self, other: &Self) -> bool {
+        let same_value = self.value.get() == other.value.get()
+            || matches!(
+                (self.parse::<serde_json::Value>(), other.parse::<serde_json::Value>()),
+                (Ok(mine), Ok(theirs)) if mine == theirs
+            );
+        same_value
+            && self.expires_at == other.expires_at
+            && self.sliding_ttl == other.sliding_ttl
+            && self.hit_count == other.hit_count
+            && self.created_at == other.created_at
+    }
 }
 
 /// How serde writes a [`Duration`]: whole seconds and the nanoseconds beyond them (the
@@ -269,7 +297,7 @@ macro_rules! on_statement_connection {
 
 #[derive(sqlx::FromRow)]
 struct EntryRow {
-    value: sqlx::types::Json<serde_json::Value>,
+    value: sqlx::types::Json<Box<RawValue>>,
     expires_at: Option<DateTime<Utc>>,
     sliding_ms: Option<i64>,
     hit_count: i64,
@@ -549,7 +577,13 @@ impl PgResponseCache {
                 reason: "must be at least one millisecond".into(),
             });
         }
-        let json = sqlx::types::Json(value);
+        // Written out once: the text is both what is stored and what is returned.
+        let value =
+            serde_json::value::to_raw_value(value).map_err(|error| AiError::InvalidField {
+                field: "value",
+                reason: error.to_string(),
+            })?;
+        let json = sqlx::types::Json(&value);
         let asked = Instant::now();
         let notify = inner.config.cache.notify_invalidations;
         let payload = local::payload_for_entry(inner.instance, user, key);
@@ -581,7 +615,7 @@ impl PgResponseCache {
         })?;
         inner.hits.forget(user, key);
         let stored = CachedValue {
-            value: value.clone(),
+            value,
             expires_at,
             sliding_ttl: sliding,
             hit_count: 0,

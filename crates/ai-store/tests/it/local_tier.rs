@@ -38,7 +38,7 @@ async fn a_set_or_delete_in_one_process_invalidates_the_others() {
     assert!(
         eventually(NOTIFICATION, || async {
             let hit = there.get(user, "menu").await.unwrap().unwrap();
-            assert_eq!(hit.value, json!("v1"));
+            assert_eq!(hit.parse::<serde_json::Value>().unwrap(), json!("v1"));
             there.stats().local_hits > 0
         })
         .await,
@@ -50,7 +50,14 @@ async fn a_set_or_delete_in_one_process_invalidates_the_others() {
         .unwrap();
     assert!(
         eventually(NOTIFICATION, || async {
-            there.get(user, "menu").await.unwrap().unwrap().value == json!("v2")
+            there
+                .get(user, "menu")
+                .await
+                .unwrap()
+                .unwrap()
+                .parse::<serde_json::Value>()
+                .unwrap()
+                == json!("v2")
         })
         .await,
         "the other process still serves the replaced value"
@@ -115,7 +122,13 @@ async fn after_losing_its_listener_a_process_serves_no_stale_copy() {
         .await
         .unwrap();
     assert_eq!(
-        there.get(user, "k").await.unwrap().unwrap().value,
+        there
+            .get(user, "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse::<serde_json::Value>()
+            .unwrap(),
         json!("before")
     );
 
@@ -134,7 +147,14 @@ async fn after_losing_its_listener_a_process_serves_no_stale_copy() {
 
     assert!(
         eventually(NOTIFICATION, || async {
-            there.get(user, "k").await.unwrap().unwrap().value == json!("after")
+            there
+                .get(user, "k")
+                .await
+                .unwrap()
+                .unwrap()
+                .parse::<serde_json::Value>()
+                .unwrap()
+                == json!("after")
         })
         .await,
         "a copy from before the outage is still served"
@@ -145,7 +165,14 @@ async fn after_losing_its_listener_a_process_serves_no_stale_copy() {
         .unwrap();
     assert!(
         eventually(NOTIFICATION, || async {
-            there.get(user, "k").await.unwrap().unwrap().value == json!("later")
+            there
+                .get(user, "k")
+                .await
+                .unwrap()
+                .unwrap()
+                .parse::<serde_json::Value>()
+                .unwrap()
+                == json!("later")
         })
         .await
     );
@@ -167,8 +194,22 @@ async fn many_keys_read_at_once_are_answered_from_memory_and_fill_it() {
     assert!(
         eventually(NOTIFICATION, || async {
             let found = there.get_many(&[(user, "a"), (user, "b")]).await.unwrap();
-            assert_eq!(found[0].as_ref().unwrap().value, json!("a1"));
-            assert_eq!(found[1].as_ref().unwrap().value, json!("b1"));
+            assert_eq!(
+                found[0]
+                    .as_ref()
+                    .unwrap()
+                    .parse::<serde_json::Value>()
+                    .unwrap(),
+                json!("a1")
+            );
+            assert_eq!(
+                found[1]
+                    .as_ref()
+                    .unwrap()
+                    .parse::<serde_json::Value>()
+                    .unwrap(),
+                json!("b1")
+            );
             there.stats().local_hits >= 2
         })
         .await,
@@ -181,7 +222,12 @@ async fn many_keys_read_at_once_are_answered_from_memory_and_fill_it() {
     assert!(
         eventually(NOTIFICATION, || async {
             let found = there.get_many(&[(user, "a"), (user, "b")]).await.unwrap();
-            found[1].as_ref().unwrap().value == json!("b2")
+            found[1]
+                .as_ref()
+                .unwrap()
+                .parse::<serde_json::Value>()
+                .unwrap()
+                == json!("b2")
         })
         .await,
         "the other process still serves the replaced value to batch reads"
