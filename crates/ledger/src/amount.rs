@@ -158,6 +158,29 @@ impl fmt::Display for Amount {
     }
 }
 
+/// A positive amount of whole tokens as a decimal string (`"12.5"`), as a client sends one:
+/// at most [`DECIMALS`] decimals and at most 9223372036.854775807 (`i64::MAX` units). It
+/// deserialises as any text and is read by [`TokenAmount::amount`], so that a malformed
+/// amount is a typed [`LedgerError`] rather than a serde message. The OpenAPI pattern states
+/// the same bounds (the api-server's tests hold the served pattern to [`parse_units`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        pattern = r"^(?:0*(?:[1-9][0-9]{0,8}(?:\.[0-9]{1,9})?|(?:[1-8][0-9]{9}|9[0-1][0-9]{8}|92[0-1][0-9]{7}|922[0-2][0-9]{6}|9223[0-2][0-9]{5}|92233[0-6][0-9]{4}|922337[0-1][0-9]{3}|92233720[0-2][0-9]|922337203[0-5])(?:\.[0-9]{1,9})?|9223372036(?:\.(?:[0-7][0-9]{0,8}|8[0-4][0-9]{0,7}|85[0-3][0-9]{0,6}|854[0-6][0-9]{0,5}|8547[0-6][0-9]{0,4}|85477[0-4][0-9]{0,3}|854775[0-7][0-9]{0,2}|85477580[0-6]|8|85|854|8547|85477|854775|8547758|85477580|854775807))?)|0*\.(?:[1-9][0-9]{0,8}|0[1-9][0-9]{0,7}|00[1-9][0-9]{0,6}|000[1-9][0-9]{0,5}|0000[1-9][0-9]{0,4}|00000[1-9][0-9]{0,3}|000000[1-9][0-9]{0,2}|0000000[1-9][0-9]{0,1}|00000000[1-9]))$"
+    )
+)]
+#[serde(transparent)]
+pub struct TokenAmount(pub String);
+
+impl TokenAmount {
+    /// The amount the text names; see [`parse_units`].
+    pub fn amount(&self) -> Result<Amount, LedgerError> {
+        Amount::parse_decimal(&self.0)
+    }
+}
+
 /// Parses a non-negative or negative decimal string of at most [`DECIMALS`] fraction digits
 /// into units: "1" is 1_000_000_000, "0.000000001" is 1, "-2.5" is -2_500_000_000.
 ///

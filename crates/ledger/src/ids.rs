@@ -52,6 +52,22 @@ impl TransferId {
     pub fn is_derived(&self) -> bool {
         self.0.get_version_num() == 5
     }
+
+    /// An id a client chose, refused when it is of the kind the ledger derives (see
+    /// [`is_derived`](Self::is_derived)): what a service exposed to clients accepts as a
+    /// transfer's id.
+    pub fn chosen(id: uuid::Uuid) -> Result<Self, crate::LedgerError> {
+        let id = Self(id);
+        if id.is_derived() {
+            return Err(crate::LedgerError::InvalidField {
+                field: "id",
+                reason:
+                    "version-5 UUIDs are reserved for ids the ledger derives; choose a v4 or v7"
+                        .into(),
+            });
+        }
+        Ok(id)
+    }
 }
 
 /// Namespaces of the ids this crate derives (UUIDv5), so that the same fact always yields the
@@ -100,5 +116,18 @@ mod tests {
             );
         }
         assert!(!TransferId::new().is_derived());
+    }
+
+    #[test]
+    fn a_client_may_not_choose_an_id_the_ledger_derives() {
+        let derived = TransferId::from_idempotency_key("go-backend", "k").unwrap();
+        assert!(matches!(
+            TransferId::chosen(derived.0),
+            Err(crate::LedgerError::InvalidField { field: "id", .. })
+        ));
+        let random = uuid::Uuid::new_v4();
+        assert_eq!(TransferId::chosen(random).unwrap(), TransferId(random));
+        let ordered = uuid::Uuid::now_v7();
+        assert_eq!(TransferId::chosen(ordered).unwrap(), TransferId(ordered));
     }
 }

@@ -26,7 +26,7 @@ mod model;
 pub mod pg;
 pub mod seal;
 
-pub use amount::{Amount, Asset};
+pub use amount::{Amount, Asset, TokenAmount};
 pub use api::Ledger;
 pub use error::LedgerError;
 pub use ids::{NftId, NftTransferId, TransferId, UserId, WalletId};

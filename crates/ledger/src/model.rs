@@ -36,6 +36,21 @@ impl SystemWallet {
     }
 }
 
+/// A system wallet by the name its JSON gives it (`issuer`, `rewards_pool`, `fees`).
+impl std::str::FromStr for SystemWallet {
+    type Err = LedgerError;
+
+    fn from_str(name: &str) -> Result<Self, LedgerError> {
+        [Self::Issuer, Self::RewardsPool, Self::Fees]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| LedgerError::InvalidField {
+                field: "system_wallet",
+                reason: "issuer, rewards_pool or fees".into(),
+            })
+    }
+}
+
 /// Who a wallet belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -13,8 +13,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use ledger::{
-    Amount, Asset, BatchMode, Issuance, Ledger, LedgerError, MintNft, MoveNft, NftId,
-    NftTransferId, RewardRequest, SystemWallet, TransferId, TransferRequest, UserId, WalletId,
+    Asset, BatchMode, Issuance, Ledger, LedgerError, MintNft, MoveNft, NftId, NftTransferId,
+    RewardRequest, SystemWallet, TokenAmount, TransferId, TransferRequest, UserId, WalletId,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -56,10 +56,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
     );
 }
 
-fn parse_amount(TokenAmount(text): &TokenAmount) -> Result<Amount, ApiError> {
-    Ok(Amount::parse_decimal(text)?)
-}
-
 fn asset(code: Option<&str>) -> Result<Asset, ApiError> {
     match code {
         None => Ok(Asset::fodi()),
@@ -90,22 +86,8 @@ fn transfer_id(
         (Some(_), Some(_)) => Err(ApiError::idempotency_key_mismatch()
             .with_detail("send the Idempotency-Key header or the body's id, not both")),
         (Some(header), None) => Ok(Some(header)),
-        (None, body) => body.map(chosen_id).transpose(),
+        (None, body) => Ok(body.map(TransferId::chosen).transpose()?),
     }
-}
-
-/// An id the client chose, unless it is of the kind the ledger derives: a client choosing
-/// one could claim a reward's id before the reward is paid.
-fn chosen_id(id: Uuid) -> Result<TransferId, ApiError> {
-    let id = TransferId(id);
-    if id.is_derived() {
-        return Err(ApiError::from(LedgerError::InvalidField {
-            field: "id",
-            reason: "version-5 UUIDs are reserved for ids the ledger derives; choose a v4 or v7"
-                .into(),
-        }));
-    }
-    Ok(id)
 }
 
 /// 201 for a transfer applied now, 200 for a replay.
@@ -264,7 +246,7 @@ impl NewTransfer {
         id: Option<TransferId>,
         caller: &Caller,
     ) -> Result<TransferRequest, ApiError> {
-        let amount = parse_amount(&self.amount)?;
+        let amount = self.amount.amount()?;
         let (debit, credit) = (WalletId(self.debit), WalletId(self.credit));
         let mut request = match self.hold_timeout_ms {
             None => TransferRequest::transfer(debit, credit, amount),
@@ -276,9 +258,10 @@ impl NewTransfer {
             }
             Some(ms) => TransferRequest::hold(debit, credit, amount, Duration::from_millis(ms)),
         };
-        if let Some(id) =
-            id.map_or_else(|| self.id.map(chosen_id).transpose(), |id| Ok(Some(id)))?
-        {
+        if let Some(id) = id.map_or_else(
+            || self.id.map(TransferId::chosen).transpose(),
+            |id| Ok(Some(id)),
+        )? {
             request = request.with_id(id);
         }
         request = request.submitted_by(caller.name());
@@ -416,15 +399,6 @@ pub struct Void {
     id: Option<Uuid>,
 }
 
-/// A positive amount of tokens as a decimal string (`"12.5"`): at most 9 decimals and at most
-/// 9223372036.854775807 (the ledger's `i64` of units; see `ledger::Amount::parse_decimal`).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(
-    pattern = r"^(?:0*(?:[1-9][0-9]{0,8}(?:\.[0-9]{1,9})?|(?:[1-8][0-9]{9}|9[0-1][0-9]{8}|92[0-1][0-9]{7}|922[0-2][0-9]{6}|9223[0-2][0-9]{5}|92233[0-6][0-9]{4}|922337[0-1][0-9]{3}|92233720[0-2][0-9]|922337203[0-5])(?:\.[0-9]{1,9})?|9223372036(?:\.(?:[0-7][0-9]{0,8}|8[0-4][0-9]{0,7}|85[0-3][0-9]{0,6}|854[0-6][0-9]{0,5}|8547[0-6][0-9]{0,4}|85477[0-4][0-9]{0,3}|854775[0-7][0-9]{0,2}|85477580[0-6]|8|85|854|8547|85477|854775|8547758|85477580|854775807))?)|0*\.(?:[1-9][0-9]{0,8}|0[1-9][0-9]{0,7}|00[1-9][0-9]{0,6}|000[1-9][0-9]{0,5}|0000[1-9][0-9]{0,4}|00000[1-9][0-9]{0,3}|000000[1-9][0-9]{0,2}|0000000[1-9][0-9]{0,1}|00000000[1-9]))$"
-)]
-#[serde(transparent)]
-pub struct TokenAmount(String);
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProofQuery {
@@ -463,10 +437,7 @@ pub async fn post_pending(
     pending: web::Path<Uuid>,
     Body(body): Body<Resolve>,
 ) -> ApiResult {
-    let amount = body
-        .amount
-        .map(|amount| parse_amount(&amount))
-        .transpose()?;
+    let amount = body.amount.map(|amount| amount.amount()).transpose()?;
     let mut post = TransferRequest::post(TransferId(*pending), amount).submitted_by(caller.name());
     if let Some(id) = transfer_id(&request, &caller, body.id)? {
         post = post.with_id(id);
@@ -624,18 +595,12 @@ pub async fn issue(
     ledger: web::Data<dyn Ledger>,
     Body(body): Body<NewIssuance>,
 ) -> ApiResult {
-    let to = match (body.to.as_str(), body.to.parse::<Uuid>()) {
-        (_, Ok(wallet)) if body.asset.is_none() => WalletId(wallet),
-        ("rewards_pool" | "fees", _) => {
-            let kind = if body.to == "fees" {
-                SystemWallet::Fees
-            } else {
-                SystemWallet::RewardsPool
-            };
-            ledger
-                .system_wallet(kind, &asset(body.asset.as_deref())?)
-                .await?
-                .id
+    // The issuer pays an issuance: it cannot be its recipient.
+    let to = match (body.to.parse::<Uuid>(), body.to.parse::<SystemWallet>()) {
+        (Ok(wallet), _) if body.asset.is_none() => WalletId(wallet),
+        (_, Ok(kind)) if kind != SystemWallet::Issuer => {
+            let asset = asset(body.asset.as_deref())?;
+            ledger.system_wallet(kind, &asset).await?.id
         }
         _ => {
             return Err(ApiError::from(LedgerError::InvalidField {
@@ -644,7 +609,7 @@ pub async fn issue(
             }));
         }
     };
-    let mut issuance = Issuance::new(to, parse_amount(&body.amount)?).submitted_by(caller.name());
+    let mut issuance = Issuance::new(to, body.amount.amount()?).submitted_by(caller.name());
     if let Some(id) = transfer_id(&request, &caller, body.id)? {
         issuance = issuance.with_id(id);
     }
@@ -684,7 +649,7 @@ pub async fn pay_reward(
             user: UserId(body.user_id),
             reason: body.reason,
             reference: body.reference,
-            amount: parse_amount(&body.amount)?,
+            amount: body.amount.amount()?,
             asset: asset(body.asset.as_deref())?,
             order_id: body.order_id,
             submitted_by: Some(caller.name()),
