@@ -14,8 +14,8 @@ use access::Access;
 
 use crate::admission::Http;
 use crate::error::{ApiError, ApiResult};
-use crate::leader::Leadership;
 use crate::settings::OrchestratorSettings;
+use db_core::lease::Lease;
 
 /// The supervised backend's process name.
 pub const BACKEND: &str = "backend";
@@ -49,14 +49,14 @@ pub fn processes(settings: &OrchestratorSettings) -> Vec<ProcessSpec> {
 pub fn admin_state(
     supervisor: Arc<Supervisor>,
     access: Access,
-    leadership: Option<Leadership>,
+    leadership: Option<Lease>,
 ) -> AdminState {
     AdminState {
         supervisor,
         authorise: Arc::new(move |request| {
             access.admit(&Http(request)).map_err(ApiError::from)?;
             match &leadership {
-                Some(leadership) if request.method() == Method::POST && !leadership.is_leader() => {
+                Some(leadership) if request.method() == Method::POST && !leadership.is_held() => {
                     Err(ApiError::not_leader()
                         .with_detail(
                             "send process control to the instance holding the supervision lock",

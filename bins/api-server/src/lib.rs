@@ -223,19 +223,18 @@ impl Application {
         let processes = admin::processes(&settings.orchestrator);
         let supervises = !processes.is_empty();
         let supervisor = Arc::new(Supervisor::new(processes)?);
-        let leadership = leader::Leadership::default();
-        // With processes to supervise, the instance holding the lock runs them.
-        let election = supervises.then(|| {
-            leader::elect(
-                pools.readonly.session_options().clone(),
-                supervisor.clone(),
-                leadership.clone(),
-            )
-        });
+        // With processes to supervise, the instance holding the lease runs them.
+        let (leadership, election) = if supervises {
+            let options = pools.readonly.session_options().clone();
+            let (lease, task) = leader::elect(options, supervisor.clone());
+            (Some(lease), Some(task))
+        } else {
+            (None, None)
+        };
         let admin_data = web::Data::new(admin::admin_state(
             supervisor.clone(),
             access.clone(),
-            supervises.then_some(leadership),
+            leadership,
         ));
         let (live, live_tasks) = live::LiveHub::start(
             ledger.clone().map(|ledger| ledger as Arc<dyn Ledger>),

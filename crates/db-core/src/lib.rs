@@ -8,6 +8,7 @@
 //!   [`with_retry`] for the retryable ones (serialisation failures, deadlocks).
 //! - [`migrate`]: refinery driven over sqlx, one migration set and history table per schema
 //!   owner, applied under an advisory lock; [`migrate::core_set`] is the core backend's set.
+//! - [`lease`]: a role one process of several holds at a time, as a session advisory lock.
 //! - [`LocalCluster`]: the embedded default, a private PostgreSQL cluster in a directory;
 //!   [`DatabaseTarget::resolve`] picks it when no server is configured.
 //! - [`uuid_id!`]: typed UUID identifiers for the data crates' rows.
@@ -25,6 +26,7 @@ mod db;
 mod direct;
 mod error;
 mod ids;
+pub mod lease;
 pub mod metrics;
 pub mod pooling;
 pub use ids::UserId;

@@ -4,6 +4,7 @@
 mod cluster;
 mod direct;
 mod errors;
+mod lease;
 mod migrate;
 mod pooling;
 mod replica;
