@@ -302,21 +302,13 @@ impl Application {
                 .app_data(scrape_data.clone())
                 .app_data(access_data.clone())
                 .app_data(admin_data.clone())
-                .app_data(jobs_data.clone())
-                .service(health::health)
-                .service(health::ready)
-                .service(observability::metrics_endpoint)
-                .service(openapi::document)
-                .service(openapi::page)
-                .service(openapi::bundle)
-                .service(openapi::init)
-                .service(openapi::styles)
-                .configure(admin::configure)
-                .app_data(live_data.clone())
-                .route("/ws", web::get().to(live::websocket));
+                .app_data(jobs_data.clone());
             if let Some(only) = &loopback_hosts_only {
                 app = app.app_data(only.clone());
             }
+            // The API families first: the router tries services in the order registered, and
+            // a family's scope costs a prefix comparison where each route with a parameter
+            // registered before it would cost a regex match on every request.
             if let Some(users) = &users_data {
                 app = app.app_data(users.clone()).configure(api::users::configure);
             }
@@ -335,6 +327,18 @@ impl Application {
                     .app_data(owners.clone())
                     .configure(api::ledger::configure);
             }
+            app = app
+                .service(health::health)
+                .service(health::ready)
+                .service(observability::metrics_endpoint)
+                .service(openapi::document)
+                .service(openapi::page)
+                .service(openapi::bundle)
+                .service(openapi::init)
+                .service(openapi::styles)
+                .configure(admin::configure)
+                .app_data(live_data.clone())
+                .route("/ws", web::get().to(live::websocket));
             app.default_service(web::to(api::not_found))
         })
         // Responses, streamed lines and WebSocket frames leave as soon as they are written:

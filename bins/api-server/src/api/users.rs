@@ -10,9 +10,13 @@ use crate::api::body::Body;
 use crate::error::ApiResult;
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .route("/api/v1/users", web::post().to(create))
-        .route("/api/v1/users/{id}", web::get().to(get));
+    // A scope, as every family's: see `api::ledger::configure`.
+    config.service(
+        web::scope("/api/v1/users")
+            .route("", web::post().to(create))
+            .route("/{id}", web::get().to(get))
+            .default_service(web::to(crate::api::not_found)),
+    );
 }
 
 /// Create a user
