@@ -10,7 +10,7 @@ use db_core::sqlx;
 use futures_util::FutureExt;
 use serde_json::json;
 
-use crate::support::Fixture;
+use crate::support::{Fixture, value_of};
 
 #[tokio::test]
 async fn set_get_delete_and_replace() {
@@ -211,23 +211,11 @@ async fn users_never_see_each_others_entries() {
         .await
         .unwrap();
     assert_eq!(
-        cache
-            .get(alice, "k")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse::<serde_json::Value>()
-            .unwrap(),
+        value_of(cache.get(alice, "k").await.unwrap()).unwrap(),
         json!("alice's")
     );
     assert_eq!(
-        cache
-            .get(bob, "k")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse::<serde_json::Value>()
-            .unwrap(),
+        value_of(cache.get(bob, "k").await.unwrap()).unwrap(),
         json!("bob's")
     );
 }

@@ -9,7 +9,7 @@ use ai_store::{AiConfig, CacheConfig, ResponseCache, Ttl};
 use db_core::sqlx;
 use serde_json::json;
 
-use crate::support::{Fixture, eventually};
+use crate::support::{Fixture, eventually, value_of};
 
 fn with_local_tier() -> AiConfig {
     AiConfig {
@@ -50,14 +50,7 @@ async fn a_set_or_delete_in_one_process_invalidates_the_others() {
         .unwrap();
     assert!(
         eventually(NOTIFICATION, || async {
-            there
-                .get(user, "menu")
-                .await
-                .unwrap()
-                .unwrap()
-                .parse::<serde_json::Value>()
-                .unwrap()
-                == json!("v2")
+            value_of(there.get(user, "menu").await.unwrap()).unwrap() == json!("v2")
         })
         .await,
         "the other process still serves the replaced value"
@@ -122,13 +115,7 @@ async fn after_losing_its_listener_a_process_serves_no_stale_copy() {
         .await
         .unwrap();
     assert_eq!(
-        there
-            .get(user, "k")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse::<serde_json::Value>()
-            .unwrap(),
+        value_of(there.get(user, "k").await.unwrap()).unwrap(),
         json!("before")
     );
 
@@ -147,14 +134,7 @@ async fn after_losing_its_listener_a_process_serves_no_stale_copy() {
 
     assert!(
         eventually(NOTIFICATION, || async {
-            there
-                .get(user, "k")
-                .await
-                .unwrap()
-                .unwrap()
-                .parse::<serde_json::Value>()
-                .unwrap()
-                == json!("after")
+            value_of(there.get(user, "k").await.unwrap()).unwrap() == json!("after")
         })
         .await,
         "a copy from before the outage is still served"
@@ -165,14 +145,7 @@ async fn after_losing_its_listener_a_process_serves_no_stale_copy() {
         .unwrap();
     assert!(
         eventually(NOTIFICATION, || async {
-            there
-                .get(user, "k")
-                .await
-                .unwrap()
-                .unwrap()
-                .parse::<serde_json::Value>()
-                .unwrap()
-                == json!("later")
+            value_of(there.get(user, "k").await.unwrap()).unwrap() == json!("later")
         })
         .await
     );

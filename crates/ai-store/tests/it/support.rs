@@ -37,3 +37,8 @@ impl Fixture {
 }
 
 pub use test_support::eventually;
+
+/// A lookup's value as JSON (`None` on a miss).
+pub fn value_of(hit: Option<ai_store::CachedValue>) -> Option<serde_json::Value> {
+    hit.map(|hit| hit.parse().expect("a cached value is JSON"))
+}
