@@ -158,7 +158,7 @@ impl fmt::Display for Amount {
     }
 }
 
-/// A positive amount of whole tokens as a decimal string (`"12.5"`), as a client sends one:
+/// A positive amount of tokens as a decimal string (`"12.5"`), as a client sends one:
 /// at most [`DECIMALS`] decimals and at most 9223372036.854775807 (`i64::MAX` units). It
 /// deserialises as any text and is read by [`TokenAmount::amount`], so that a malformed
 /// amount is a typed [`LedgerError`] rather than a serde message. The OpenAPI pattern states

@@ -654,3 +654,24 @@ mod duration_millis {
         Ok(Duration::from_millis(u64::deserialize(deserializer)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SystemWallet;
+
+    #[test]
+    fn a_system_wallet_is_named_as_its_json_names_it() {
+        for kind in [
+            SystemWallet::Issuer,
+            SystemWallet::RewardsPool,
+            SystemWallet::Fees,
+        ] {
+            let name = serde_json::to_value(kind).unwrap();
+            assert_eq!(
+                name.as_str().unwrap().parse::<SystemWallet>().unwrap(),
+                kind
+            );
+        }
+        assert!("rewards-pool".parse::<SystemWallet>().is_err());
+    }
+}
