@@ -236,16 +236,7 @@ async fn a_child_gets_its_spec_and_the_allow_list_but_none_of_the_supervisors_va
         .pid()
         .unwrap();
 
-    // The spawn returns once the child's exec has begun, which is before the kernel has laid
-    // out the new program's environment: until then the file reads empty.
-    let read_environ = || std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || std::future::ready(
-            !read_environ().is_empty()
-        ))
-        .await
-    );
-    let environ = read_environ();
+    let environ = environ_of(pid).await;
     let variables: std::collections::BTreeMap<String, String> = environ
         .split(|byte| *byte == 0)
         .filter(|entry| !entry.is_empty())
@@ -317,16 +308,7 @@ async fn a_process_with_a_user_runs_as_that_user() {
     };
     assert_eq!(ids("Uid:"), vec![nobody.uid.to_string(); 4]);
     assert_eq!(ids("Gid:"), vec![nobody.gid.to_string(); 4]);
-    // The spawn returns once the child's exec has begun, which is before the kernel has laid
-    // out the new program's environment: until then the file reads empty.
-    let read_environ = || std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || std::future::ready(
-            !read_environ().is_empty()
-        ))
-        .await
-    );
-    let environ = read_environ();
+    let environ = environ_of(pid).await;
     let home = format!("HOME={}", nobody.dir.display());
     assert!(
         environ

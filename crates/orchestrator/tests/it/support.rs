@@ -64,6 +64,21 @@ pub fn running(state: &ProcessState) -> bool {
 }
 
 /// Whether a process with this pid exists (and is not a zombie).
+/// A child's environment as `/proc` shows it (`NAME=value` entries, NUL-separated). The spawn
+/// returns once the child's exec has begun, before the kernel has laid out the new program's
+/// environment: until then the file reads empty, so this waits for content.
+pub async fn environ_of(pid: u32) -> Vec<u8> {
+    let read = || std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || std::future::ready(
+            !read().is_empty()
+        ))
+        .await,
+        "the environment of {pid} stayed empty"
+    );
+    read()
+}
+
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat
